@@ -1,0 +1,1 @@
+"""The NPO learning and decision core: pure Python + numpy, no I/O."""

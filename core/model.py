@@ -1,0 +1,277 @@
+"""The retrain model: P(like | context, playbook, similarity) fitted on the feedback log.
+
+A weighted logistic regression on hashed one-hot features, in numpy. Why this and not a
+bigger learner: its output is a calibrated probability the blend can mix with local
+scores, it is convex (a retrain is deterministic and cannot get stuck), soft labels
+(neutral = 0.5 at weight 0.25) are native to its loss, and with identical rows folded into
+sufficient statistics a fit on a million feedback rows costs as much as one on the few
+thousand distinct scenarios they contain.
+
+Features: bias, each context feature, the playbook, every playbook × context-feature pair
+(so "operators reject link drains off-peak" is expressible) and the retrieval similarity.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from core.feedback import FeedbackKind, signal
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class Prior(Protocol):
+    """Anything that gives the prior P(like) of a playbook in a context."""
+
+    def predict(self, playbook_id: str, context: Mapping[str, str], similarity: float) -> float:
+        """P(like) in [0, 1]."""
+        ...
+
+
+class SimilarityPrior:
+    """Before any feedback exists, trust retrieval: the prior is the similarity itself."""
+
+    def predict(self, playbook_id: str, context: Mapping[str, str], similarity: float) -> float:
+        return float(min(1.0, max(0.0, similarity)))
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled row of the feedback log."""
+
+    playbook_id: str
+    context: Mapping[str, str]
+    similarity: float
+    kind: FeedbackKind
+
+
+@dataclass(frozen=True, slots=True)
+class FitConfig:
+    dim: int = 1 << 14
+    l2: float = 1e-3
+    learning_rate: float = 0.1
+    max_iter: int = 150
+    tol: float = 1e-4
+    similarity_bins: int = 20
+
+    def __post_init__(self) -> None:
+        if self.dim < 16 or self.dim & (self.dim - 1):
+            raise ValueError(f"dim: {self.dim} must be a power of two >= 16")
+        if self.l2 < 0:
+            raise ValueError(f"l2: {self.l2} must be >= 0")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate: {self.learning_rate} must be > 0")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter: {self.max_iter} must be >= 1")
+        if self.similarity_bins < 1:
+            raise ValueError(f"similarity_bins: {self.similarity_bins} must be >= 1")
+
+
+def feature_names(playbook_id: str, context: Mapping[str, str]) -> list[str]:
+    pb = f"pb={playbook_id}"
+    names = ["bias", pb]
+    for key in sorted(context):
+        item = f"{key}={context[key]}"
+        names.append(item)
+        names.append(f"{pb}&{item}")
+    return names
+
+
+ContextItems = tuple[tuple[str, str], ...]
+
+
+class FeatureHasher:
+    """Hashed feature indices per (playbook, context), cached: successive model versions
+    share one hasher, so a scenario is hashed once per process, not once per retrain."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._cache: dict[tuple[str, ContextItems], list[int]] = {}
+
+    def indices(self, playbook_id: str, context: Mapping[str, str]) -> list[int]:
+        items = tuple(sorted(context.items()))
+        key = (playbook_id, items)
+        cached = self._cache.get(key)
+        if cached is None:
+            mask = self.dim - 1
+            cached = [
+                zlib.crc32(name.encode("utf-8")) & mask
+                for name in feature_names(playbook_id, context)
+            ]
+            self._cache[key] = cached
+        return cached
+
+
+@dataclass(slots=True)
+class LogisticModel:
+    """Weights of a fitted model; ``predict`` is cheap and cached per scenario."""
+
+    weights: FloatArray
+    similarity_weight: float
+    config: FitConfig
+    trained_on: int = 0
+    hasher: FeatureHasher | None = field(default=None, repr=False, compare=False)
+    _cache: dict[tuple[str, ContextItems], float] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def logit_without_similarity(self, playbook_id: str, context: Mapping[str, str]) -> float:
+        key = (playbook_id, tuple(sorted(context.items())))
+        cached = self._cache.get(key)
+        if cached is None:
+            if self.hasher is None or self.hasher.dim != self.config.dim:
+                self.hasher = FeatureHasher(self.config.dim)
+            cached = float(self.weights[self.hasher.indices(playbook_id, context)].sum())
+            self._cache[key] = cached
+        return cached
+
+    def predict(self, playbook_id: str, context: Mapping[str, str], similarity: float) -> float:
+        z = self.logit_without_similarity(playbook_id, context) + self.similarity_weight * (
+            similarity - 0.5
+        )
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+    def to_dict(self) -> dict[str, object]:
+        nonzero = np.flatnonzero(self.weights)
+        return {
+            "dim": self.config.dim,
+            "l2": self.config.l2,
+            "indices": nonzero.tolist(),
+            "values": self.weights[nonzero].tolist(),
+            "similarity_weight": self.similarity_weight,
+            "trained_on": self.trained_on,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LogisticModel:
+        dim = int(data["dim"])  # type: ignore[call-overload]
+        config = FitConfig(dim=dim, l2=float(data["l2"]))  # type: ignore[arg-type]
+        weights = np.zeros(dim)
+        weights[np.asarray(data["indices"], dtype=np.int64)] = np.asarray(
+            data["values"], dtype=np.float64
+        )
+        return cls(
+            weights=weights,
+            similarity_weight=float(data["similarity_weight"]),  # type: ignore[arg-type]
+            config=config,
+            trained_on=int(data["trained_on"]),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Design:
+    """Distinct rows with their summed weights (W) and weighted labels (WY)."""
+
+    indices: IntArray  # (rows, features per row)
+    similarity: FloatArray  # centred similarity per row
+    total_weight: FloatArray
+    weighted_label: FloatArray
+    examples: int
+
+
+def _design(examples: Iterable[Example], config: FitConfig, hasher: FeatureHasher) -> _Design:
+    rows: dict[tuple[str, tuple[tuple[str, str], ...], int], list[float]] = {}
+    count = 0
+    bins = config.similarity_bins
+    for ex in examples:
+        sig = signal(ex.kind)
+        if sig.label is None:
+            continue
+        count += 1
+        sim_bin = round(min(1.0, max(0.0, ex.similarity)) * bins)
+        key = (ex.playbook_id, tuple(sorted(ex.context.items())), sim_bin)
+        acc = rows.get(key)
+        if acc is None:
+            rows[key] = [sig.weight, sig.weight * sig.label]
+        else:
+            acc[0] += sig.weight
+            acc[1] += sig.weight * sig.label
+    if not rows:
+        empty = np.zeros(0)
+        return _Design(np.zeros((0, 1), dtype=np.int64), empty, empty, empty, 0)
+    hashed = [hasher.indices(pb, dict(ctx)) for pb, ctx, _ in rows]
+    width = max(len(row) for row in hashed)
+    idx = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(hashed):
+        # Rows with fewer features are padded with -1; fit() maps padding to dummy slots.
+        idx[i, : len(row)] = row
+        idx[i, len(row) :] = -1
+    sims = np.array([k[2] / bins - 0.5 for k in rows], dtype=np.float64)
+    stats = np.array(list(rows.values()), dtype=np.float64)
+    return _Design(idx, sims, stats[:, 0], stats[:, 1], count)
+
+
+def fit(
+    examples: Iterable[Example],
+    config: FitConfig | None = None,
+    hasher: FeatureHasher | None = None,
+) -> LogisticModel:
+    """Fit by full-batch Adam on the weighted cross-entropy plus an L2 penalty.
+
+    Only the hashed features that occur in the data are optimised (the others stay at zero,
+    where the L2 penalty would keep them anyway), so a fit costs in the number of distinct
+    scenarios, not in the hashing dimension. Deterministic: same examples, same weights.
+    Skipped feedback carries no label and is ignored.
+    """
+    config = config or FitConfig()
+    if hasher is None or hasher.dim != config.dim:
+        hasher = FeatureHasher(config.dim)
+    design = _design(examples, config, hasher)
+    weights = np.zeros(config.dim)
+    if design.examples == 0:
+        return LogisticModel(weights, 0.0, config, 0, hasher)
+
+    used, local = np.unique(design.indices[design.indices >= 0], return_inverse=True)
+    n_used = len(used)
+    idx = np.full(design.indices.shape, n_used, dtype=np.int64)  # padding -> dummy slot
+    idx[design.indices >= 0] = local
+    flat = idx.ravel()
+    per_row = idx.shape[1]
+    total = float(design.total_weight.sum())
+    w = design.total_weight / total
+    wy = design.weighted_label / total
+    sims = design.similarity
+
+    theta = np.zeros(n_used + 2)  # [features..., dummy (always 0), similarity weight]
+    m = np.zeros_like(theta)
+    v = np.zeros_like(theta)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(1, config.max_iter + 1):
+        z = theta[idx].sum(axis=1) + theta[-1] * sims
+        p = 1.0 / (1.0 + np.exp(-z))
+        residual = w * p - wy
+        grad = np.empty_like(theta)
+        grad[:-1] = np.bincount(flat, weights=np.repeat(residual, per_row), minlength=n_used + 1)
+        grad[-1] = float(residual @ sims)
+        grad += config.l2 * theta
+        grad[n_used] = 0.0
+        if float(np.abs(grad).max()) < config.tol:
+            break
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad * grad
+        theta -= config.learning_rate * (m / (1 - beta1**step)) / (
+            np.sqrt(v / (1 - beta2**step)) + eps
+        )
+    weights[used] = theta[:n_used]
+    return LogisticModel(weights, float(theta[-1]), config, design.examples, hasher)
+
+
+def weighted_log_loss(model: Prior, examples: Sequence[Example]) -> float:
+    """Mean weighted cross-entropy of a prior on labelled examples (for tests and reports)."""
+    total = 0.0
+    weight = 0.0
+    for ex in examples:
+        sig = signal(ex.kind)
+        if sig.label is None:
+            continue
+        p = min(1 - 1e-9, max(1e-9, model.predict(ex.playbook_id, ex.context, ex.similarity)))
+        total -= sig.weight * (sig.label * np.log(p) + (1 - sig.label) * np.log(1 - p))
+        weight += sig.weight
+    return float(total / weight) if weight else 0.0

@@ -1,0 +1,233 @@
+"""The NPO loop in memory: score → threshold → SPE → decision → feedback → monitor → retrain.
+
+The simulator and the console adapter drive this class; the bot keeps the same state in its
+database and calls the same pure pieces (``ScenarioScore.refined``, ``ThresholdBandit``,
+``MetaMonitor``, ``fit``) inside its transactions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.bandit import ArmChoice, BanditConfig, ThresholdBandit
+from core.decision import Candidate, Decision, decide
+from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, alignment_loss, signal
+from core.model import (
+    Example,
+    FeatureHasher,
+    FitConfig,
+    LogisticModel,
+    Prior,
+    SimilarityPrior,
+    fit,
+)
+from core.monitor import MetaMonitor, MonitorAction, MonitorConfig, MonitorDecision
+from core.policy import Action, SafetyPolicyEngine
+from core.scenario import Scenario
+from core.scoring import ScoreTable, ScoringConfig
+
+
+class ThresholdMode(enum.StrEnum):
+    THOMPSON = "thompson"
+    FIXED = "fixed"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A retrieved playbook before scoring: what retrieval hands to the core."""
+
+    playbook_id: str
+    title: str
+    action: Action
+    similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainConfig:
+    """Controlled retraining: a candidate must beat the live model on the newest feedback."""
+
+    holdout_fraction: float = 0.2
+    min_holdout: int = 5
+    min_gain: float = 0.005  # δ, in alignment loss
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction: {self.holdout_fraction} must be within (0, 1)")
+        if self.min_holdout < 1:
+            raise ValueError(f"min_holdout: {self.min_holdout} must be >= 1")
+        if self.min_gain < 0:
+            raise ValueError(f"min_gain: {self.min_gain} must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class NPOConfig:
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    bandit: BanditConfig = field(default_factory=BanditConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    threshold_mode: ThresholdMode = ThresholdMode.THOMPSON
+    fixed_threshold: float = 0.7
+    skip_loss: float = DEFAULT_SKIP_LOSS
+    learn: bool = True  # False: the static baseline (scores, bandit and model never change)
+
+    def __post_init__(self) -> None:
+        if self.fixed_threshold not in self.bandit.arms:
+            raise ValueError(
+                f"fixed_threshold: {self.fixed_threshold} is not one of the arms {self.bandit.arms}"
+            )
+        if self.skip_loss < 0:
+            raise ValueError(f"skip_loss: {self.skip_loss} must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainResult:
+    """Outcome of fitting a candidate with a time-ordered hold-out."""
+
+    accepted: bool
+    live_loss: float
+    candidate_loss: float
+    holdout: int
+    reason: str
+
+    @property
+    def gain(self) -> float:
+        return self.live_loss - self.candidate_loss
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """M's decision, the shadow evaluation behind M* and, if M retrained, the outcome."""
+
+    decision: MonitorDecision
+    shadow: RetrainResult
+    candidate: LogisticModel | None = None
+    retrain: RetrainResult | None = None
+
+
+def holdout_loss(prior: Prior, examples: Sequence[Example], skip_loss: float) -> float:
+    """Mean alignment loss the prior's scores would have earned on these judgments."""
+    if not examples:
+        return 0.0
+    return sum(
+        alignment_loss(ex.kind, prior.predict(ex.playbook_id, ex.context, ex.similarity), skip_loss)
+        for ex in examples
+    ) / len(examples)
+
+
+class NPO:
+    def __init__(
+        self,
+        spe: SafetyPolicyEngine,
+        config: NPOConfig | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        self.config = config or NPOConfig()
+        self.spe = spe
+        self.rng = rng or np.random.default_rng(0)
+        self.scores = ScoreTable(self.config.scoring)
+        self.bandit = ThresholdBandit(self.config.bandit)
+        self.monitor = MetaMonitor(self.config.monitor)
+        self.prior: Prior = SimilarityPrior()
+        self.log: list[Example] = []
+        self.hasher = FeatureHasher(self.config.fit.dim)
+        self.losses: list[float] = []
+        self.retrains_accepted = 0
+        self.retrains_rejected = 0
+
+    # -- deciding -------------------------------------------------------------------------
+    def candidate(self, scenario: Scenario, match: Match) -> Candidate:
+        context = scenario.context()
+        prior = self.prior.predict(match.playbook_id, context, match.similarity)
+        sid = (match.playbook_id, scenario.context_key)
+        local = self.scores.get(sid)
+        return Candidate(
+            playbook_id=match.playbook_id,
+            title=match.title,
+            action=match.action,
+            similarity=match.similarity,
+            score=self.scores.score(sid, prior),
+            model_prior=prior,
+            observations=local.observations if local else 0,
+            local_score=local.value if local else None,
+        )
+
+    def choose_arm(self) -> ArmChoice:
+        mode = self.config.threshold_mode
+        if mode is ThresholdMode.FIXED:
+            return self.bandit.arm_for(self.config.fixed_threshold)
+        if mode is ThresholdMode.RANDOM:
+            return self.bandit.arm_for(self.bandit.arms[int(self.rng.integers(len(self.bandit.arms)))])
+        return self.bandit.choose(self.rng)
+
+    def decide(self, scenario: Scenario, matches: Sequence[Match]) -> Decision:
+        paused = self.monitor.state.paused
+        candidates = [self.candidate(scenario, m) for m in matches if m.playbook_id not in paused]
+        return decide(scenario, candidates, self.choose_arm(), self.spe, self.losses[-20:])
+
+    # -- learning -------------------------------------------------------------------------
+    def feedback(self, decision: Decision, playbook_id: str | None, kind: FeedbackKind) -> float:
+        """Record the operator's judgment of one candidate (or a skip); returns its loss."""
+        target = next((c for c in decision.candidates if c.playbook_id == playbook_id), None)
+        score = target.score if target else 0.0
+        loss = alignment_loss(kind, score, self.config.skip_loss)
+        self.losses.append(loss)
+        self.monitor.observe(kind, loss, playbook_id if target else None)
+        if target is None or signal(kind).label is None:
+            return loss
+        context = decision.scenario.context()
+        self.log.append(Example(target.playbook_id, context, target.similarity, kind))
+        if self.config.learn:
+            sid = (target.playbook_id, decision.scenario.context_key)
+            self.scores.update(sid, kind, target.model_prior)
+            if decision.arm is not None and self.config.threshold_mode is ThresholdMode.THOMPSON:
+                self.bandit.update(decision.arm.index, score, kind)
+        return loss
+
+    def evaluate_retrain(self) -> tuple[RetrainResult, LogisticModel | None]:
+        """Fit a candidate on the older feedback and compare it with the live prior on the
+        newest ``holdout_fraction`` of it (time-ordered, never shuffled)."""
+        rc = self.config.retrain
+        n_hold = max(rc.min_holdout, int(len(self.log) * rc.holdout_fraction))
+        if len(self.log) < n_hold + rc.min_holdout:
+            return RetrainResult(False, 0.0, 0.0, 0, f"only {len(self.log)} labelled decisions"), None
+        train, hold = self.log[:-n_hold], self.log[-n_hold:]
+        candidate = fit(train, self.config.fit, self.hasher)
+        live_loss = holdout_loss(self.prior, hold, self.config.skip_loss)
+        cand_loss = holdout_loss(candidate, hold, self.config.skip_loss)
+        accepted = live_loss - cand_loss >= rc.min_gain
+        verb = "lowers" if accepted else "does not lower"
+        reason = (
+            f"candidate {verb} hold-out loss by δ={rc.min_gain}: "
+            f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
+        )
+        return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
+
+    def retrain(self, evaluated: RetrainResult | None = None, force: bool = False) -> RetrainResult:
+        """Controlled retrain; ``force`` accepts the candidate regardless (no meta-monitor)."""
+        result = evaluated if evaluated is not None else self.evaluate_retrain()[0]
+        if result.accepted or force:
+            self.prior = fit(self.log, self.config.fit, self.hasher)  # the accepted model sees everything
+            self.retrains_accepted += 1
+        else:
+            self.retrains_rejected += 1
+        self.monitor.retrained()
+        return result
+
+    def tick(self) -> TickReport:
+        """One meta-monitoring tick: shadow evaluation, then M's decision carried out."""
+        shadow, candidate = self.evaluate_retrain()
+        if not self.config.learn:
+            hold = MonitorDecision(MonitorAction.HOLD, "learning disabled")
+            return TickReport(hold, shadow, candidate)
+        decision = self.monitor.decide()
+        if decision.action is MonitorAction.PAUSE_PLAYBOOK and decision.playbook_id:
+            self.monitor.pause(decision.playbook_id)
+        elif decision.action is MonitorAction.RETRAIN:
+            return TickReport(decision, shadow, candidate, self.retrain(shadow))
+        return TickReport(decision, shadow, candidate)
