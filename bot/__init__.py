@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Every edge with I/O: CLI, console, Slack, persistence, scheduler."""

@@ -117,7 +117,8 @@ def decide(
     trace = [
         f"scenario {scenario.component}/{scenario.fault_type}, severity {scenario.severity}, "
         f"context {scenario.context_key}",
-        f"{len(ranked)} candidate(s) retrieved; threshold τ={arm.threshold:.1f} from arm {arm.index}",
+        f"{len(ranked)} candidate(s) retrieved; "
+        f"threshold τ={arm.threshold:.1f} from arm {arm.index}",
     ]
     chosen_i: int | None = None
     blocked = False
@@ -201,4 +202,3 @@ def _empty(
         compliance=PolicyVerdict(Verdict.ALLOW),
     )
     return Decision(Outcome.ABSTAIN, scenario, (), (), explanation, arm=arm)
-

@@ -230,10 +230,10 @@ def fit(
 
     used, local = np.unique(design.indices[design.indices >= 0], return_inverse=True)
     n_used = len(used)
-    idx = np.full(design.indices.shape, n_used, dtype=np.int64)  # padding -> dummy slot
+    rows, per_row = design.indices.shape
+    idx: IntArray = np.full((rows, per_row), n_used, dtype=np.int64)  # padding -> dummy slot
     idx[design.indices >= 0] = local
     flat = idx.ravel()
-    per_row = idx.shape[1]
     total = float(design.total_weight.sum())
     w = design.total_weight / total
     wy = design.weighted_label / total
@@ -256,8 +256,8 @@ def fit(
             break
         m = beta1 * m + (1 - beta1) * grad
         v = beta2 * v + (1 - beta2) * grad * grad
-        theta -= config.learning_rate * (m / (1 - beta1**step)) / (
-            np.sqrt(v / (1 - beta2**step)) + eps
+        theta -= (
+            config.learning_rate * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps)
         )
     weights[used] = theta[:n_used]
     return LogisticModel(weights, float(theta[-1]), config, design.examples, hasher)

@@ -24,8 +24,8 @@ class MonitorAction(enum.StrEnum):
 class MonitorConfig:
     ewma_alpha: float = 0.1
     ewma_bound: float = 0.35
-    overrides_for_retrain: int = 3
     min_labels: int = 10
+    min_growth: float = 0.25  # new labels as a share of those the model was fitted on
     ph_delta: float = 0.02
     ph_threshold: float = 1.5
     pause_override_rate: float = 0.6
@@ -36,8 +36,8 @@ class MonitorConfig:
             raise ValueError(f"ewma_alpha: {self.ewma_alpha} must be within (0, 1]")
         if self.ewma_bound <= 0:
             raise ValueError(f"ewma_bound: {self.ewma_bound} must be > 0")
-        if self.overrides_for_retrain < 1:
-            raise ValueError(f"overrides_for_retrain: {self.overrides_for_retrain} must be >= 1")
+        if self.min_growth < 0:
+            raise ValueError(f"min_growth: {self.min_growth} must be >= 0")
         if self.min_labels < 1:
             raise ValueError(f"min_labels: {self.min_labels} must be >= 1")
         if self.ph_delta < 0 or self.ph_threshold <= 0:
@@ -92,6 +92,7 @@ class MonitorState:
 
     ewma: float | None = None
     labels_since_retrain: int = 0
+    labels_at_retrain: int = 0
     overrides_since_retrain: int = 0
     retrain_requested: bool = False
     drift_detected: bool = False
@@ -103,6 +104,7 @@ class MonitorState:
         return {
             "ewma": self.ewma,
             "labels_since_retrain": self.labels_since_retrain,
+            "labels_at_retrain": self.labels_at_retrain,
             "overrides_since_retrain": self.overrides_since_retrain,
             "retrain_requested": self.retrain_requested,
             "drift_detected": self.drift_detected,
@@ -116,12 +118,14 @@ class MonitorState:
         ph = data["ph"]
         playbooks = data["playbooks"]
         paused = data["paused"]
-        assert isinstance(ph, Mapping) and isinstance(playbooks, Mapping)
+        assert isinstance(ph, Mapping)
+        assert isinstance(playbooks, Mapping)
         assert isinstance(paused, Sequence)
         ewma = data["ewma"]
         return cls(
             ewma=None if ewma is None else float(ewma),  # type: ignore[arg-type]
             labels_since_retrain=int(data["labels_since_retrain"]),  # type: ignore[call-overload]
+            labels_at_retrain=int(data["labels_at_retrain"]),  # type: ignore[call-overload]
             overrides_since_retrain=int(data["overrides_since_retrain"]),  # type: ignore[call-overload]
             retrain_requested=bool(data["retrain_requested"]),
             drift_detected=bool(data["drift_detected"]),
@@ -143,7 +147,9 @@ class MetaMonitor:
 
     def __init__(self, config: MonitorConfig | None = None, state: MonitorState | None = None):
         self.config = config or MonitorConfig()
-        self.state = state or MonitorState(ph=PageHinkley(self.config.ph_delta, self.config.ph_threshold))
+        self.state = state or MonitorState(
+            ph=PageHinkley(self.config.ph_delta, self.config.ph_threshold)
+        )
 
     def observe(self, kind: FeedbackKind, loss: float, playbook_id: str | None = None) -> None:
         s, c = self.state, self.config
@@ -180,34 +186,44 @@ class MetaMonitor:
             return MonitorDecision(
                 MonitorAction.RETRAIN, "Page–Hinkley detected an upward shift in alignment loss"
             )
-        if s.overrides_since_retrain >= c.overrides_for_retrain:
+        if s.labels_since_retrain < c.min_labels:
+            pending = " (a retrain request is pending)" if s.retrain_requested else ""
             return MonitorDecision(
-                MonitorAction.RETRAIN,
-                f"{s.overrides_since_retrain} overrides since the last retrain "
-                f"(≥ {c.overrides_for_retrain})",
+                MonitorAction.HOLD,
+                f"{s.labels_since_retrain} new labels since the last retrain, "
+                f"fewer than the {c.min_labels} a fair hold-out test needs{pending}",
             )
         ewma = s.ewma or 0.0
-        if ewma > c.ewma_bound and s.labels_since_retrain >= c.min_labels:
+        if ewma > c.ewma_bound:
             return MonitorDecision(
                 MonitorAction.RETRAIN,
                 f"loss EWMA {ewma:.3f} > {c.ewma_bound:.3f} "
                 f"with {s.labels_since_retrain} new labels",
             )
-        if s.retrain_requested and s.labels_since_retrain >= c.min_labels:
+        growth = s.labels_since_retrain / max(1, s.labels_at_retrain)
+        if s.retrain_requested and growth >= c.min_growth:
             return MonitorDecision(
                 MonitorAction.RETRAIN,
-                f"retrain requested by an override and {s.labels_since_retrain} new labels",
+                f"{s.overrides_since_retrain} override(s) requested a retrain and "
+                f"{s.labels_since_retrain} new labels add {growth:.0%} to the "
+                f"{s.labels_at_retrain} the model was fitted on",
             )
-        pending = " (a retrain request is pending)" if s.retrain_requested else ""
+        if s.retrain_requested:
+            return MonitorDecision(
+                MonitorAction.HOLD,
+                f"retrain requested, but {s.labels_since_retrain} new labels add only "
+                f"{growth:.0%} to the {s.labels_at_retrain} the model was fitted on "
+                f"(< {c.min_growth:.0%}); loss EWMA {ewma:.3f} ≤ {c.ewma_bound:.3f}",
+            )
         return MonitorDecision(
             MonitorAction.HOLD,
-            f"loss EWMA {ewma:.3f} ≤ {c.ewma_bound:.3f}, "
-            f"{s.overrides_since_retrain} overrides, {s.labels_since_retrain} labels{pending}",
+            f"no override since the last retrain and loss EWMA {ewma:.3f} ≤ {c.ewma_bound:.3f}",
         )
 
     def retrained(self) -> None:
         """Reset the since-last-retrain counters (accepted or rejected alike)."""
         s = self.state
+        s.labels_at_retrain += s.labels_since_retrain
         s.labels_since_retrain = 0
         s.overrides_since_retrain = 0
         s.retrain_requested = False

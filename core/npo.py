@@ -51,7 +51,7 @@ class Match:
 class RetrainConfig:
     """Controlled retraining: a candidate must beat the live model on the newest feedback."""
 
-    holdout_fraction: float = 0.2
+    holdout_fraction: float = 0.5  # of the feedback newer than the live model
     min_holdout: int = 5
     min_gain: float = 0.005  # δ, in alignment loss
 
@@ -136,6 +136,7 @@ class NPO:
         self.prior: Prior = SimilarityPrior()
         self.log: list[Example] = []
         self.hasher = FeatureHasher(self.config.fit.dim)
+        self.trained_upto = 0  # log entries the live prior was fitted on
         self.losses: list[float] = []
         self.retrains_accepted = 0
         self.retrains_rejected = 0
@@ -162,7 +163,9 @@ class NPO:
         if mode is ThresholdMode.FIXED:
             return self.bandit.arm_for(self.config.fixed_threshold)
         if mode is ThresholdMode.RANDOM:
-            return self.bandit.arm_for(self.bandit.arms[int(self.rng.integers(len(self.bandit.arms)))])
+            return self.bandit.arm_for(
+                self.bandit.arms[int(self.rng.integers(len(self.bandit.arms)))]
+            )
         return self.bandit.choose(self.rng)
 
     def decide(self, scenario: Scenario, matches: Sequence[Match]) -> Decision:
@@ -190,12 +193,22 @@ class NPO:
         return loss
 
     def evaluate_retrain(self) -> tuple[RetrainResult, LogisticModel | None]:
-        """Fit a candidate on the older feedback and compare it with the live prior on the
-        newest ``holdout_fraction`` of it (time-ordered, never shuffled)."""
+        """Fit a candidate and compare it with the live prior on feedback neither has seen.
+
+        The hold-out is the newest ``holdout_fraction`` of the feedback that arrived after
+        the live model was trained (time-ordered, never shuffled); the candidate trains on
+        everything before it. Holding out older feedback would score the live model on its
+        own training data and bias the test towards keeping it.
+        """
         rc = self.config.retrain
-        n_hold = max(rc.min_holdout, int(len(self.log) * rc.holdout_fraction))
-        if len(self.log) < n_hold + rc.min_holdout:
-            return RetrainResult(False, 0.0, 0.0, 0, f"only {len(self.log)} labelled decisions"), None
+        fresh = len(self.log) - self.trained_upto
+        n_hold = max(rc.min_holdout, int(fresh * rc.holdout_fraction))
+        if fresh < n_hold + rc.min_holdout:
+            reason = (
+                f"{fresh} labelled decisions since the live model was trained; "
+                f"need {2 * rc.min_holdout} to train and hold out"
+            )
+            return RetrainResult(False, 0.0, 0.0, 0, reason), None
         train, hold = self.log[:-n_hold], self.log[-n_hold:]
         candidate = fit(train, self.config.fit, self.hasher)
         live_loss = holdout_loss(self.prior, hold, self.config.skip_loss)
@@ -212,7 +225,10 @@ class NPO:
         """Controlled retrain; ``force`` accepts the candidate regardless (no meta-monitor)."""
         result = evaluated if evaluated is not None else self.evaluate_retrain()[0]
         if result.accepted or force:
-            self.prior = fit(self.log, self.config.fit, self.hasher)  # the accepted model sees everything
+            self.prior = fit(
+                self.log, self.config.fit, self.hasher
+            )  # the accepted model sees everything
+            self.trained_upto = len(self.log)
             self.retrains_accepted += 1
         else:
             self.retrains_rejected += 1

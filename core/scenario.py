@@ -48,9 +48,7 @@ class Scenario:
     text: str = ""
     device: str = ""
     active_changes: tuple[str, ...] = field(default=())
-    _context: tuple[tuple[str, str], ...] = field(
-        init=False, repr=False, compare=False, default=()
-    )
+    _context: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False, default=())
     _key: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
@@ -79,9 +77,7 @@ class Scenario:
         canonical = "|".join(f"{k}={v}" for k, v in context)
         # Frozen dataclass: derived fields are set once here, never changed afterwards.
         object.__setattr__(self, "_context", context)
-        object.__setattr__(
-            self, "_key", hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:16]
-        )
+        object.__setattr__(self, "_key", hashlib.sha1(canonical.encode("utf-8")).hexdigest()[:16])
 
     def context(self) -> dict[str, str]:
         """The discretised features that define a scenario's context (sorted by name)."""

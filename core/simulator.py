@@ -17,6 +17,7 @@ Pure: no I/O. ``bot/`` writes the CSV and plots.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ import numpy.typing as npt
 
 from core.bandit import BanditConfig
 from core.decision import Decision, Outcome
-from core.feedback import FeedbackKind
+from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind
 from core.model import Prior
 from core.monitor import MonitorAction, fidelity
 from core.npo import NPO, Match, NPOConfig, ThresholdMode
@@ -89,8 +90,11 @@ class SimConfig:
     engage_on_abstain: float = 0.3
     schedule_every: int = 50  # no_meta's fixed retrain schedule, in episodes
     drift_fraction: float = 0.5
-    fidelity_delta: float = 0.01  # M*: retrain iff it lowers the true error by this much
+    fidelity_delta: float = 0.005  # M*: retrain iff it lowers the true expected loss by this
     eval_draws: int = 100
+    catalogue: int = 60  # recurring situations
+    zipf: float = 1.0  # their frequency ∝ rank^-zipf
+    novel_share: float = 0.2  # incidents never seen before
 
     def __post_init__(self) -> None:
         if self.episodes < 10:
@@ -137,6 +141,8 @@ class Population:
         self.drifted = False
         self._noise: dict[tuple[str, str], tuple[float, float]] = {}
         self._truth: dict[tuple[str, str, bool], float] = {}
+        self._catalogue: list[Incident] = []
+        self._weights = np.zeros(0)
 
     def _scenario_noise(self, pb: str, key: str) -> tuple[float, float]:
         cached = self._noise.get((pb, key))
@@ -164,7 +170,7 @@ class Population:
         noise = self._scenario_noise(pb, scenario.context_key)[1]
         return float(np.clip(0.5 + 0.3 * (q - 0.5) + noise, 0.0, 1.0))
 
-    def draw(self, rng: np.random.Generator) -> Incident:
+    def _fresh(self, rng: np.random.Generator) -> Incident:
         component = str(rng.choice(list(_FAULTS)))
         fault = str(rng.choice(_FAULTS[component]))
         device = f"{component}-{int(rng.integers(10))}"
@@ -180,9 +186,23 @@ class Population:
             active_changes=(device,) if rng.uniform() < 0.05 else (),
         )
         eligible = sorted(pb for pb, spec in self.playbooks.items() if component in spec[4])
-        chosen = rng.choice(eligible, size=min(self.config.candidates, len(eligible)), replace=False)
-        matches = tuple(self._match(str(pb), scenario) for pb in chosen)
-        return Incident(scenario, matches)
+        chosen = rng.choice(
+            eligible, size=min(self.config.candidates, len(eligible)), replace=False
+        )
+        return Incident(scenario, tuple(self._match(str(pb), scenario) for pb in chosen))
+
+    def draw(self, rng: np.random.Generator) -> Incident:
+        """Incidents recur: most come from a catalogue of known situations with Zipf
+        frequencies (the same link flaps every week); the rest are new."""
+        if not self._catalogue:
+            catalogue_rng = np.random.default_rng([self._seed, 7])
+            self._catalogue = [self._fresh(catalogue_rng) for _ in range(self.config.catalogue)]
+            ranks = np.arange(1, self.config.catalogue + 1, dtype=np.float64)
+            weights = ranks**-self.config.zipf
+            self._weights = weights / weights.sum()
+        if rng.uniform() < self.config.novel_share:
+            return self._fresh(rng)
+        return self._catalogue[int(rng.choice(len(self._catalogue), p=self._weights))]
 
     def _match(self, pb: str, scenario: Scenario) -> Match:
         _, action, risk, blast, _ = self.playbooks[pb]
@@ -236,43 +256,82 @@ class RunResult:
     reward: FloatArray
     threshold: FloatArray
     tick_episode: list[int] = field(default_factory=list)
-    tick_agree: list[float] = field(default_factory=list)
+    tick_agree: list[float] = field(default_factory=list)  # 1/0: M = M*; NaN: no M* yet
     retrains: int = 0
     rejected: int = 0
+
+
+def _judge(score: float, works: bool, rng: np.random.Generator, cfg: SimConfig) -> FeedbackKind:
+    """The gap rule: the operator compares the bot's score with what actually happened."""
+    gap = abs(score - (1.0 if works else 0.0)) + float(rng.normal(0.0, cfg.feedback_noise))
+    if gap < cfg.like_gap:
+        return FeedbackKind.LIKE
+    if gap > cfg.override_gap:
+        return FeedbackKind.OVERRIDE
+    return FeedbackKind.NEUTRAL if rng.uniform() < cfg.neutral_share else FeedbackKind.SKIPPED
+
+
+_REWARD = {
+    FeedbackKind.LIKE: 1.0,
+    FeedbackKind.NEUTRAL: 0.5,
+    FeedbackKind.SKIPPED: 0.0,
+    FeedbackKind.OVERRIDE: -1.0,
+}
 
 
 def _feedback(
     decision: Decision, pop: Population, rng: np.random.Generator, cfg: SimConfig
 ) -> tuple[str | None, FeedbackKind, float]:
-    """The simulated operator: judge by the gap between the score and the hidden truth."""
+    """The simulated operator. Whether the playbook works in this incident is drawn from
+    the hidden preference q; the verdict follows the gap between the score and that outcome
+    (large → override, small → like, moderate → neutral or skipped, with noise)."""
     if decision.outcome is Outcome.RECOMMEND and decision.chosen is not None:
         chosen = decision.chosen
-        gap = abs(chosen.score - pop.truth(chosen.playbook_id, decision.scenario))
-        gap += float(rng.normal(0.0, cfg.feedback_noise))
-        if gap < cfg.like_gap:
-            return chosen.playbook_id, FeedbackKind.LIKE, 1.0
-        if gap > cfg.override_gap:
-            return chosen.playbook_id, FeedbackKind.OVERRIDE, -1.0
-        if rng.uniform() < cfg.neutral_share:
-            return chosen.playbook_id, FeedbackKind.NEUTRAL, 0.5
-        return chosen.playbook_id, FeedbackKind.SKIPPED, 0.0
+        works = rng.uniform() < pop.truth(chosen.playbook_id, decision.scenario)
+        kind = _judge(chosen.score, works, rng, cfg)
+        return chosen.playbook_id, kind, _REWARD[kind]
     if decision.outcome is Outcome.ABSTAIN and decision.candidates:
         # The abstention lists the candidates: sometimes an operator likes the right one.
         truths = [pop.truth(c.playbook_id, decision.scenario) for c in decision.candidates]
         best = int(np.argmax(truths))
-        if truths[best] >= 0.7 and rng.uniform() < cfg.engage_on_abstain:
+        if rng.uniform() < cfg.engage_on_abstain and rng.uniform() < truths[best]:
             return decision.candidates[best].playbook_id, FeedbackKind.LIKE, 0.0
     return None, FeedbackKind.SKIPPED, 0.0
 
 
-def _true_error(prior: Prior, pop: Population, sample: Sequence[Incident]) -> float:
-    errors = [
-        abs(prior.predict(m.playbook_id, inc.scenario.context(), m.similarity)
-            - pop.truth(m.playbook_id, inc.scenario))
-        for inc in sample
-        for m in inc.matches
-    ]
-    return float(np.mean(errors))
+def _normal_cdf(x: FloatArray) -> FloatArray:
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    result: FloatArray = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
+    return result
+
+
+def expected_loss(
+    scores: FloatArray, truths: FloatArray, cfg: SimConfig, skip_loss: float
+) -> float:
+    """Alignment loss a prior's scores would earn in expectation under the ground truth:
+    the exact counterpart of the production hold-out loss, with no sampling noise."""
+    total = np.zeros_like(scores)
+    sigma = max(cfg.feedback_noise, 1e-9)
+    for outcome, p_outcome in ((1.0, truths), (0.0, 1.0 - truths)):
+        gap = np.abs(scores - outcome)
+        p_like = _normal_cdf((cfg.like_gap - gap) / sigma)
+        p_override = 1.0 - _normal_cdf((cfg.override_gap - gap) / sigma)
+        p_mid = 1.0 - p_like - p_override
+        loss = (
+            p_like * (1.0 - scores)
+            + p_override * scores
+            + p_mid * cfg.neutral_share * 0.25 * np.abs(scores - 0.5)
+            + p_mid * (1.0 - cfg.neutral_share) * skip_loss
+        )
+        total += p_outcome * loss
+    return float(total.mean())
+
+
+def _true_loss(prior: Prior, pop: Population, sample: Sequence[Incident], cfg: SimConfig) -> float:
+    pairs = [(inc.scenario, m) for inc in sample for m in inc.matches]
+    scores = np.array([prior.predict(m.playbook_id, s.context(), m.similarity) for s, m in pairs])
+    truths = np.array([pop.truth(m.playbook_id, s) for s, m in pairs])
+    return expected_loss(scores, truths, cfg, DEFAULT_SKIP_LOSS)
 
 
 def run(
@@ -294,11 +353,11 @@ def run(
     loss, reward, threshold = np.zeros(n), np.zeros(n), np.zeros(n)
     result = RunResult(variant, seed, loss, reward, threshold)
     drift_at = n // 2 if spec.drift else n + 1
-    true_error_live: float | None = None
+    true_loss_live: float | None = None
     for t, incident in enumerate(incidents):
         if t == drift_at:
             pop.drifted = True
-            true_error_live = None
+            true_loss_live = None
         decision = npo.decide(incident.scenario, incident.matches)
         playbook_id, kind, r = _feedback(decision, pop, fb_rng, cfg)
         loss[t] = npo.feedback(decision, playbook_id, kind)
@@ -316,15 +375,17 @@ def run(
         else:
             report = npo.tick()
             candidate, action = report.candidate, report.decision.action
+        agree = float("nan")  # too little feedback yet for a shadow retrain: no M*
         if candidate is not None:
-            if true_error_live is None or npo.prior is not prior_before:
-                true_error_live = _true_error(prior_before, pop, eval_sample)
-            gain = true_error_live - _true_error(candidate, pop, eval_sample)
+            if true_loss_live is None or npo.prior is not prior_before:
+                true_loss_live = _true_loss(prior_before, pop, eval_sample, cfg)
+            gain = true_loss_live - _true_loss(candidate, pop, eval_sample, cfg)
             ideal = MonitorAction.RETRAIN if gain >= cfg.fidelity_delta else MonitorAction.HOLD
-            result.tick_episode.append(t + 1)
-            result.tick_agree.append(fidelity([action], [ideal]))
+            agree = fidelity([action], [ideal])
+        result.tick_episode.append(t + 1)
+        result.tick_agree.append(agree)
         if npo.prior is not prior_before:
-            true_error_live = None
+            true_loss_live = None
     result.retrains = npo.retrains_accepted
     result.rejected = npo.retrains_rejected
     return result
@@ -356,7 +417,7 @@ def summarise(runs: Sequence[RunResult]) -> VariantSummary:
         raise ValueError("no runs to summarise")
     n = len(runs[0].loss)
     tail = max(1, n // 10)
-    agree = [a for r in runs for a in r.tick_agree]
+    agree = [a for r in runs for a in r.tick_agree if a == a]  # NaN: tick without M*
     return VariantSummary(
         final_loss=float(np.mean([r.loss[-tail:].mean() for r in runs])),
         mean_loss=float(np.mean([r.loss.mean() for r in runs])),

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Playbook parsing, embeddings, vector store and hybrid search."""

@@ -1,0 +1,131 @@
+"""``make bench``: measure the core on this machine and print medians and ratios.
+
+Each figure is compared with its floor or peer in the same run:
+  simulate   400 episodes x 5 seeds x 7 variants, 1 worker vs 2 workers (episodes/s)
+  spe        one Rego evaluation: compiled bundle vs the memoised cache (median ms)
+  retrain    fitting the retrain model on N synthetic feedback rows (s) vs folding them
+             into distinct rows alone
+Writes bench/results.json (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bot.policies import read_policy_modules
+from bot.settings import PROJECT_ROOT
+from bot.simulation import run_all
+from core.feedback import FeedbackKind
+from core.model import Example, FitConfig, fit
+from core.policy import Action, MemoisedEngine
+from core.rego import RegoPolicyEngine
+from core.scenario import Scenario
+from core.simulator import VARIANTS, SimConfig
+
+
+def bench_simulate(episodes: int, seeds: int) -> dict[str, float]:
+    config = SimConfig(episodes=episodes)
+    out: dict[str, float] = {}
+    for workers in (1, min(2, os.cpu_count() or 1)):
+        start = time.perf_counter()
+        run_all(VARIANTS, list(range(seeds)), config, None, workers)
+        elapsed = time.perf_counter() - start
+        out[f"simulate_{workers}w_s"] = elapsed
+        out[f"simulate_{workers}w_episodes_per_s"] = len(VARIANTS) * seeds * episodes / elapsed
+    return out
+
+
+def bench_spe(repeats: int) -> dict[str, float]:
+    engine = RegoPolicyEngine(read_policy_modules(PROJECT_ROOT / "playbooks" / "policies"))
+    memo = MemoisedEngine(engine)
+    scenario = Scenario("link", "crc_errors", severity="high", redundancy=1, device="leaf-1")
+    action = Action("drain_link", "leaf-1")
+
+    def median_ms(fn: object) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn.evaluate(scenario, action)  # type: ignore[attr-defined]
+            times.append((time.perf_counter() - t) * 1000)
+        return statistics.median(times)
+
+    return {"spe_eval_ms_p50": median_ms(engine), "spe_memoised_ms_p50": median_ms(memo)}
+
+
+def _synthetic_log(rows: int, rng: np.random.Generator) -> list[Example]:
+    kinds = [FeedbackKind.LIKE, FeedbackKind.OVERRIDE, FeedbackKind.NEUTRAL, FeedbackKind.SKIPPED]
+    components = ["link", "switch", "server", "service"]
+    hours = ["night", "morning", "afternoon", "evening"]
+    log = []
+    pbs = rng.integers(0, 40, rows)
+    comps = rng.integers(0, 4, rows)
+    hrs = rng.integers(0, 4, rows)
+    sev = rng.integers(0, 4, rows)
+    sims = rng.uniform(0.3, 0.9, rows)
+    ks = rng.choice(4, rows, p=[0.5, 0.25, 0.15, 0.1])
+    for i in range(rows):
+        ctx = {
+            "component": components[comps[i]],
+            "hour": hours[hrs[i]],
+            "severity": ("low", "medium", "high", "critical")[sev[i]],
+        }
+        log.append(Example(f"pb-{pbs[i]}", ctx, float(sims[i]), kinds[ks[i]]))
+    return log
+
+
+def bench_retrain(rows: int) -> dict[str, float]:
+    log = _synthetic_log(rows, np.random.default_rng(0))
+    start = time.perf_counter()
+    model = fit(log, FitConfig())
+    elapsed = time.perf_counter() - start
+    return {
+        f"retrain_{rows // 1000}k_s": elapsed,
+        f"retrain_{rows // 1000}k_rows": model.trained_on,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
+    args = parser.parse_args(argv)
+
+    results: dict[str, float] = {}
+    steps: list[tuple[str, Callable[[], dict[str, float]]]] = [
+        ("simulate", lambda: bench_simulate(100 if args.quick else 400, 2 if args.quick else 5)),
+        ("spe", lambda: bench_spe(200 if args.quick else 2000)),
+        ("retrain", lambda: bench_retrain(10_000 if args.quick else 100_000)),
+    ]
+    for name, step in steps:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        results.update(step())
+    one, two = results["simulate_1w_episodes_per_s"], results.get("simulate_2w_episodes_per_s")
+    results["simulate_episodes_per_s"] = max(one, two or one)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(results))
+    else:
+        width = max(len(k) for k in results)
+        for key, value in results.items():
+            print(f"{key:{width}s}  {value:12.3f}")
+        if two:
+            print(f"{'2 workers / 1 worker':{width}s}  {two / one:12.2f}x")
+        print(
+            f"{'SPE bundle / memoised':{width}s}  "
+            f"{results['spe_eval_ms_p50'] / results['spe_memoised_ms_p50']:12.1f}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

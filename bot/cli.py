@@ -1,0 +1,183 @@
+"""The ``npo`` command: builds Settings once and hands it to the sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from bot.settings import Settings
+from core.rego import PolicyError
+from core.simulator import VARIANTS, SimConfig
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"npo: error: {message}", file=sys.stderr)
+    return code
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.policies import read_policy_modules
+    from bot.simulation import run_all, summary_document, write_outputs
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        return _fail(
+            f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}",
+            EXIT_USAGE,
+        )
+    try:
+        config = SimConfig(episodes=args.episodes, tick_every=args.tick_every)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.seeds < 1:
+        return _fail("--seeds: must be >= 1", EXIT_USAGE)
+    modules = read_policy_modules(args.policies) if args.policies else None
+    seeds = list(range(args.seed_base, args.seed_base + args.seeds))
+    total = len(variants) * len(seeds)
+    bar = _progress(total, "simulate")
+    started = time.perf_counter()
+    runs = run_all(variants, seeds, config, modules, args.workers, lambda _r: bar.update(1))
+    bar.close()
+    elapsed = time.perf_counter() - started
+    summary = summary_document(runs, args.episodes, args.seeds)
+    if args.out:
+        write_outputs(runs, args.out, summary)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"{'variant':18s} {'final_loss':>10s} {'mean_loss':>10s} {'final_τ':>8s} "
+        f"{'fidelity':>8s} {'retrains':>8s} {'reward':>8s}"
+    )
+    for name, row in summary["variants"].items():  # type: ignore[attr-defined]
+        print(
+            f"{name:18s} {row['final_loss']:10.4f} {row['mean_loss']:10.4f} "
+            f"{row['final_threshold']:8.3f} {row['meta_fidelity']:8.3f} "
+            f"{row['retrains']:8d} {row['reward']:8.3f}"
+        )
+    episodes = total * args.episodes
+    print(
+        f"\n{episodes} episodes in {elapsed:.1f} s ({episodes / elapsed:.0f} episodes/s, "
+        f"{args.workers} worker(s))"
+    )
+    if args.out:
+        print(f"wrote {args.out}/episodes.csv, ticks.csv, summary.json and plots")
+    return 0
+
+
+class Progress(Protocol):
+    def update(self, n: float | None = 1) -> bool | None: ...
+
+    def close(self) -> None: ...
+
+
+class _NoProgress:
+    def update(self, n: float | None = 1) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str) -> Progress:
+    """A progress bar on a terminal (stderr), nothing otherwise."""
+    if not sys.stderr.isatty():
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+    from bot.policies import load_policy_engine
+
+    engine = load_policy_engine(settings.policies_dir)
+    seed = settings.seed if settings.seed is not None else 7
+    run_demo(engine, settings.npo_config(), seed, rounds=args.rounds)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.slack_bot_token:
+        return _fail(
+            "SLACK_BOT_TOKEN is set, but this release has no Slack adapter yet; "
+            "unset it to run the console demo"
+        )
+    print("No SLACK_BOT_TOKEN: running the console demo on the embedded defaults.\n")
+    return _cmd_demo(argparse.Namespace(rounds=3), settings)
+
+
+def _cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.policies import load_policy_engine
+
+    directory = args.dir or settings.policies_dir
+    engine = load_policy_engine(directory)
+    print(
+        f"{directory}: {len(engine.policies)} policies load cleanly: {', '.join(engine.policies)}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="npo", description="NPO ChatOps")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="reproduce the paper's learning dynamics and ablations")
+    sim.add_argument("--episodes", type=int, default=400)
+    sim.add_argument("--seeds", type=int, default=5)
+    sim.add_argument("--seed-base", type=int, default=0, help="first seed (default 0)")
+    sim.add_argument("--variants", default=",".join(VARIANTS))
+    sim.add_argument("--tick-every", type=int, default=10, help="episodes per monitor tick")
+    sim.add_argument("--out", type=Path, help="folder for episodes.csv, ticks.csv and plots")
+    sim.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    sim.add_argument(
+        "--policies", type=Path, help="Rego policy folder for the SPE (default: allow all)"
+    )
+    sim.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    sim.set_defaults(func=_cmd_simulate)
+
+    demo = sub.add_parser("demo", help="walk through the loop on scripted incidents")
+    demo.add_argument("--rounds", type=int, default=3)
+    demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="run the bot (Slack if SLACK_BOT_TOKEN is set)")
+    run.set_defaults(func=_cmd_run)
+
+    pol = sub.add_parser("policies", help="safety policies").add_subparsers(
+        dest="policies_command", required=True
+    )
+    check = pol.add_parser("check", help="load the Rego policies and report errors")
+    check.add_argument("dir", nargs="?", type=Path)
+    check.set_defaults(func=_cmd_policies_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsError) as exc:
+        return _fail(f"invalid configuration: {exc}", EXIT_USAGE)
+    try:
+        return int(args.func(args, settings))
+    except PolicyError as exc:
+        return _fail(f"policy: {exc}")
+    except ValueError as exc:
+        return _fail(str(exc))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Plain-text rendering of decisions: the console adapter's view of an explanation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.decision import Decision, Outcome
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def gauge(score: float, threshold: float, width: int = 20) -> str:
+    """A bar filled to ``score`` with a ``|`` where the threshold sits."""
+    filled = round(max(0.0, min(1.0, score)) * width)
+    mark = min(width - 1, round(max(0.0, min(1.0, threshold)) * width))
+    cells = ["█" if i < filled else "░" for i in range(width)]
+    cells[mark] = "|"
+    return "[" + "".join(cells) + "]"
+
+
+def sparkline(values: Sequence[float], lo: float = 0.0, hi: float = 1.0) -> str:
+    if not values:
+        return "(no feedback yet)"
+    span = hi - lo or 1.0
+    top = len(_BLOCKS) - 1
+    return "".join(_BLOCKS[max(0, min(top, round((v - lo) / span * top)))] for v in values)
+
+
+_HEADLINE = {
+    Outcome.RECOMMEND: "RECOMMEND",
+    Outcome.ABSTAIN: "NO RECOMMENDATION (not confident enough)",
+    Outcome.BLOCKED: "NO RECOMMENDATION (blocked by the safety policies)",
+}
+
+
+def render_decision(decision: Decision) -> str:
+    exp = decision.explanation
+    s = decision.scenario
+    lines = [
+        f"── incident: {s.component}/{s.fault_type} on {s.device or '?'} "
+        f"(severity {s.severity}, redundancy {s.redundancy}, "
+        f"{'in' if s.maintenance_window else 'outside'} maintenance window)",
+        f"   {_HEADLINE[decision.outcome]}",
+    ]
+    if decision.chosen is not None:
+        c = decision.chosen
+        lines.append(f"   playbook  {c.playbook_id} — {c.title} ({c.action.name})")
+    lines += [
+        f"   gauge     {gauge(exp.visual.score, exp.visual.threshold)} "
+        f"score {exp.visual.score:.2f} vs τ {exp.visual.threshold:.1f}",
+        f"   loss      {sparkline(exp.visual.recent_losses)}",
+        f"   threshold {exp.threshold.text}",
+        f"   policy    {exp.compliance.summary}",
+    ]
+    if decision.outcome is not Outcome.RECOMMEND and decision.candidates:
+        lines.append("   candidates:")
+        for cand, verdict in zip(decision.candidates, decision.verdicts, strict=True):
+            lines.append(
+                f"     - {cand.playbook_id}: score {cand.score:.2f}, SPE {verdict.verdict}"
+            )
+    lines.append("   trace:")
+    lines += [f"     · {step}" for step in exp.trace]
+    lines.append("   facts:")
+    lines += [f"     · {f.label}: {f.value}" for f in exp.facts]
+    return "\n".join(lines)

@@ -1,0 +1,80 @@
+"""Configuration: one pydantic-settings object, built once in the entry point, passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.bandit import BanditConfig
+from core.monitor import MonitorConfig
+from core.npo import NPOConfig, RetrainConfig, ThresholdMode
+from core.scoring import ScoringConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Every knob, from ``NPO_*`` environment variables or a ``.env`` file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NPO_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(Path("var"), description="Where the bot keeps its state.")
+    playbooks_dir: Path = Field(PROJECT_ROOT / "playbooks", description="Bundled playbooks.")
+    policies_dir: Path = Field(
+        PROJECT_ROOT / "playbooks" / "policies", description="Rego policies of the SPE."
+    )
+    seed: int | None = Field(None, description="Seed for the bandit's sampling (None: random).")
+
+    eta: float = Field(0.2, description="Score refinement step η.")
+    blend_k: float = Field(3.0, description="Weight of the model prior in observations.")
+    skip_loss: float = Field(0.1, description="Alignment loss of a skipped decision (λ_skip).")
+    arms: Annotated[tuple[float, ...], NoDecode] = Field(
+        (0.5, 0.6, 0.7, 0.8, 0.9), description="Threshold arms."
+    )
+    bandit_discount: float = Field(1.0, description="Discount γ of the bandit (1: none).")
+    counterfactual: bool = Field(False, description="Counterfactual updates of ordered arms.")
+    threshold_mode: ThresholdMode = Field(ThresholdMode.THOMPSON, description="How τ is chosen.")
+    fixed_threshold: float = Field(0.7, description="τ when threshold_mode is fixed.")
+    retrain_min_gain: float = Field(0.005, description="δ: hold-out gain a retrain needs.")
+    retrain_holdout: float = Field(
+        0.5, description="Share of the feedback newer than the live model held out."
+    )
+    monitor_ewma_bound: float = Field(0.35, description="Loss EWMA that asks for a retrain.")
+    monitor_min_labels: int = Field(10, description="New labels a retrain needs (hold-out).")
+    pause_override_rate: float = Field(0.6, description="Override rate that pauses a playbook.")
+
+    slack_bot_token: str | None = Field(
+        None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "NPO_SLACK_BOT_TOKEN")
+    )
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _split_arms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(float(x) for x in value.replace(",", " ").split())
+        return value
+
+    def npo_config(self) -> NPOConfig:
+        """The core's configuration; invalid combinations fail here with the field named."""
+        return NPOConfig(
+            scoring=ScoringConfig(eta=self.eta, blend_k=self.blend_k),
+            bandit=BanditConfig(
+                arms=self.arms, discount=self.bandit_discount, counterfactual=self.counterfactual
+            ),
+            monitor=MonitorConfig(
+                ewma_bound=self.monitor_ewma_bound,
+                min_labels=self.monitor_min_labels,
+                pause_override_rate=self.pause_override_rate,
+            ),
+            retrain=RetrainConfig(
+                holdout_fraction=self.retrain_holdout, min_gain=self.retrain_min_gain
+            ),
+            threshold_mode=self.threshold_mode,
+            fixed_threshold=self.fixed_threshold,
+            skip_loss=self.skip_loss,
+        )

@@ -1,0 +1,178 @@
+"""The ``npo`` command, driven through its real entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.conftest import POLICIES
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_simulate_json_has_exactly_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys, "simulate", "--episodes", "40", "--seeds", "2", "--json", "--workers", "1"
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"episodes", "seeds", "variants"}
+    assert (doc["episodes"], doc["seeds"]) == (40, 2)
+    assert list(doc["variants"]) == [
+        "full",
+        "static",
+        "fixed_threshold",
+        "random_threshold",
+        "no_meta",
+        "counterfactual",
+        "drift",
+    ]
+    for row in doc["variants"].values():
+        assert set(row) == {
+            "final_loss",
+            "mean_loss",
+            "final_threshold",
+            "meta_fidelity",
+            "retrains",
+            "reward",
+        }
+        assert isinstance(row["retrains"], int)
+
+
+def test_simulate_writes_csv_summary_and_plots(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "sim"
+    code, out, _ = _run(
+        capsys,
+        "simulate",
+        "--episodes",
+        "30",
+        "--seeds",
+        "2",
+        "--variants",
+        "full,static",
+        "--out",
+        str(out_dir),
+        "--workers",
+        "2",
+    )
+    assert code == 0
+    assert "episodes/s" in out
+    files = {p.name for p in out_dir.iterdir()}
+    assert files == {
+        "episodes.csv",
+        "ticks.csv",
+        "summary.json",
+        "loss.png",
+        "reward.png",
+        "threshold.png",
+        "meta_fidelity.png",
+    }
+    rows = (out_dir / "episodes.csv").read_text().splitlines()
+    assert rows[0] == "variant,seed,episode,loss,reward,threshold"
+    assert len(rows) == 1 + 2 * 2 * 30
+    assert (out_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_simulate_with_the_rego_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        "simulate",
+        "--episodes",
+        "20",
+        "--seeds",
+        "1",
+        "--variants",
+        "full",
+        "--policies",
+        str(POLICIES),
+        "--json",
+        "--workers",
+        "1",
+    )
+    assert code == 0
+    assert "full" in json.loads(out)["variants"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--variants", "full,best"], "unknown best"),
+        (["--episodes", "3"], "episodes"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_simulate_rejects_bad_arguments(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = _run(capsys, "simulate", *argv)
+    assert code == 2
+    assert message in err
+
+
+def test_policies_check_reports_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    good = tmp_path / "policies"
+    shutil.copytree(POLICIES, good)
+    code, out, _ = _run(capsys, "policies", "check", str(good))
+    assert code == 0
+    assert "4 policies load cleanly" in out
+    (good / "zz_bad.rego").write_text("package npo.policies.bad\n\ndeny contains x if {\n")
+    code, _, err = _run(capsys, "policies", "check", str(good))
+    assert code == 1
+    assert "zz_bad.rego:" in err
+
+
+def test_policies_check_on_a_missing_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = _run(capsys, "policies", "check", str(tmp_path / "nope"))
+    assert code == 1
+    assert "policy folder not found" in err
+
+
+def test_demo_walks_through_the_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "demo", "--rounds", "2")
+    assert code == 0
+    assert out.count("── incident:") == 6
+    assert "meta-monitor:" in out
+    assert "threshold arms" in out
+    assert "SPE deny" in out  # the BGP incident's drain is refused by min_redundancy
+
+
+def test_run_without_slack_runs_the_console_demo(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    code, out, _ = _run(capsys, "run")
+    assert code == 0
+    assert "console demo" in out
+
+
+def test_run_with_a_slack_token_says_slack_is_not_available_yet(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    code, _, err = _run(capsys, "run")
+    assert code == 1
+    assert "no Slack adapter" in err
+
+
+def test_invalid_configuration_is_reported(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NPO_ETA", "fast")
+    code, _, err = _run(capsys, "demo")
+    assert code == 2
+    assert "eta" in err

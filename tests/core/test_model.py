@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.feedback import FeedbackKind
+from core.model import Example, FitConfig, LogisticModel, SimilarityPrior, fit, weighted_log_loss
+
+NIGHT = {"component": "link", "hour": "night", "maintenance_window": "no"}
+DAY = {"component": "link", "hour": "afternoon", "maintenance_window": "no"}
+
+
+def _log() -> list[Example]:
+    """Operators like draining at night and reject it in the afternoon; optics always ok."""
+    log: list[Example] = []
+    for _ in range(20):
+        log.append(Example("drain", NIGHT, 0.7, FeedbackKind.LIKE))
+        log.append(Example("drain", DAY, 0.7, FeedbackKind.OVERRIDE))
+        log.append(Example("optic", DAY, 0.6, FeedbackKind.LIKE))
+        log.append(Example("optic", NIGHT, 0.6, FeedbackKind.LIKE))
+    return log
+
+
+def test_fit_learns_a_context_dependent_preference() -> None:
+    model = fit(_log())
+    assert model.predict("drain", NIGHT, 0.7) > 0.8
+    assert model.predict("drain", DAY, 0.7) < 0.2
+    assert model.predict("optic", DAY, 0.6) > 0.8
+    assert weighted_log_loss(model, _log()) < weighted_log_loss(SimilarityPrior(), _log())
+
+
+def test_fit_is_deterministic_and_ignores_skips() -> None:
+    log = _log()
+    with_skips = log + [Example("drain", NIGHT, 0.7, FeedbackKind.SKIPPED)] * 50
+    a, b = fit(log), fit(with_skips)
+    assert a.trained_on == len(log) == b.trained_on
+    assert a.predict("drain", DAY, 0.7) == b.predict("drain", DAY, 0.7)
+
+
+def test_duplicated_rows_equal_weighted_rows() -> None:
+    """Folding identical rows into sufficient statistics must not change the optimum."""
+    once = [
+        Example("p", NIGHT, 0.5, FeedbackKind.LIKE),
+        Example("p", NIGHT, 0.5, FeedbackKind.OVERRIDE),
+    ]
+    many = once * 7
+    assert fit(once).predict("p", NIGHT, 0.5) == pytest.approx(
+        fit(many).predict("p", NIGHT, 0.5), abs=1e-6
+    )
+
+
+def test_neutral_feedback_pulls_towards_one_half() -> None:
+    log = [Example("p", NIGHT, 0.5, FeedbackKind.NEUTRAL)] * 40
+    assert fit(log).predict("p", NIGHT, 0.5) == pytest.approx(0.5, abs=0.02)
+
+
+def test_empty_log_gives_an_uninformed_model() -> None:
+    model = fit([])
+    assert model.trained_on == 0
+    assert model.predict("any", NIGHT, 0.5) == pytest.approx(0.5)
+
+
+def test_serialisation_round_trip_through_json() -> None:
+    model = fit(_log())
+    restored = LogisticModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    for pb, ctx in (("drain", NIGHT), ("drain", DAY), ("optic", DAY)):
+        assert restored.predict(pb, ctx, 0.7) == pytest.approx(model.predict(pb, ctx, 0.7))
+
+
+def test_similarity_prior_clips() -> None:
+    assert SimilarityPrior().predict("x", {}, 1.7) == 1.0
+    assert SimilarityPrior().predict("x", {}, -0.2) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"dim": 100}, "dim"),
+        ({"dim": 8}, "dim"),
+        ({"l2": -1.0}, "l2"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"similarity_bins": 0}, "similarity_bins"),
+    ],
+)
+def test_invalid_fit_config(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        FitConfig(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.feedback import FeedbackKind
+from core.monitor import (
+    MetaMonitor,
+    MonitorAction,
+    MonitorConfig,
+    MonitorState,
+    PageHinkley,
+    fidelity,
+)
+
+
+def test_page_hinkley_detects_an_upward_shift_and_not_noise() -> None:
+    rng = np.random.default_rng(1)
+    ph = PageHinkley(delta=0.02, threshold=1.5)
+    assert not any(ph.add(float(x)) for x in rng.normal(0.1, 0.05, 500))
+    alarms = [ph.add(float(x)) for x in rng.normal(0.6, 0.05, 50)]
+    assert any(alarms)
+    assert alarms.index(True) < 10
+
+
+def _monitor(**kwargs: object) -> MetaMonitor:
+    return MetaMonitor(MonitorConfig(**kwargs))  # type: ignore[arg-type]
+
+
+def test_holds_without_labels() -> None:
+    m = _monitor()
+    m.observe(FeedbackKind.SKIPPED, 0.1)
+    assert m.decide().action is MonitorAction.HOLD
+
+
+def test_an_override_requests_a_retrain_that_waits_for_enough_labels() -> None:
+    m = _monitor(min_labels=5)
+    m.observe(FeedbackKind.OVERRIDE, 0.2)
+    held = m.decide()
+    assert held.action is MonitorAction.HOLD
+    assert "pending" in held.reason
+    for _ in range(4):
+        m.observe(FeedbackKind.LIKE, 0.1)
+    decision = m.decide()
+    assert decision.action is MonitorAction.RETRAIN
+    assert "override" in decision.reason
+
+
+def test_retrain_needs_new_labels_to_be_a_material_share() -> None:
+    m = _monitor(min_labels=2, min_growth=0.5)
+    for _ in range(10):
+        m.observe(FeedbackKind.LIKE, 0.05)
+    m.retrained()  # the model now knows 10 labels
+    m.observe(FeedbackKind.OVERRIDE, 0.1)
+    m.observe(FeedbackKind.LIKE, 0.05)
+    assert m.decide().action is MonitorAction.HOLD  # 2 new labels = 20% < 50%
+    for _ in range(3):
+        m.observe(FeedbackKind.LIKE, 0.05)
+    assert m.decide().action is MonitorAction.RETRAIN  # 5 new = 50%
+
+
+def test_high_loss_ewma_retrains_without_an_override() -> None:
+    m = _monitor(min_labels=3, ewma_bound=0.3)
+    for _ in range(3):
+        m.observe(FeedbackKind.NEUTRAL, 0.9)
+    decision = m.decide()
+    assert decision.action is MonitorAction.RETRAIN
+    assert "EWMA" in decision.reason
+
+
+def test_drift_retrains_even_with_few_labels() -> None:
+    m = _monitor(min_labels=1000, ph_threshold=0.5)
+    for _ in range(50):
+        m.observe(FeedbackKind.LIKE, 0.05)
+    for _ in range(10):
+        m.observe(FeedbackKind.LIKE, 0.9)
+    decision = m.decide()
+    assert decision.action is MonitorAction.RETRAIN
+    assert "Page" in decision.reason
+
+
+def test_a_playbook_with_too_many_overrides_is_paused_then_resumed() -> None:
+    m = _monitor(pause_min_decisions=4, pause_override_rate=0.75)
+    for kind in (FeedbackKind.OVERRIDE,) * 3 + (FeedbackKind.LIKE,):
+        m.observe(kind, 0.5, "bad-playbook")
+    m.observe(FeedbackKind.LIKE, 0.1, "good-playbook")
+    decision = m.decide()
+    assert (decision.action, decision.playbook_id) == (MonitorAction.PAUSE_PLAYBOOK, "bad-playbook")
+    m.pause("bad-playbook")
+    assert m.decide().action is not MonitorAction.PAUSE_PLAYBOOK
+    m.resume("bad-playbook")
+    assert "bad-playbook" not in m.state.paused
+
+
+def test_retrained_resets_the_since_counters() -> None:
+    m = _monitor()
+    m.observe(FeedbackKind.OVERRIDE, 0.8)
+    m.retrained()
+    s = m.state
+    assert (s.labels_since_retrain, s.overrides_since_retrain, s.retrain_requested) == (0, 0, False)
+    assert s.labels_at_retrain == 1
+
+
+def test_state_round_trips_through_json() -> None:
+    m = _monitor()
+    for kind in (FeedbackKind.OVERRIDE, FeedbackKind.LIKE, FeedbackKind.NEUTRAL):
+        m.observe(kind, 0.3, "p")
+    m.pause("q")
+    restored = MonitorState.from_dict(json.loads(json.dumps(m.state.to_dict())))
+    assert restored == m.state
+
+
+def test_fidelity() -> None:
+    r, h, p = MonitorAction.RETRAIN, MonitorAction.HOLD, MonitorAction.PAUSE_PLAYBOOK
+    assert fidelity([r, h, p, r], [r, h, h, h]) == pytest.approx(0.75)
+    assert fidelity([], []) == 0.0
+    with pytest.raises(ValueError, match="paired"):
+        fidelity([r], [])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"ewma_alpha": 0.0}, "ewma_alpha"),
+        ({"ewma_bound": 0.0}, "ewma_bound"),
+        ({"min_labels": 0}, "min_labels"),
+        ({"min_growth": -0.1}, "min_growth"),
+        ({"ph_threshold": 0.0}, "ph_"),
+        ({"pause_override_rate": 0.0}, "pause_override_rate"),
+        ({"pause_min_decisions": 0}, "pause_min_decisions"),
+    ],
+)
+def test_invalid_monitor_config(kwargs: dict[str, float], field: str) -> None:
+    with pytest.raises(ValueError, match=f"^{field}"):
+        MonitorConfig(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.feedback import FeedbackKind
+from core.model import SimilarityPrior
+from core.monitor import MonitorAction, MonitorConfig
+from core.npo import NPO, Match, NPOConfig, RetrainConfig, ThresholdMode
+from core.policy import Action
+from core.scenario import Scenario
+from tests.fakes import ScriptedSPE
+
+NIGHT = Scenario("link", "crc_errors", hour_of_day=2, maintenance_window=True, device="l1")
+DAY = Scenario("link", "crc_errors", hour_of_day=14, maintenance_window=True, device="l1")
+DRAIN = Match("drain", "Drain the link", Action("drain_link", "l1"), 0.8)
+OPTIC = Match("optic", "Replace the optic", Action("replace_optic", "l1"), 0.6)
+
+
+def _npo(**kwargs: object) -> NPO:
+    config = NPOConfig(**kwargs)  # type: ignore[arg-type]
+    return NPO(ScriptedSPE(), config, np.random.default_rng(0))
+
+
+def test_feedback_refines_the_scenario_score_and_the_bandit() -> None:
+    npo = _npo(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7)
+    d = npo.decide(NIGHT, [DRAIN, OPTIC])
+    assert d.chosen is not None
+    assert d.chosen.playbook_id == "drain"
+    fixed_alpha = npo.bandit.alpha.copy()
+    loss = npo.feedback(d, "drain", FeedbackKind.OVERRIDE)
+    assert loss == pytest.approx(0.8)
+    assert npo.scores.get(("drain", NIGHT.context_key)).value == pytest.approx(0.8 - 0.2 * 0.8)  # type: ignore[union-attr]
+    assert npo.bandit.alpha.tolist() == fixed_alpha.tolist()  # fixed mode does not learn τ
+    assert npo.monitor.state.retrain_requested
+
+
+def test_thompson_mode_updates_the_arm_used() -> None:
+    npo = _npo()
+    d = npo.decide(NIGHT, [DRAIN])
+    assert d.arm is not None
+    npo.feedback(d, "drain", FeedbackKind.LIKE)
+    surfaced = d.recommended
+    assert npo.bandit.alpha[d.arm.index] == (2.0 if surfaced else 1.0)
+
+
+def test_static_mode_never_learns() -> None:
+    npo = _npo(learn=False)
+    for _ in range(5):
+        d = npo.decide(NIGHT, [DRAIN])
+        npo.feedback(d, "drain", FeedbackKind.OVERRIDE)
+    assert len(npo.scores) == 0
+    assert npo.bandit.alpha.sum() == 5
+    assert npo.bandit.beta.sum() == 5
+    assert npo.tick().decision.action is MonitorAction.HOLD
+    assert isinstance(npo.prior, SimilarityPrior)
+
+
+def test_skips_are_logged_as_losses_but_teach_nothing() -> None:
+    npo = _npo()
+    d = npo.decide(NIGHT, [DRAIN])
+    assert npo.feedback(d, None, FeedbackKind.SKIPPED) == pytest.approx(0.1)
+    assert npo.log == []
+    assert len(npo.scores) == 0
+
+
+def _teach(npo: NPO, rounds: int) -> None:
+    """Operators like draining at night and override it by day."""
+    for _ in range(rounds):
+        for scenario, kind in ((NIGHT, FeedbackKind.LIKE), (DAY, FeedbackKind.OVERRIDE)):
+            npo.feedback(npo.decide(scenario, [DRAIN]), "drain", kind)
+
+
+def test_a_retrain_that_helps_is_accepted_and_changes_the_prior() -> None:
+    npo = _npo(monitor=MonitorConfig(min_labels=4))
+    _teach(npo, 10)
+    report = npo.tick()
+    assert report.decision.action is MonitorAction.RETRAIN
+    assert report.retrain is not None
+    assert report.retrain.accepted
+    assert report.retrain.gain > 0
+    assert npo.prior.predict("drain", DAY.context(), 0.8) < 0.3
+    assert npo.prior.predict("drain", NIGHT.context(), 0.8) > 0.7
+    assert npo.trained_upto == len(npo.log)
+
+
+def test_a_retrain_that_does_not_help_is_rejected_and_the_live_model_stays() -> None:
+    npo = _npo(retrain=RetrainConfig(min_gain=0.05), monitor=MonitorConfig(min_labels=4))
+    _teach(npo, 10)
+    npo.tick()
+    live = npo.prior
+    _teach(npo, 10)  # more of the same: a new candidate cannot beat the live model by δ
+    result = npo.retrain()
+    assert not result.accepted
+    assert "does not lower" in result.reason
+    assert npo.prior is live
+    assert npo.retrains_rejected == 1
+
+
+def test_too_little_fresh_feedback_gives_no_candidate() -> None:
+    npo = _npo()
+    _teach(npo, 2)
+    result, candidate = npo.evaluate_retrain()
+    assert candidate is None
+    assert not result.accepted
+    assert "labelled decisions since the live model" in result.reason
+
+
+def test_a_paused_playbook_is_no_longer_a_candidate() -> None:
+    npo = _npo(monitor=MonitorConfig(pause_min_decisions=3, pause_override_rate=0.9))
+    for _ in range(3):
+        npo.feedback(npo.decide(DAY, [DRAIN, OPTIC]), "drain", FeedbackKind.OVERRIDE)
+    report = npo.tick()
+    assert (report.decision.action, report.decision.playbook_id) == (
+        MonitorAction.PAUSE_PLAYBOOK,
+        "drain",
+    )
+    assert [c.playbook_id for c in npo.decide(DAY, [DRAIN, OPTIC]).candidates] == ["optic"]
+
+
+def test_invalid_npo_config() -> None:
+    with pytest.raises(ValueError, match=r"^fixed_threshold"):
+        NPOConfig(fixed_threshold=0.75)
+    with pytest.raises(ValueError, match=r"^skip_loss"):
+        NPOConfig(skip_loss=-1)
+    with pytest.raises(ValueError, match=r"^holdout_fraction"):
+        RetrainConfig(holdout_fraction=1.0)
+    with pytest.raises(ValueError, match=r"^min_holdout"):
+        RetrainConfig(min_holdout=0)
+    with pytest.raises(ValueError, match=r"^min_gain"):
+        RetrainConfig(min_gain=-0.1)

@@ -1,0 +1,23 @@
+"""Small fakes we own (instead of mocks of our own code)."""
+
+from __future__ import annotations
+
+from core.policy import Action, PolicyVerdict, RuleHit, Verdict
+from core.scenario import Scenario
+
+
+class ScriptedSPE:
+    """Returns a fixed verdict per action name; allows anything else. Counts calls."""
+
+    def __init__(self, verdicts: dict[str, Verdict] | None = None) -> None:
+        self.verdicts = verdicts or {}
+        self.calls = 0
+
+    def evaluate(self, scenario: Scenario, action: Action) -> PolicyVerdict:
+        self.calls += 1
+        verdict = self.verdicts.get(action.name, Verdict.ALLOW)
+        if verdict is Verdict.ALLOW:
+            return PolicyVerdict(Verdict.ALLOW, (), ("scripted",))
+        return PolicyVerdict(
+            verdict, (RuleHit("scripted", verdict, f"{action.name} scripted"),), ("scripted",)
+        )
