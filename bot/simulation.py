@@ -68,8 +68,9 @@ def summary_document(
 
 
 def write_outputs(runs: Mapping[str, Sequence[RunResult]], out: Path, summary: object) -> None:
-    """Write CSVs, summary and plots (mean over seeds, band = interquartile range) into ``out`` all at once: a failure leaves the previous
-    contents of ``out`` untouched (everything is staged in a sibling folder first)."""
+    """Write CSVs, summary and plots (mean over seeds, band = interquartile range) into
+    ``out`` all at once: a failure leaves the previous contents of ``out`` untouched
+    (everything is staged in a sibling folder first)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
