@@ -9,11 +9,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from bot import playbooks_cli
+from bot.progress import progress_bar
 from bot.settings import Settings
 from core.rego import PolicyError
 from core.simulator import VARIANTS, SimConfig
@@ -46,9 +47,9 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     modules = read_policy_modules(args.policies) if args.policies else None
     seeds = list(range(args.seed_base, args.seed_base + args.seeds))
     total = len(variants) * len(seeds)
-    bar = _progress(total, "simulate")
+    bar = progress_bar(total, "simulate", "run")
     started = time.perf_counter()
-    runs = run_all(variants, seeds, config, modules, args.workers, lambda _r: bar.update(1))
+    runs = run_all(variants, seeds, config, modules, args.workers, lambda _r: bar.advance())
     bar.close()
     elapsed = time.perf_counter() - started
     summary = summary_document(runs, args.episodes, args.seeds)
@@ -75,29 +76,6 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         print(f"wrote {args.out}/episodes.csv, ticks.csv, summary.json and plots")
     return 0
-
-
-class Progress(Protocol):
-    def update(self, n: float | None = 1) -> bool | None: ...
-
-    def close(self) -> None: ...
-
-
-class _NoProgress:
-    def update(self, n: float | None = 1) -> bool | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, desc: str) -> Progress:
-    """A progress bar on a terminal (stderr), nothing otherwise."""
-    if not sys.stderr.isatty():
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="run", file=sys.stderr)
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -162,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = pol.add_parser("check", help="load the Rego policies and report errors")
     check.add_argument("dir", nargs="?", type=Path)
     check.set_defaults(func=_cmd_policies_check)
+    playbooks_cli.register(sub)
     return parser
 
 

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "playbooks" / "policies", description="Rego policies of the SPE."
     )
     seed: int | None = Field(None, description="Seed for the bandit's sampling (None: random).")
+    chroma_path: Path | None = Field(
+        None, description="Embedded Chroma folder (default: data_dir/chroma)."
+    )
+    chroma_url: str | None = Field(None, description="Chroma server URL; overrides chroma_path.")
+    embedding_model: str | None = Field(
+        None, description="sentence-transformers model name or path (default: bundled MiniLM)."
+    )
 
     eta: float = Field(0.2, description="Score refinement step η.")
     blend_k: float = Field(3.0, description="Weight of the model prior in observations.")
@@ -58,6 +65,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(float(x) for x in value.replace(",", " ").split())
         return value
+
+    @property
+    def chroma_folder(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
 
     def npo_config(self) -> NPOConfig:
         """The core's configuration; invalid combinations fail here with the field named."""

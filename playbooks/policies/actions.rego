@@ -25,6 +25,11 @@ removes_capacity := {
 	"replace_optic",
 	"drain_server",
 	"failover",
+	"failover_nic",
+	"remove_lag_member",
+	"shutdown_bgp_peer",
+	"drain_backend",
+	"evacuate_host",
 }
 
 is_change if not input.action.name in read_only

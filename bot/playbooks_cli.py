@@ -1,0 +1,183 @@
+"""``npo playbooks ...``, ``npo search`` and ``npo eval retrieval``: the retrieval edge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bot.progress import progress_bar
+from bot.settings import Settings
+from retrieval.playbook import Status, lint_folder
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"npo: error: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:
+    directory: Path = args.dir or settings.playbooks_dir
+    report = lint_folder(directory)
+    for error in report.errors:
+        print(error, file=sys.stderr)
+    counts = {s: sum(1 for p in report.playbooks if p.meta.status is s) for s in Status}
+    summary = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    print(
+        f"{directory}: {len(report.playbooks)} valid ({summary or 'none'}), "
+        f"{len(report.errors)} invalid"
+    )
+    return 0 if report.ok else 1
+
+
+def _searcher_parts(settings: Settings):  # type: ignore[no-untyped-def]
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.store import ChunkStore, chroma_client
+
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    client = chroma_client(settings.chroma_folder, settings.chroma_url)
+    return embedder, ChunkStore(client, embedder)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.ingest import IngestError, ingest_folder
+
+    directory: Path = args.dir or settings.playbooks_dir
+    if lint_folder(directory).errors:  # fail before loading the model
+        return cmd_lint(argparse.Namespace(dir=directory), settings)
+    embedder, store = _searcher_parts(settings)
+    bar = progress_bar(0, "embed", "chunk")
+    try:
+        report = ingest_folder(directory, store, embedder, bar.set_progress)
+    except IngestError as exc:
+        return _fail(str(exc))
+    finally:
+        bar.close()
+    print(
+        f"{directory}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {report.unchanged} unchanged "
+        f"({report.chunks_written} chunks written, {report.chunks_deleted} deleted)"
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.importer import import_runbooks
+
+    status = Status(args.status)
+    if status is Status.VETTED and not args.reviewer:
+        return _fail("--status vetted needs --reviewer (someone who is not an author)", 2)
+    report = import_runbooks(
+        args.source, args.dest, status, args.author or ["import"], args.reviewer or [], args.license
+    )
+    print(f"{args.dest}: {len(report.written)} playbook(s) written, {report.unchanged} unchanged")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.search import HybridSearcher, Method
+
+    embedder, store = _searcher_parts(settings)
+    searcher = HybridSearcher(store, embedder)
+    hits = searcher.search(args.query, args.k, Method(args.method))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "playbook": h.doc_id,
+                        "similarity": round(h.similarity, 4),
+                        "cosine": round(h.cosine, 4),
+                        "title": h.title,
+                    }
+                    for h in hits
+                ]
+            )
+        )
+        return 0
+    if not hits:
+        print("no vetted playbook matches (run `npo playbooks ingest` first?)")
+    for rank, h in enumerate(hits, 1):
+        print(
+            f"{rank}. {h.doc_id}  similarity {h.similarity:.2f} (cosine {h.cosine:.2f})  "
+            f"{h.metadata.get('playbook_title', h.title)}"
+        )
+    return 0
+
+
+def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.evaluate import PairsError, evaluate, read_pairs
+
+    if not args.corpus.is_dir():
+        return _fail(f"--corpus {args.corpus}: folder not found", 2)
+    try:
+        pairs = read_pairs(args.pairs)
+    except (OSError, PairsError) as exc:
+        return _fail(str(exc), 2)
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    bar = progress_bar(len(pairs), "queries", "query")
+    result = evaluate(
+        args.corpus, pairs, embedder, args.k, lambda _s, n, _t: bar.set_progress(n, _t)
+    )
+    bar.close()
+    unknown = result["unknown_targets"]
+    if isinstance(unknown, list) and unknown:
+        print(f"warning: {len(unknown)} target path(s) are not in the corpus", file=sys.stderr)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("queries", "methods", "timing")}))
+        return 0
+    methods = result["methods"]
+    assert isinstance(methods, dict)
+    print(
+        f"{result['queries']} queries over {result['documents']} documents "
+        f"({result['chunks']} chunks)\n"
+    )
+    print(f"{'method':8s} {'recall@1':>9s} {'recall@3':>9s} {'recall@5':>9s} {'MRR':>7s}")
+    for name, m in methods.items():
+        print(
+            f"{name:8s} {m['recall@1']:9.3f} {m['recall@3']:9.3f} {m['recall@5']:9.3f} "
+            f"{m['mrr']:7.3f}"
+        )
+    timing = result["timing"]
+    assert isinstance(timing, dict)
+    print(f"\nindexing {timing['index_s']:.1f} s; hybrid query p50 {timing['query_ms_p50']:.1f} ms")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    pb = sub.add_parser("playbooks", help="lint, ingest and import playbooks").add_subparsers(
+        dest="playbooks_command", required=True
+    )
+    lint = pb.add_parser("lint", help="validate a playbook folder (exit 1 on errors)")
+    lint.add_argument("dir", nargs="?", type=Path)
+    lint.set_defaults(func=cmd_lint)
+    ingest = pb.add_parser("ingest", help="index a playbook folder into the vector store")
+    ingest.add_argument("dir", nargs="?", type=Path)
+    ingest.set_defaults(func=cmd_ingest)
+    imp = pb.add_parser("import", help="convert external runbooks into playbooks")
+    imp.add_argument("source", type=Path)
+    imp.add_argument("--dest", type=Path, default=Path("playbooks/imported"))
+    imp.add_argument("--status", choices=[s.value for s in Status], default="draft")
+    imp.add_argument("--author", action="append")
+    imp.add_argument("--reviewer", action="append")
+    imp.add_argument("--license", help="licence when the source has no runbooks_index.jsonl")
+    imp.set_defaults(func=cmd_import)
+
+    search = sub.add_parser("search", help="search the vetted playbooks")
+    search.add_argument("query")
+    search.add_argument("--k", type=int, default=5)
+    search.add_argument("--method", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    ev = sub.add_parser("eval", help="evaluations").add_subparsers(
+        dest="eval_command", required=True
+    )
+    ret = ev.add_parser("retrieval", help="recall@k and MRR of hybrid, dense and BM25")
+    ret.add_argument("--corpus", type=Path, required=True)
+    ret.add_argument("--pairs", type=Path, required=True)
+    ret.add_argument("--k", type=int, default=5)
+    ret.add_argument("--json", action="store_true")
+    ret.set_defaults(func=cmd_eval_retrieval)

@@ -1,0 +1,105 @@
+"""Okapi BM25 over the same chunks the vector store holds, in numpy.
+
+Tokens: lowercase words split at punctuation and camelCase, a small stop list, and light
+suffix stripping so "failed", "failing" and "failure" meet.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+_WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])|\d+")
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+        "not",
+        "no",
+        "can",
+        "if",
+        "then",
+        "than",
+        "when",
+        "which",
+        "who",
+        "what",
+        "your",
+        "you",
+        "we",
+        "our",
+    ]
+)
+_SUFFIXES = ("ations", "ation", "ments", "ment", "ingly", "ing", "ures", "ure", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    return [_stem(w.lower()) for w in _WORD.findall(text) if w.lower() not in _STOP]
+
+
+class BM25Index:
+    def __init__(self, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        self.k1, self.b = k1, b
+        self.size = len(texts)
+        lengths = np.zeros(self.size)
+        postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for i, text in enumerate(texts):
+            counts = Counter(tokenize(text))
+            lengths[i] = sum(counts.values())
+            for term, tf in counts.items():
+                postings[term].append((i, tf))
+        avg = float(lengths.mean()) if self.size else 1.0
+        self._norm = k1 * (1 - b + b * lengths / max(avg, 1e-9))
+        self._postings: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], float]] = {}
+        for term, plist in postings.items():
+            docs = np.fromiter((d for d, _ in plist), dtype=np.int64, count=len(plist))
+            tfs = np.fromiter((t for _, t in plist), dtype=np.float64, count=len(plist))
+            idf = math.log(1 + (self.size - len(plist) + 0.5) / (len(plist) + 0.5))
+            self._postings[term] = (docs, tfs, idf)
+
+    def scores(self, query: str) -> npt.NDArray[np.float64]:
+        out = np.zeros(self.size)
+        for term in set(tokenize(query)):
+            posting = self._postings.get(term)
+            if posting is None:
+                continue
+            docs, tfs, idf = posting
+            out[docs] += idf * tfs * (self.k1 + 1) / (tfs + self._norm[docs])
+        return out

@@ -1,0 +1,95 @@
+"""Ingest a playbook folder into the vector store: validated first (one bad file changes
+nothing), incremental by content hash (an unchanged folder writes nothing), and
+self-repairing (new chunks are written before stale ones are deleted, so a crash leaves
+at worst a duplicate that the next ingest removes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.chunking import chunk_document
+from retrieval.corpus import playbook_document
+from retrieval.embeddings import Embedder
+from retrieval.playbook import PlaybookError, Status, lint_folder
+from retrieval.store import ChunkStore
+
+
+class IngestError(ValueError):
+    """The folder has invalid playbooks; nothing was written."""
+
+    def __init__(self, errors: list[PlaybookError]) -> None:
+        self.errors = errors
+        lines = "\n".join(f"  {e}" for e in errors)
+        super().__init__(f"{len(errors)} invalid playbook(s), nothing ingested:\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+    unchanged: int
+    chunks_written: int
+    chunks_deleted: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def ingest_folder(
+    directory: Path,
+    store: ChunkStore,
+    embedder: Embedder,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    report = lint_folder(directory)
+    if report.errors:
+        raise IngestError(report.errors)
+    wanted = {
+        pb.id: playbook_document(pb)
+        for pb in report.playbooks
+        if pb.meta.status is not Status.DEPRECATED
+    }
+    stored = store.all()
+    stored_hash: dict[str, set[str]] = {}
+    for chunk in stored:
+        stored_hash.setdefault(str(chunk.metadata.get("doc_id")), set()).add(
+            str(chunk.metadata.get("content_hash"))
+        )
+    to_write = [
+        doc
+        for doc_id, doc in sorted(wanted.items())
+        if stored_hash.get(doc_id) != {doc.content_hash}
+    ]
+    chunks = [c for doc in to_write for c in chunk_document(doc)]
+    fresh_ids = {c.chunk_id for c in chunks}
+    if chunks:
+        batch = 64
+        for start in range(0, len(chunks), batch):
+            part = chunks[start : start + batch]
+            store.add(part, embedder.embed([c.text for c in part]))
+            if progress:
+                progress(min(start + batch, len(chunks)), len(chunks))
+    stale = [
+        c.chunk_id
+        for c in stored
+        if c.chunk_id not in fresh_ids
+        and (
+            str(c.metadata.get("doc_id")) not in wanted
+            or str(c.metadata.get("content_hash"))
+            != wanted[str(c.metadata.get("doc_id"))].content_hash
+        )
+    ]
+    store.delete(stale)
+    previously = set(stored_hash)
+    return IngestReport(
+        added=sorted(d.doc_id for d in to_write if d.doc_id not in previously),
+        updated=sorted(d.doc_id for d in to_write if d.doc_id in previously),
+        removed=sorted(previously - set(wanted)),
+        unchanged=len(wanted) - len(to_write),
+        chunks_written=len(chunks),
+        chunks_deleted=len(stale),
+    )
