@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.native import load_torch_first
 from core.rego import PolicyError, RegoPolicyEngine
 
 
@@ -18,4 +19,5 @@ def read_policy_modules(directory: Path) -> dict[str, str]:
 
 
 def load_policy_engine(directory: Path) -> RegoPolicyEngine:
+    load_torch_first()
     return RegoPolicyEngine(read_policy_modules(directory))

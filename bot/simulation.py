@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bot.native import load_torch_first
 from core.policy import MemoisedEngine, SafetyPolicyEngine
 from core.rego import RegoPolicyEngine
 from core.simulator import RunResult, SimConfig, run, summarise, variant_spec
@@ -25,6 +26,7 @@ def _run_job(
     spe: SafetyPolicyEngine | None = None
     if policy_modules is not None:
         # Engines hold native state that cannot cross processes: each job builds its own.
+        load_torch_first()
         spe = MemoisedEngine(RegoPolicyEngine(policy_modules))
     return run(variant, seed, config, spe)
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-
-import regopy
-from regopy.rego_shared import rego_output_string, rego_query
+from typing import Any
 
 from core.policy import Action, PolicyVerdict, RuleHit, Verdict, strictest
 from core.scenario import Scenario
@@ -52,10 +50,26 @@ def _describe(error: str, sources: Mapping[str, str]) -> str:
     return msg
 
 
-def _interpreter() -> regopy.Interpreter:
-    rego = regopy.Interpreter()
+def _regopy() -> Any:
+    """regopy, imported on first use: its native library replaces ``operator new``, and a
+    process that loads torch after it aborts (double free), so the composition root must
+    be able to load torch first (see ``bot/native.py``)."""
+    import regopy
+
+    return regopy
+
+
+def _interpreter() -> Any:
+    rego = _regopy().Interpreter()
     rego.log_level = 0  # errors are raised to us, not printed on stdout
     return rego
+
+
+def _raw_query(rego: Any, query: str) -> str:
+    """The output text even when it is an error (regopy's ``query`` fails to parse those)."""
+    from regopy.rego_shared import rego_output_string, rego_query
+
+    return str(rego_output_string(rego_query(rego._impl, query)))
 
 
 def _probe_input() -> dict[str, object]:
@@ -75,12 +89,12 @@ class RegoPolicyEngine:
         for name, source in modules.items():
             try:
                 self._rego.add_module(name, source)
-            except regopy.RegoError as exc:
+            except _regopy().RegoError as exc:
                 raise PolicyError(_describe(str(exc), modules)) from exc
         self._check_semantics(modules)
         try:
             self._bundle = self._rego.build(_QUERY)
-        except regopy.RegoError as exc:
+        except _regopy().RegoError as exc:
             raise PolicyError(_describe(str(exc), modules)) from exc
         self.policies = tuple(sorted(self._evaluate_raw(_probe_input())))
         if not self.policies:
@@ -89,14 +103,14 @@ class RegoPolicyEngine:
     def _check_semantics(self, modules: Mapping[str, str]) -> None:
         """Unknown functions and type errors only show when evaluating: probe once."""
         self._rego.set_input(_probe_input())
-        error = rego_output_string(rego_query(self._rego._impl, _QUERY))
+        error = _raw_query(self._rego, _QUERY)
         if not error.startswith("(error"):
             return
         for name in modules:  # find the file to blame
             single = _interpreter()
             single.add_module(name, modules[name])
             single.set_input(_probe_input())
-            alone = rego_output_string(rego_query(single._impl, _QUERY))
+            alone = _raw_query(single, _QUERY)
             if alone.startswith("(error"):
                 raise PolicyError(f"{name}: {_describe(alone, modules)}")
         raise PolicyError(f"policies fail to evaluate together: {_describe(error, modules)}")
@@ -105,7 +119,7 @@ class RegoPolicyEngine:
         self._rego.set_input(document)
         try:
             out = self._rego.query_bundle(self._bundle)
-        except (regopy.RegoError, ValueError) as exc:
+        except (_regopy().RegoError, ValueError) as exc:
             raise PolicyError(f"policy evaluation failed: {exc}") from exc
         if not out.results or not out.results[0].expressions:
             return {}

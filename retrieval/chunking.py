@@ -56,19 +56,18 @@ def _pieces(text: str, limit: int) -> list[str]:
 
 
 def chunk_document(doc: Document, max_chars: int = 900) -> list[Chunk]:
+    """Chunks whose text (without the title line) stays within ``max_chars``."""
     groups: list[tuple[str, str]] = []
     for section in split_sections(doc.text):
-        for piece in _pieces(section.text, max_chars) or [""]:
-            if not piece and not section.heading:
+        heading = section.heading
+        for piece in _pieces(section.text, max(80, max_chars - len(heading) - 1)) or [""]:
+            if not piece and not heading:
                 continue
-            if groups and len(groups[-1][1]) + len(piece) + len(section.heading) + 2 <= max_chars:
-                heading, body = groups[-1]
-                joined = (
-                    f"{body}\n{section.heading}\n{piece}" if section.heading else f"{body}\n{piece}"
-                )
-                groups[-1] = (heading, joined.strip())
+            if groups and len(groups[-1][1]) + len(heading) + len(piece) + 2 <= max_chars:
+                first, body = groups[-1]
+                groups[-1] = (first, "\n".join(p for p in (body, heading, piece) if p))
             else:
-                groups.append((section.heading, f"{section.heading}\n{piece}".strip()))
+                groups.append((heading, "\n".join(p for p in (heading, piece) if p)))
     if not groups:
         groups = [("", "")]
     short = doc.content_hash[:12]

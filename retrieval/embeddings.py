@@ -40,7 +40,7 @@ class SentenceTransformerEmbedder:
         self.name = model or str(bundled_model_path())
         self._model = SentenceTransformer(self.name, device="cpu")
         self._batch_size = batch_size
-        dim = self._model.get_sentence_embedding_dimension()
+        dim = self._model.get_embedding_dimension()
         if dim is None:
             raise ValueError(f"{self.name}: the model does not declare its embedding dimension")
         self._dimension = int(dim)

@@ -38,6 +38,10 @@ def _chroma_embedding_function(embedder: Embedder) -> Any:
         def get_config(self) -> dict[str, Any]:
             return {}
 
+        @staticmethod
+        def build_from_config(config: dict[str, Any]) -> Any:
+            return _Ours()
+
     return _Ours()
 
 
