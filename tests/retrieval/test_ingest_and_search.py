@@ -13,7 +13,7 @@ from retrieval.chunking import chunk_document, humanise
 from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.ingest import IngestError, ingest_folder
 from retrieval.langchain import PlaybookRetriever
-from retrieval.search import HybridSearcher, Method, normalise_query
+from retrieval.search import Fusion, HybridSearcher, Method, normalise_query
 from retrieval.store import ChunkStore, chroma_client
 from tests.conftest import PLAYBOOKS
 
@@ -178,6 +178,13 @@ def test_operator_style_queries_find_the_right_playbook(
     assert hits[0].doc_id == expected
     assert 0.0 <= hits[-1].similarity <= hits[0].similarity <= 1.0
     assert len({h.doc_id for h in hits}) == len(hits)  # deduplicated to playbooks
+
+
+def test_both_fusions_rank_the_obvious_playbook_first(library: HybridSearcher) -> None:
+    query = "optic RX power low warning on spine-1 Ethernet4/1"
+    for fusion in Fusion:
+        searcher = HybridSearcher(library.store, library.embedder, fusion=fusion)
+        assert searcher.search(query, 3)[0].doc_id == "optic-low-rx-power", fusion
 
 
 def test_only_vetted_playbooks_are_candidates(library: HybridSearcher) -> None:
