@@ -21,3 +21,29 @@ class ScriptedSPE:
         return PolicyVerdict(
             verdict, (RuleHit("scripted", verdict, f"{action.name} scripted"),), ("scripted",)
         )
+
+
+class FakeHit:
+    def __init__(self, doc_id: str, similarity: float, action: str = "drain_link", **meta: object):
+        self.doc_id = doc_id
+        self.title = doc_id.replace("-", " ").title()
+        self.similarity = similarity
+        self.metadata: dict[str, object] = {
+            "action": action,
+            "risk": "low",
+            "blast_radius": 1,
+            "status": "vetted",
+            **meta,
+        }
+
+
+class FakeRetriever:
+    """Returns the same ranked hits for every query; records the queries."""
+
+    def __init__(self, hits: list[FakeHit]) -> None:
+        self.hits = hits
+        self.queries: list[str] = []
+
+    def search(self, query: str, k: int = 5) -> list[FakeHit]:
+        self.queries.append(query)
+        return self.hits[:k]

@@ -1,0 +1,151 @@
+"""Tables. JSON documents (explanations, candidates, model weights) are stored as text so
+the same schema works on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+class Incident(SQLModel, table=True):
+    id: str = Field(default_factory=_id, primary_key=True)
+    source: str  # slack | console | alertmanager
+    channel: str = ""
+    thread_ts: str = ""
+    reporter: str = ""
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    scenario_json: str = Field(sa_column=Column(Text, nullable=False))
+    context_key: str = Field(index=True)
+    created_at: dt.datetime = Field(default_factory=_now)
+
+
+class Recommendation(SQLModel, table=True):
+    """One decision: recommend, abstain or blocked, with everything that explains it."""
+
+    id: str = Field(default_factory=_id, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    outcome: str
+    playbook_id: str | None = Field(default=None, index=True)
+    score: float = 0.0
+    threshold: float
+    arm_index: int
+    spe_verdict: str
+    decision_json: str = Field(sa_column=Column(Text, nullable=False))
+    channel: str = ""
+    message_ts: str = Field(default="", index=True)
+    status: str = Field(default="open", index=True)  # open | judged | expired
+    created_at: dt.datetime = Field(default_factory=_now, index=True)
+
+
+class Feedback(SQLModel, table=True):
+    """One operator's current judgment of one recommendation (a later vote replaces it)."""
+
+    __table_args__ = (UniqueConstraint("recommendation_id", "operator_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recommendation_id: str = Field(foreign_key="recommendation.id", index=True)
+    playbook_id: str = Field(index=True)
+    context_key: str
+    operator_id: str
+    kind: str
+    label: float | None = None
+    weight: float = 0.0
+    score: float
+    prior: float = 0.0  # the model prior the scenario score started from
+    loss: float
+    reason: str = ""
+    source: str = ""  # button | reaction | modal | console | expiry
+    source_event_id: str = Field(unique=True)
+    withdrawn: bool = False
+    created_at: dt.datetime = Field(default_factory=_now, index=True)
+    updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Every delivery id already handled: Slack retries and replicas are deduplicated here."""
+
+    event_id: str = Field(primary_key=True)
+    created_at: dt.datetime = Field(default_factory=_now)
+
+
+class ScenarioScoreRow(SQLModel, table=True):
+    __tablename__ = "scenario_score"
+
+    playbook_id: str = Field(primary_key=True)
+    context_key: str = Field(primary_key=True)
+    value: float
+    observations: int = 0
+    updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class BanditArm(SQLModel, table=True):
+    arm_index: int = Field(primary_key=True)
+    threshold: float
+    alpha: float = 1.0
+    beta: float = 1.0
+
+
+class MonitorStateRow(SQLModel, table=True):
+    __tablename__ = "monitor_state"
+
+    id: int = Field(default=1, primary_key=True)
+    state_json: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class MonitorDecisionRow(SQLModel, table=True):
+    __tablename__ = "monitor_decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    playbook_id: str | None = None
+    created_at: dt.datetime = Field(default_factory=_now, index=True)
+
+
+class ModelVersion(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    trained_on: int
+    live: bool = Field(default=False, index=True)
+    accepted: bool
+    metrics_json: str = Field(sa_column=Column(Text, nullable=False))
+    weights_json: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(default_factory=_now)
+
+
+class RetrainRequest(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    reason: str
+    requested_by: str = ""
+    handled_at: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=_now)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str
+    action: str
+    subject: str = ""
+    detail_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(default_factory=_now, index=True)
+
+
+class OperatorPrefs(SQLModel, table=True):
+    __tablename__ = "operator_prefs"
+
+    operator_id: str = Field(primary_key=True)
+    verbosity: str = "full"
+    updated_at: dt.datetime = Field(default_factory=_now)

@@ -1,0 +1,90 @@
+"""Decisions to and from plain JSON-able dicts, so a stored decision can be re-rendered."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from core.bandit import ArmChoice
+from core.decision import (
+    Candidate,
+    Decision,
+    Explanation,
+    Fact,
+    Outcome,
+    ThresholdJustification,
+    VisualClue,
+)
+from core.policy import Action, PolicyVerdict, RuleHit, Verdict
+from core.scenario import Scenario
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value != value else value
+
+
+def decision_to_dict(decision: Decision) -> dict[str, Any]:
+    scenario = decision.scenario
+    data = asdict(decision)
+    data["scenario"] = {
+        f: getattr(scenario, f)
+        for f in (
+            "component",
+            "fault_type",
+            "severity",
+            "redundancy",
+            "utilisation",
+            "maintenance_window",
+            "hour_of_day",
+            "text",
+            "device",
+        )
+    }
+    data["scenario"]["active_changes"] = list(scenario.active_changes)
+    data["explanation"]["threshold"]["sample"] = _nan_to_none(decision.explanation.threshold.sample)
+    if decision.arm is not None:
+        data["arm"]["sample"] = _nan_to_none(decision.arm.sample)
+    return data
+
+
+def _verdict(d: dict[str, Any]) -> PolicyVerdict:
+    return PolicyVerdict(
+        Verdict(d["verdict"]),
+        tuple(RuleHit(r["policy"], Verdict(r["verdict"]), r["message"]) for r in d["rules"]),
+        tuple(d["policies_checked"]),
+    )
+
+
+def _candidate(d: dict[str, Any]) -> Candidate:
+    return Candidate(**{**d, "action": Action(**d["action"])})
+
+
+def _float(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def decision_from_dict(data: dict[str, Any]) -> Decision:
+    s = dict(data["scenario"])
+    s["active_changes"] = tuple(s.get("active_changes", ()))
+    e = data["explanation"]
+    t = dict(e["threshold"])
+    t["sample"] = _float(t["sample"])
+    explanation = Explanation(
+        trace=tuple(e["trace"]),
+        facts=tuple(Fact(**f) for f in e["facts"]),
+        visual=VisualClue(
+            e["visual"]["score"], e["visual"]["threshold"], tuple(e["visual"]["recent_losses"])
+        ),
+        threshold=ThresholdJustification(**t),
+        compliance=_verdict(e["compliance"]),
+    )
+    arm = data.get("arm")
+    return Decision(
+        outcome=Outcome(data["outcome"]),
+        scenario=Scenario(**s),
+        candidates=tuple(_candidate(c) for c in data["candidates"]),
+        verdicts=tuple(_verdict(v) for v in data["verdicts"]),
+        explanation=explanation,
+        chosen=_candidate(data["chosen"]) if data.get("chosen") else None,
+        arm=ArmChoice(**{**arm, "sample": _float(arm["sample"])}) if arm else None,
+    )

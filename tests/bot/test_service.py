@@ -1,0 +1,197 @@
+"""The application service on SQLite and PostgreSQL: storage, idempotency, replacement,
+withdrawal and concurrent writers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from bot.db.migrate import current_revision, upgrade
+from bot.db.models import (
+    AuditEntry,
+    BanditArm,
+    Feedback,
+    MonitorStateRow,
+    Recommendation,
+    RetrainRequest,
+    ScenarioScoreRow,
+)
+from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
+from core.codec import decision_to_dict
+from core.decision import Outcome
+from core.feedback import FeedbackKind
+from core.npo import NPOConfig, ThresholdMode
+from core.rego import RegoPolicyEngine
+from tests.fakes import FakeHit, FakeRetriever
+
+NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)
+TEXT = "CRC errors on leaf-12:eth1/3 severity=high redundancy=2 in maintenance window"
+
+
+def _service(engine: Engine, spe: RegoPolicyEngine, **config: object) -> NPOService:
+    retriever = FakeRetriever(
+        [
+            FakeHit("link-optic", 0.85, "replace_optic"),
+            FakeHit("link-drain", 0.7, "drain_link"),
+            FakeHit("diagnostics", 0.5, "collect_diagnostics"),
+        ]
+    )
+    settings: dict[str, object] = {"threshold_mode": ThresholdMode.FIXED, "fixed_threshold": 0.5}
+    cfg = NPOConfig(**{**settings, **config})  # type: ignore[arg-type]
+    return NPOService(engine, retriever, spe, cfg, np.random.default_rng(0), clock=lambda: NOW)
+
+
+def _count(engine: Engine, model: type) -> int:
+    with Session(engine) as s:
+        return int(s.exec(select(func.count()).select_from(model)).one())
+
+
+def test_migrations_are_idempotent(db_url: str) -> None:
+    upgrade(db_url)
+    upgrade(db_url)
+    assert current_revision(db_url) == "0001"
+
+
+def test_recommend_stores_the_decision_and_audits_it(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    svc = _service(engine, rego_engine)
+    rec = svc.recommend(IncidentInput(TEXT, "console", reporter="U1"))
+    assert rec.decision.outcome is Outcome.RECOMMEND
+    assert rec.decision.chosen is not None and rec.decision.chosen.playbook_id == "link-optic"
+    stored = svc.decision(rec.recommendation_id)
+    assert stored is not None and decision_to_dict(stored) == decision_to_dict(rec.decision)
+    with Session(engine) as s:
+        row = s.get(Recommendation, rec.recommendation_id)
+        assert row is not None and row.playbook_id == "link-optic" and row.spe_verdict == "allow"
+        audit = s.exec(select(AuditEntry)).one()
+        assert (audit.actor, audit.action) == ("U1", "recommend")
+    svc.attach_message(rec.recommendation_id, "C1", "1700.1")
+    assert svc.recommendation_for_message("C1", "1700.1") == rec.recommendation_id
+
+
+def test_feedback_is_stored_once_per_event(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
+    svc = _service(engine, rego_engine)
+    rid = svc.recommend(IncidentInput(TEXT, "console")).recommendation_id
+    fb = FeedbackInput(rid, "U1", FeedbackKind.LIKE, "evt-1")
+    first = svc.record_feedback(fb)
+    assert first.status is FeedbackStatus.STORED
+    assert first.local_score == pytest.approx(0.85 + 0.2 * (1 - 0.85))
+    for _ in range(3):  # Slack retries and a second replica
+        assert svc.record_feedback(fb).status is FeedbackStatus.DUPLICATE
+    assert _count(engine, Feedback) == 1
+    [stats] = svc.stats()
+    assert (stats.playbook_id, stats.decisions, stats.likes) == ("link-optic", 1, 1)
+
+
+def test_a_later_vote_replaces_the_earlier_one(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    svc = _service(engine, rego_engine, threshold_mode=ThresholdMode.THOMPSON)
+    rec = svc.recommend(IncidentInput(TEXT, "console"))
+    rid = rec.recommendation_id
+    assert (
+        svc.record_feedback(FeedbackInput(rid, "U1", FeedbackKind.LIKE, "e1")).status
+        is FeedbackStatus.STORED
+    )
+    result = svc.record_feedback(
+        FeedbackInput(rid, "U1", FeedbackKind.OVERRIDE, "e2", reason="wrong card")
+    )
+    assert result.status is FeedbackStatus.REPLACED
+    assert result.local_score == pytest.approx(0.85 - 0.2 * 0.85)  # as if only the override existed
+    [stats] = svc.stats()
+    assert (stats.decisions, stats.likes, stats.overrides) == (1, 0, 1)
+    with Session(engine) as s:
+        arms = s.exec(select(BanditArm)).all()
+        assert sum(a.alpha for a in arms) == pytest.approx(5.0)  # the like was taken back
+        surfaced = rec.decision.recommended
+        assert sum(a.beta for a in arms) == pytest.approx(6.0 if surfaced else 5.0)
+        assert s.exec(select(RetrainRequest)).one().reason.endswith("wrong card")
+
+
+def test_withdrawing_a_reaction_removes_its_effect(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    svc = _service(engine, rego_engine)
+    rid = svc.recommend(IncidentInput(TEXT, "console")).recommendation_id
+    svc.record_feedback(FeedbackInput(rid, "U1", FeedbackKind.LIKE, "react-add", source="reaction"))
+    result = svc.withdraw_feedback(rid, "U1", "react-remove")
+    assert result.status is FeedbackStatus.WITHDRAWN
+    assert svc.stats() == []
+    assert _count(engine, ScenarioScoreRow) == 0
+    assert svc.withdraw_feedback(rid, "U1", "react-remove").status is FeedbackStatus.DUPLICATE
+    assert (
+        svc.withdraw_feedback(rid, "U1", "react-remove-2").status
+        is FeedbackStatus.NOTHING_TO_WITHDRAW
+    )
+
+
+def test_an_abstention_lets_operators_like_the_right_candidate(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    svc = _service(engine, rego_engine, fixed_threshold=0.9)
+    rec = svc.recommend(IncidentInput(TEXT, "console"))
+    assert rec.decision.outcome is Outcome.ABSTAIN
+    liked = svc.record_feedback(
+        FeedbackInput(
+            rec.recommendation_id, "U2", FeedbackKind.LIKE, "e1", playbook_id="link-drain"
+        )
+    )
+    assert (liked.status, liked.playbook_id) == (FeedbackStatus.STORED, "link-drain")
+    other = svc.record_feedback(
+        FeedbackInput(rec.recommendation_id, "U3", FeedbackKind.LIKE, "e2", playbook_id="nope")
+    )
+    assert other.status is FeedbackStatus.NOT_A_CANDIDATE
+    unknown = svc.record_feedback(FeedbackInput("missing", "U3", FeedbackKind.LIKE, "e3"))
+    assert unknown.status is FeedbackStatus.UNKNOWN_RECOMMENDATION
+
+
+def test_concurrent_writers_lose_no_update(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
+    svc = _service(engine, rego_engine, threshold_mode=ThresholdMode.THOMPSON)
+    recs = [svc.recommend(IncidentInput(TEXT, "console")) for _ in range(40)]
+    surfaced = sum(1 for r in recs if r.decision.recommended)
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for i, rec in enumerate(recs):
+                if i % 4 == w % 4:
+                    svc.record_feedback(
+                        FeedbackInput(
+                            rec.recommendation_id, f"U{w}", FeedbackKind.LIKE, f"e{w}-{i}"
+                        )
+                    )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _count(engine, Feedback) == 80
+    with Session(engine) as s:
+        row = s.get(ScenarioScoreRow, ("link-optic", recs[0].decision.scenario.context_key))
+        assert row is not None and row.observations == 80
+        arms = s.exec(select(BanditArm)).all()
+        assert sum(a.alpha for a in arms) - 5 == pytest.approx(2 * surfaced)
+    with Session(engine) as s:
+        state = s.get(MonitorStateRow, 1)
+        assert state is not None
+        assert json.loads(state.state_json)["labels_since_retrain"] == 80
+
+
+def test_operator_preferences(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
+    svc = _service(engine, rego_engine)
+    assert svc.verbosity("U1", "full") == "full"
+    svc.set_verbosity("U1", "brief")
+    assert svc.verbosity("U1", "full") == "brief"
+    with pytest.raises(ValueError, match="verbosity"):
+        svc.set_verbosity("U1", "loud")
