@@ -92,10 +92,46 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.slack_bot_token:
         return _fail(
             "SLACK_BOT_TOKEN is set, but this release has no Slack adapter yet; "
-            "unset it to run the console demo"
+            "unset it to run the console adapter"
         )
-    print("No SLACK_BOT_TOKEN: running the console demo on the embedded defaults.\n")
-    return _cmd_demo(argparse.Namespace(rounds=3), settings)
+    print(
+        "No SLACK_BOT_TOKEN: the console adapter on the embedded defaults "
+        "(type an incident, or `help`).",
+        file=sys.stderr,
+    )
+    return _cmd_chat(args, settings)
+
+
+def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.console import console_lines, run_console
+    from bot.wiring import build
+
+    components = build(settings)
+    return run_console(components.service, console_lines())
+
+
+def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.console import format_rows
+    from bot.db.engine import make_engine
+    from bot.db.migrate import upgrade
+    from bot.stats import playbook_stats
+    from bot.wiring import database_url
+
+    url = database_url(settings)
+    upgrade(url)
+    rows = playbook_stats(make_engine(url), args.playbook)
+    print(json.dumps([r.as_dict() for r in rows]) if args.json else format_rows(rows))
+    return 0
+
+
+def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.db.migrate import current_revision, upgrade
+    from bot.wiring import database_url
+
+    url = database_url(settings)
+    upgrade(url)
+    print(f"database at revision {current_revision(url)}")
+    return 0
 
 
 def _cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -133,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the bot (Slack if SLACK_BOT_TOKEN is set)")
     run.set_defaults(func=_cmd_run)
+
+    chat = sub.add_parser("chat", help="the console adapter: incidents and feedback on stdin")
+    chat.set_defaults(func=_cmd_chat)
+
+    stats = sub.add_parser("stats", help="playbook alignment stats")
+    stats.add_argument("--playbook")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_stats)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    db_up = db.add_parser("upgrade", help="apply the schema migrations")
+    db_up.set_defaults(func=_cmd_db_upgrade)
 
     pol = sub.add_parser("policies", help="safety policies").add_subparsers(
         dest="policies_command", required=True

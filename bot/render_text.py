@@ -33,7 +33,7 @@ _HEADLINE = {
 }
 
 
-def render_decision(decision: Decision) -> str:
+def render_decision(decision: Decision, brief: bool = False) -> str:
     exp = decision.explanation
     s = decision.scenario
     lines = [
@@ -52,6 +52,8 @@ def render_decision(decision: Decision) -> str:
         f"   threshold {exp.threshold.text}",
         f"   policy    {exp.compliance.summary}",
     ]
+    if brief:
+        return "\n".join(lines)
     if decision.outcome is not Outcome.RECOMMEND and decision.candidates:
         lines.append("   candidates:")
         for cand, verdict in zip(decision.candidates, decision.verdicts, strict=True):

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -37,6 +36,7 @@ from bot.db.models import (
     ScenarioScoreRow,
 )
 from bot.extract import extract_scenario
+from bot.stats import PlaybookStats, playbook_stats
 from core.bandit import ThresholdBandit
 from core.codec import decision_from_dict, decision_to_dict
 from core.decision import Candidate, Decision, decide
@@ -50,10 +50,17 @@ from core.scoring import ScenarioScore, blend
 
 
 class PlaybookHit(Protocol):
-    doc_id: str
-    title: str
-    similarity: float
-    metadata: dict[str, Any]
+    @property
+    def doc_id(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def similarity(self) -> float: ...
+
+    @property
+    def metadata(self) -> dict[str, Any]: ...
 
 
 class Retriever(Protocol):
@@ -111,22 +118,6 @@ class FeedbackResult:
             FeedbackStatus.REPLACED,
             FeedbackStatus.WITHDRAWN,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class PlaybookStats:
-    playbook_id: str
-    decisions: int
-    likes: int
-    overrides: int
-    neutral: int
-    skipped: int
-    mean_loss: float
-
-    @property
-    def override_rate(self) -> float:
-        judged = self.likes + self.overrides + self.neutral
-        return self.overrides / judged if judged else 0.0
 
 
 def _utcnow() -> dt.datetime:
@@ -489,35 +480,7 @@ class NPOService:
 
     # -- reading ------------------------------------------------------------------------
     def stats(self, playbook_id: str | None = None) -> list[PlaybookStats]:
-        with Session(self.engine) as session:
-            query = (
-                select(Feedback.playbook_id, Feedback.kind, func.count(), func.avg(Feedback.loss))
-                .where(col(Feedback.withdrawn).is_(False), Feedback.playbook_id != "")
-                .group_by(Feedback.playbook_id, Feedback.kind)
-            )
-            if playbook_id:
-                query = query.where(Feedback.playbook_id == playbook_id)
-            rows = session.exec(query).all()
-        table: dict[str, dict[str, tuple[int, float]]] = {}
-        for pb, kind, count, mean in rows:
-            table.setdefault(pb, {})[kind] = (int(count), float(mean or 0.0))
-        out = []
-        for pb, kinds in sorted(table.items()):
-            n = sum(c for c, _ in kinds.values())
-            loss = sum(c * m for c, m in kinds.values()) / n if n else 0.0
-            counts = {k: c for k, (c, _) in kinds.items()}
-            out.append(
-                PlaybookStats(
-                    pb,
-                    n,
-                    counts.get("like", 0),
-                    counts.get("override", 0),
-                    counts.get("neutral", 0),
-                    counts.get("skipped", 0),
-                    loss,
-                )
-            )
-        return out
+        return playbook_stats(self.engine, playbook_id)
 
     def verbosity(self, operator_id: str, default: str) -> str:
         with Session(self.engine) as session:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         PROJECT_ROOT / "playbooks" / "policies", description="Rego policies of the SPE."
     )
     seed: int | None = Field(None, description="Seed for the bandit's sampling (None: random).")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL (default: SQLite at data_dir/npo.db)."
+    )
     chroma_path: Path | None = Field(
         None, description="Embedded Chroma folder (default: data_dir/chroma)."
     )

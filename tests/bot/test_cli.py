@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -151,13 +152,16 @@ def test_demo_walks_through_the_loop(capsys: pytest.CaptureFixture[str]) -> None
     assert "SPE deny" in out  # the BGP incident's drain is refused by min_redundancy
 
 
-def test_run_without_slack_runs_the_console_demo(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_run_without_slack_starts_the_console_adapter(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
-    code, out, _ = _run(capsys, "run")
+    monkeypatch.setenv("NPO_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr("sys.stdin", io.StringIO("help\nquit\n"))
+    code, out, err = _run(capsys, "run")
     assert code == 0
-    assert "console demo" in out
+    assert "console adapter" in err
+    assert "like" in out and "override <reason>" in out  # the help text
 
 
 def test_run_with_a_slack_token_says_slack_is_not_available_yet(

@@ -1,0 +1,119 @@
+"""The console adapter (``npo chat``): the same service as Slack, in a terminal or a pipe.
+
+Type an incident to get a recommendation; then ``like``, ``override <reason>``,
+``neutral``, ``skip`` or ``like <playbook>`` (for a candidate of an abstention) apply to
+the last recommendation; ``stats``, ``verbosity brief|full``, ``help`` and ``quit``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import Callable, Iterable
+
+from bot.render_text import render_decision
+from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
+from bot.stats import PlaybookStats
+from core.feedback import FeedbackKind
+
+HELP = __doc__ or ""
+_KINDS = {
+    "like": FeedbackKind.LIKE,
+    "override": FeedbackKind.OVERRIDE,
+    "neutral": FeedbackKind.NEUTRAL,
+    "skip": FeedbackKind.SKIPPED,
+}
+
+
+def format_stats(service: NPOService) -> str:
+    return format_rows(service.stats())
+
+
+def format_rows(rows: list[PlaybookStats]) -> str:
+    if not rows:
+        return "no feedback yet"
+    lines = [
+        f"{'playbook':36s} {'n':>4s} {'like':>5s} {'ovr':>4s} {'neu':>4s} {'skip':>5s} {'loss':>6s}"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.playbook_id:36s} {r.decisions:4d} {r.likes:5d} {r.overrides:4d} "
+            f"{r.neutral:4d} {r.skipped:5d} {r.mean_loss:6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def run_console(
+    service: NPOService,
+    lines: Iterable[str],
+    echo: Callable[[str], None] = print,
+    operator: str = "console",
+) -> int:
+    last: str | None = None
+    counter = itertools.count(1)
+    verbosity = service.verbosity(operator, "full")
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        word, _, rest = line.partition(" ")
+        word = word.lower()
+        if word in {"quit", "exit"}:
+            break
+        if word == "help":
+            echo(HELP)
+        elif word == "stats":
+            echo(format_stats(service))
+        elif word == "verbosity":
+            try:
+                service.set_verbosity(operator, rest.strip())
+                verbosity = rest.strip()
+                echo(f"verbosity: {verbosity}")
+            except ValueError as exc:
+                echo(f"error: {exc}")
+        elif word in _KINDS:
+            if last is None:
+                echo("no recommendation yet: describe an incident first")
+                continue
+            kind = _KINDS[word]
+            target = rest.strip() if kind is FeedbackKind.LIKE and rest.strip() else None
+            reason = rest.strip() if kind is FeedbackKind.OVERRIDE else ""
+            result = service.record_feedback(
+                FeedbackInput(
+                    last,
+                    operator,
+                    kind,
+                    f"console:{last}:{next(counter)}",
+                    source="console",
+                    reason=reason,
+                    playbook_id=target,
+                )
+            )
+            if result.status in {FeedbackStatus.STORED, FeedbackStatus.REPLACED}:
+                score = (
+                    "" if result.local_score is None else f", score now {result.local_score:.2f}"
+                )
+                echo(
+                    f"{result.status.value}: {kind.value} on {result.playbook_id or '—'} "
+                    f"(loss {result.loss:.2f}{score})"
+                )
+            else:
+                echo(f"not recorded: {result.status.value.replace('_', ' ')}")
+        else:
+            recorded = service.recommend(IncidentInput(line, "console", reporter=operator))
+            last = recorded.recommendation_id
+            echo(render_decision(recorded.decision, brief=verbosity == "brief"))
+            echo("   → like · override <reason> · neutral · skip · like <playbook>")
+    return 0
+
+
+def console_lines() -> Iterable[str]:
+    """Lines from a terminal with a prompt, or from a pipe as they come."""
+    if sys.stdin.isatty():
+        while True:
+            try:
+                yield input("npo> ")
+            except EOFError:
+                return
+    else:
+        yield from sys.stdin

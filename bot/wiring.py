@@ -1,0 +1,53 @@
+"""The composition root: builds every long-lived component once from Settings."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.db.engine import default_url, make_engine
+from bot.db.migrate import upgrade
+from bot.native import load_torch_first
+from bot.policies import load_policy_engine
+from bot.service import NPOService
+from bot.settings import Settings
+
+
+@dataclass
+class Components:
+    service: NPOService
+    searcher: object
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or default_url(settings.data_dir)
+
+
+def build(settings: Settings, ingest: bool = True) -> Components:
+    """Migrate the database, load the model, open the vector store (ingesting the bundled
+    playbooks when they changed) and the SPE, and wire the service."""
+    load_torch_first()
+    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.ingest import ingest_folder
+    from retrieval.search import HybridSearcher
+    from retrieval.store import ChunkStore, chroma_client
+
+    url = database_url(settings)
+    upgrade(url)
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    store = ChunkStore(chroma_client(settings.chroma_folder, settings.chroma_url), embedder)
+    if ingest:
+        report = ingest_folder(settings.playbooks_dir, store, embedder)
+        if report.changed:
+            print(
+                f"playbooks: {len(report.added)} added, {len(report.updated)} updated, "
+                f"{len(report.removed)} removed",
+                file=sys.stderr,
+            )
+    searcher = HybridSearcher(store, embedder)
+    spe = load_policy_engine(settings.policies_dir)
+    rng = np.random.default_rng(settings.seed)
+    service = NPOService(make_engine(url), searcher, spe, settings.npo_config(), rng)
+    return Components(service, searcher)
