@@ -90,10 +90,8 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if settings.slack_bot_token:
-        return _fail(
-            "SLACK_BOT_TOKEN is set, but this release has no Slack adapter yet; "
-            "unset it to run the console adapter"
-        )
+        http = not settings.slack_app_token
+        return _cmd_serve(argparse.Namespace(http=http, host="0.0.0.0", port=3000), settings)
     print(
         "No SLACK_BOT_TOKEN: the console adapter on the embedded defaults "
         "(type an incident, or `help`).",
@@ -121,6 +119,27 @@ def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(url)
     rows = playbook_stats(make_engine(url), args.playbook)
     print(json.dumps([r.as_dict() for r in rows]) if args.json else format_rows(rows))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.library import Library
+    from bot.slack.app import create_app
+    from bot.slack.serve import serve_http, serve_socket_mode
+    from bot.wiring import build
+
+    if not settings.slack_bot_token or not settings.slack_signing_secret:
+        return _fail("npo serve needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET", EXIT_USAGE)
+    if not args.http and not settings.slack_app_token:
+        return _fail("Socket Mode needs SLACK_APP_TOKEN; or use --http --port P", EXIT_USAGE)
+    components = build(settings)
+    library = Library.load(settings.playbooks_dir)
+    app = create_app(settings, components.service, library.steps, library.text)
+    if args.http:
+        serve_http(app, args.host, args.port)
+    else:
+        assert settings.slack_app_token is not None
+        serve_socket_mode(app, settings.slack_app_token)
     return 0
 
 
@@ -169,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the bot (Slack if SLACK_BOT_TOKEN is set)")
     run.set_defaults(func=_cmd_run)
+
+    serve = sub.add_parser("serve", help="the Slack app (Socket Mode, or HTTP with --http)")
+    serve.add_argument("--http", action="store_true", help="serve Events/interactivity over HTTP")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.set_defaults(func=_cmd_serve)
 
     chat = sub.add_parser("chat", help="the console adapter: incidents and feedback on stdin")
     chat.set_defaults(func=_cmd_chat)

@@ -75,12 +75,22 @@ class IncidentInput:
     thread_ts: str = ""
     reporter: str = ""
     hints: Mapping[str, object] = field(default_factory=dict)
+    source_event_id: str | None = None  # set by adapters whose deliveries can repeat
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
     recommendation_id: str
     decision: Decision
+    duplicate: bool = False  # the same delivery was already handled: do not post again
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    operator_id: str
+    kind: FeedbackKind
+    playbook_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,10 @@ class FeedbackInput:
     source: str = "button"
     reason: str = ""
     playbook_id: str | None = None  # a candidate of an abstention; default: the recommended one
+
+
+class DuplicateInFlightError(RuntimeError):
+    """Another delivery of the same event is being handled right now."""
 
 
 class FeedbackStatus(enum.StrEnum):
@@ -144,9 +158,15 @@ class NPOService:
     # -- recommending -------------------------------------------------------------------
     def recommend(self, incident: IncidentInput) -> Recorded:
         """Retrieve, score, pick τ, check the SPE, decide, and store it all."""
+        if incident.source_event_id and self._already_handled(incident.source_event_id):
+            return self._existing(incident.source_event_id)
         scenario = extract_scenario(incident.text, self.clock(), incident.hints)
         hits = self.retriever.search(incident.text, self.candidates)
         with transaction(self.engine) as session:
+            if incident.source_event_id and not self._claim_event(
+                session, incident.source_event_id
+            ):
+                return self._existing(incident.source_event_id)
             prior = self._prior(session)
             paused = set(self._monitor(session, lock=False).state.paused)
             candidates = [
@@ -173,6 +193,7 @@ class NPOService:
             session.add(row_incident)
             session.flush()
             rec = Recommendation(
+                source_event_id=incident.source_event_id,
                 incident_id=row_incident.id,
                 outcome=decision.outcome.value,
                 playbook_id=decision.chosen.playbook_id if decision.chosen else None,
@@ -197,6 +218,34 @@ class NPOService:
                 },
             )
         return Recorded(rec.id, decision)
+
+    def _already_handled(self, event_id: str) -> bool:
+        with Session(self.engine) as session:
+            return session.get(ProcessedEvent, event_id) is not None
+
+    def _existing(self, event_id: str) -> Recorded:
+        with Session(self.engine) as session:
+            rec = session.exec(
+                select(Recommendation).where(Recommendation.source_event_id == event_id)
+            ).first()
+            if rec is None:  # claimed by a concurrent delivery still in flight
+                raise DuplicateInFlightError(event_id)
+            decision = decision_from_dict(json.loads(rec.decision_json))
+            return Recorded(rec.id, decision, duplicate=True)
+
+    def votes(self, recommendation_id: str) -> list[Vote]:
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(Feedback)
+                .where(
+                    Feedback.recommendation_id == recommendation_id,
+                    col(Feedback.withdrawn).is_(False),
+                )
+                .order_by(col(Feedback.updated_at))
+            ).all()
+            return [
+                Vote(r.operator_id, FeedbackKind(r.kind), r.playbook_id, r.reason) for r in rows
+            ]
 
     def attach_message(self, recommendation_id: str, channel: str, message_ts: str) -> None:
         with transaction(self.engine) as session:

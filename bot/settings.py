@@ -61,12 +61,50 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "NPO_SLACK_BOT_TOKEN")
     )
+    slack_signing_secret: str | None = Field(
+        None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "NPO_SLACK_SIGNING_SECRET")
+    )
+    slack_app_token: str | None = Field(
+        None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "NPO_SLACK_APP_TOKEN")
+    )
+    slack_api_url: str | None = Field(None, description="Slack Web API base URL override.")
+    incident_channels: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Channel ids whose messages are incidents."
+    )
+    feedback_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="User ids allowed to give feedback (empty: everyone)."
+    )
+    override_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="User ids allowed to override (empty: all feedback users)."
+    )
+    feedback_group: str | None = Field(None, description="User group id allowed to give feedback.")
+    default_verbosity: str = Field("full", pattern="^(brief|full)$")
+    reactions_like: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("+1", "thumbsup", "white_check_mark")
+    )
+    reactions_override: Annotated[tuple[str, ...], NoDecode] = Field(("red_circle", "x", "-1"))
+    reactions_neutral: Annotated[tuple[str, ...], NoDecode] = Field(("neutral_face",))
 
     @field_validator("arms", mode="before")
     @classmethod
     def _split_arms(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(float(x) for x in value.replace(",", " ").split())
+        return value
+
+    @field_validator(
+        "incident_channels",
+        "feedback_users",
+        "override_users",
+        "reactions_like",
+        "reactions_override",
+        "reactions_neutral",
+        mode="before",
+    )
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(x.strip().strip(":") for x in value.split(",") if x.strip())
         return value
 
     @property

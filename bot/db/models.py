@@ -34,6 +34,7 @@ class Recommendation(SQLModel, table=True):
     """One decision: recommend, abstain or blocked, with everything that explains it."""
 
     id: str = Field(default_factory=_id, primary_key=True)
+    source_event_id: str | None = Field(default=None, unique=True)
     incident_id: str = Field(foreign_key="incident.id", index=True)
     outcome: str
     playbook_id: str | None = Field(default=None, index=True)

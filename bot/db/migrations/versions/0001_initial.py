@@ -124,6 +124,7 @@ def upgrade() -> None:
     op.create_table(
         "recommendation",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("source_event_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("incident_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("outcome", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("playbook_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -141,6 +142,7 @@ def upgrade() -> None:
             ["incident.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("source_event_id"),
     )
     with op.batch_alter_table("recommendation", schema=None) as batch_op:
         batch_op.create_index(

@@ -1,0 +1,37 @@
+"""The playbook library as people read it: key steps and a short text per playbook."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from retrieval.playbook import Playbook, lint_folder
+
+_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.*)$")
+
+
+class Library:
+    def __init__(self, playbooks: dict[str, Playbook]) -> None:
+        self._playbooks = playbooks
+
+    @classmethod
+    def load(cls, directory: Path) -> Library:
+        return cls({pb.id: pb for pb in lint_folder(directory).playbooks})
+
+    def steps(self, playbook_id: str) -> list[str]:
+        pb = self._playbooks.get(playbook_id)
+        if pb is None:
+            return []
+        return [m.group(1) for line in pb.section("steps").splitlines() if (m := _ITEM.match(line))]
+
+    def text(self, playbook_id: str) -> str | None:
+        pb = self._playbooks.get(playbook_id)
+        if pb is None:
+            return None
+        m = pb.meta
+        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(self.steps(playbook_id), 1))
+        return (
+            f"*{m.title}* (`{m.id}`, {m.status.value}, v{m.version})\n"
+            f"action `{m.action}` · risk {m.risk.value} · blast radius {m.blast_radius}\n"
+            f"*Steps*\n{steps}\n*Rollback*\n{pb.section('rollback')}"
+        )

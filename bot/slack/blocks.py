@@ -1,0 +1,187 @@
+"""Block Kit for recommendations, within Slack's limits.
+
+Limits kept here (Slack's documented ones): 50 blocks per message, 3,000 characters per
+text object, 2,000 per button value, 255 per action_id, 75 per button label. Button
+values carry only the opaque recommendation id (and, for an abstention, a candidate id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.render_text import gauge, sparkline
+from core.decision import Decision, Outcome
+from core.feedback import FeedbackKind
+
+MAX_BLOCKS = 50
+MAX_TEXT = 3000
+MAX_VALUE = 2000
+MAX_ACTION_ID = 255
+
+ACTION_LIKE = "npo_like"
+ACTION_OVERRIDE = "npo_override"
+ACTION_NEUTRAL = "npo_neutral"
+ACTION_SKIP = "npo_skip"
+ACTION_DETAILS = "npo_details"
+ACTION_LIKE_CANDIDATE = "npo_like_candidate"
+OVERRIDE_MODAL = "npo_override_modal"
+
+_KIND_OF_ACTION = {
+    ACTION_LIKE: FeedbackKind.LIKE,
+    ACTION_OVERRIDE: FeedbackKind.OVERRIDE,
+    ACTION_NEUTRAL: FeedbackKind.NEUTRAL,
+    ACTION_SKIP: FeedbackKind.SKIPPED,
+}
+_PAST = {
+    FeedbackKind.LIKE: "Liked",
+    FeedbackKind.OVERRIDE: "Overridden",
+    FeedbackKind.NEUTRAL: "Marked neutral",
+    FeedbackKind.SKIPPED: "Skipped",
+}
+
+
+def kind_of_action(action_id: str) -> FeedbackKind | None:
+    return _KIND_OF_ACTION.get(action_id)
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text)}]}
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text[:75], "emoji": True},
+        "action_id": action_id[:MAX_ACTION_ID],
+        "value": value[:MAX_VALUE],
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+_HEADLINE = {
+    Outcome.RECOMMEND: ":white_check_mark: *Recommended playbook*",
+    Outcome.ABSTAIN: ":thinking_face: *No recommendation: not confident enough*",
+    Outcome.BLOCKED: ":no_entry: *No recommendation: the safety policies do not allow it*",
+}
+
+
+def visual_clue(decision: Decision) -> str:
+    v = decision.explanation.visual
+    return (
+        f"`{gauge(v.score, v.threshold)}` score *{v.score:.2f}* vs τ *{v.threshold:.1f}*"
+        f"   recent loss `{sparkline(v.recent_losses)}`"
+    )
+
+
+def explanation_blocks(decision: Decision) -> list[dict[str, Any]]:
+    exp = decision.explanation
+    trace = "\n".join(f"• {step}" for step in exp.trace)
+    facts = "\n".join(f"• *{f.label}*: {f.value}" for f in exp.facts)
+    return [
+        _section(f"*Explanation trace*\n{trace}"),
+        _section(f"*Supporting facts*\n{facts or '—'}"),
+    ]
+
+
+def recommendation_blocks(
+    recommendation_id: str,
+    decision: Decision,
+    steps: Sequence[str] = (),
+    verbosity: str = "full",
+    votes_text: str | None = None,
+) -> list[dict[str, Any]]:
+    """The message for one decision; ``votes_text`` replaces the buttons once judged."""
+    exp = decision.explanation
+    blocks: list[dict[str, Any]] = [_section(_HEADLINE[decision.outcome])]
+    if decision.chosen is not None:
+        c = decision.chosen
+        head = f"*{c.title}* (`{c.playbook_id}`)\naction `{c.action.name}`"
+        if c.action.target:
+            head += f" on `{c.action.target}`"
+        blocks.append(_section(head))
+        if steps:
+            shown = "\n".join(f"{i}. {s}" for i, s in enumerate(steps[:5], 1))
+            blocks.append(_section(f"*Key steps*\n{shown}"))
+    blocks.append(_section(visual_clue(decision)))
+    blocks.append(_context(f":scales: *Threshold*: {exp.threshold.text}"))
+    blocks.append(_context(f":shield: *Policy*: {exp.compliance.summary}"))
+    if decision.outcome is not Outcome.RECOMMEND and decision.candidates:
+        for cand, verdict in list(zip(decision.candidates, decision.verdicts, strict=True))[:5]:
+            line = (
+                f"`{cand.playbook_id}` — {cand.title}: score {cand.score:.2f}, "
+                f"SPE {verdict.verdict.value.replace('_', ' ')}"
+            )
+            section = _section(line)
+            if votes_text is None and decision.outcome is Outcome.ABSTAIN:
+                section["accessory"] = _button(
+                    "👍 This one", ACTION_LIKE_CANDIDATE, f"{recommendation_id}|{cand.playbook_id}"
+                )
+            blocks.append(section)
+    if verbosity == "full":
+        blocks.extend(explanation_blocks(decision))
+    if votes_text is not None:
+        blocks.append(_context(votes_text))
+    else:
+        buttons = []
+        if decision.outcome is Outcome.RECOMMEND:
+            buttons = [
+                _button("👍 Like", ACTION_LIKE, recommendation_id, "primary"),
+                _button("🔴 Override", ACTION_OVERRIDE, recommendation_id, "danger"),
+                _button("Neutral", ACTION_NEUTRAL, recommendation_id),
+                _button("Skip", ACTION_SKIP, recommendation_id),
+            ]
+        if verbosity != "full":
+            buttons.append(_button("Details", ACTION_DETAILS, recommendation_id))
+        if buttons:
+            blocks.append({"type": "actions", "block_id": "npo_feedback", "elements": buttons})
+    return blocks[:MAX_BLOCKS]
+
+
+def fallback_text(decision: Decision) -> str:
+    if decision.chosen is not None:
+        return _clip(f"Recommended: {decision.chosen.title} ({decision.chosen.playbook_id})")
+    return _clip(_HEADLINE[decision.outcome].replace("*", ""))
+
+
+def votes_line(votes: Sequence[tuple[str, FeedbackKind, str]]) -> str:
+    """``Overridden by @x: reason`` for each current vote."""
+    parts = []
+    for user, kind, reason in votes:
+        text = f"{_PAST[kind]} by <@{user}>"
+        parts.append(f"{text}: {reason}" if reason else text)
+    return _clip(" · ".join(parts))
+
+
+def override_modal(recommendation_id: str, channel: str, message_ts: str) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": OVERRIDE_MODAL,
+        "private_metadata": f"{recommendation_id}|{channel}|{message_ts}",
+        "title": {"type": "plain_text", "text": "Override"},
+        "submit": {"type": "plain_text", "text": "Override"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Why is this recommendation wrong?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 1000,
+                },
+            }
+        ],
+    }

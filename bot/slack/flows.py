@@ -1,0 +1,93 @@
+"""What the listeners delegate to: post a recommendation, apply feedback and refresh the
+message. Everything here talks to the service and the Web client, never to payloads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.service import (
+    DuplicateInFlightError,
+    FeedbackInput,
+    FeedbackResult,
+    IncidentInput,
+    NPOService,
+)
+from bot.slack.access import Access
+from bot.slack.blocks import fallback_text, recommendation_blocks, votes_line
+from core.feedback import FeedbackKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SlackContext:
+    service: NPOService
+    access: Access
+    steps: Callable[[str], Sequence[str]]
+    playbook_text: Callable[[str], str | None]
+    default_verbosity: str = "full"
+    incident_channels: frozenset[str] = frozenset()
+    reactions: dict[str, FeedbackKind] | None = None
+
+
+def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> None:
+    try:
+        recorded = ctx.service.recommend(incident)
+    except DuplicateInFlightError:
+        return
+    if recorded.duplicate:
+        log.info("duplicate delivery %s ignored", incident.source_event_id)
+        return
+    decision = recorded.decision
+    verbosity = ctx.service.verbosity(incident.reporter, ctx.default_verbosity)
+    steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
+    kwargs: dict[str, Any] = {}
+    if incident.thread_ts:
+        kwargs["thread_ts"] = incident.thread_ts
+    response = client.chat_postMessage(
+        channel=incident.channel,
+        text=fallback_text(decision),
+        blocks=recommendation_blocks(recorded.recommendation_id, decision, steps, verbosity),
+        **kwargs,
+    )
+    ctx.service.attach_message(recorded.recommendation_id, incident.channel, str(response["ts"]))
+
+
+def refresh_message(
+    ctx: SlackContext, client: WebClient, recommendation_id: str, channel: str, ts: str
+) -> None:
+    """Replace the buttons with who judged it and why (or restore them if nobody has)."""
+    decision = ctx.service.decision(recommendation_id)
+    if decision is None:
+        return
+    votes = ctx.service.votes(recommendation_id)
+    text = votes_line([(v.operator_id, v.kind, v.reason) for v in votes]) if votes else None
+    steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
+    client.chat_update(
+        channel=channel,
+        ts=ts,
+        text=fallback_text(decision),
+        blocks=recommendation_blocks(
+            recommendation_id, decision, steps, ctx.default_verbosity, text
+        ),
+    )
+
+
+def apply_feedback(
+    ctx: SlackContext, client: WebClient, fb: FeedbackInput, channel: str, ts: str
+) -> FeedbackResult:
+    result = ctx.service.record_feedback(fb)
+    if result.changed:
+        refresh_message(ctx, client, fb.recommendation_id, channel, ts)
+    return result
+
+
+def refuse(client: WebClient, channel: str, user: str, what: str) -> None:
+    client.chat_postEphemeral(
+        channel=channel, user=user, text=f"Sorry, you are not allowed to {what} here."
+    )

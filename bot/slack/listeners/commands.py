@@ -1,0 +1,76 @@
+"""``/npo <subcommand>``: the help text is built from this registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.console import format_rows
+from bot.slack import flows
+from bot.slack.flows import SlackContext
+from bot.slack.translate import incident_from_command
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    usage: str
+    help: str
+    reply: Callable[[SlackContext, dict[str, Any], str], str]
+
+
+def _help(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
+    lines = [f"`/npo {c.usage}` — {c.help}" for c in SUBCOMMANDS.values()]
+    return "*NPO ChatOps*\n" + "\n".join(lines)
+
+
+def _stats(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
+    return "```" + format_rows(ctx.service.stats(arg.strip() or None)) + "```"
+
+
+def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
+    playbook_id = arg.strip()
+    if not playbook_id:
+        return "Usage: `/npo playbook <id>`"
+    text = ctx.playbook_text(playbook_id)
+    return text[:2900] if text else f"No playbook `{playbook_id}`."
+
+
+def _prefs(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
+    parts = arg.split()
+    if len(parts) != 2 or parts[0] != "verbosity" or parts[1] not in {"brief", "full"}:
+        return "Usage: `/npo prefs verbosity brief|full`"
+    ctx.service.set_verbosity(str(body["user_id"]), parts[1])
+    return f"Explanations will be {parts[1]} for you."
+
+
+def _recommend(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
+    return "Looking for a vetted playbook…" if arg.strip() else "Usage: `/npo recommend <incident>`"
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "recommend": Subcommand(
+        "recommend <incident>", "recommend a playbook for an incident", _recommend
+    ),
+    "stats": Subcommand("stats [playbook]", "playbook alignment stats", _stats),
+    "playbook": Subcommand("playbook <id>", "show a playbook", _playbook),
+    "prefs": Subcommand("prefs verbosity brief|full", "how much explanation you see", _prefs),
+    "help": Subcommand("help", "this list", _help),
+}
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    def answer(ack: Ack, body: dict[str, Any]) -> None:
+        name, _, arg = str(body.get("text", "")).strip().partition(" ")
+        sub = SUBCOMMANDS.get(name.lower() or "help", SUBCOMMANDS["help"])
+        ack(response_type="ephemeral", text=sub.reply(ctx, body, arg))
+
+    def recommend_later(body: dict[str, Any], client: WebClient) -> None:
+        name, _, arg = str(body.get("text", "")).strip().partition(" ")
+        if name.lower() == "recommend" and arg.strip():
+            flows.post_recommendation(ctx, client, incident_from_command(body, arg.strip()))
+
+    app.command("/npo")(ack=answer, lazy=[recommend_later])

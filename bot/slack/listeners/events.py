@@ -1,0 +1,58 @@
+"""Mentions, incident-channel messages and emoji reactions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.service import FeedbackInput
+from bot.slack import flows
+from bot.slack.flows import SlackContext
+from bot.slack.translate import incident_from_event, reaction_ref
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    def ack_event(ack: Ack) -> None:
+        ack()
+
+    def on_mention(body: dict[str, Any], client: WebClient) -> None:
+        flows.post_recommendation(ctx, client, incident_from_event(body))
+
+    def on_message(body: dict[str, Any], client: WebClient) -> None:
+        event = body.get("event", {})
+        if event.get("subtype") or event.get("bot_id") or event.get("thread_ts"):
+            return  # edits, bot posts and thread replies are not new incidents
+        if event.get("channel") not in ctx.incident_channels or "<@" in event.get("text", ""):
+            return  # mentions are handled by app_mention
+        flows.post_recommendation(ctx, client, incident_from_event(body))
+
+    def on_reaction_added(body: dict[str, Any], client: WebClient) -> None:
+        ref = reaction_ref(body)
+        kind = (ctx.reactions or {}).get(ref.reaction)
+        rec_id = ctx.service.recommendation_for_message(ref.channel, ref.message_ts)
+        if kind is None or rec_id is None:
+            return
+        allowed = (
+            ctx.access.may_override if kind.value == "override" else ctx.access.may_give_feedback
+        )
+        if not allowed(ref.user_id):
+            flows.refuse(client, ref.channel, ref.user_id, "give feedback")
+            return
+        fb = FeedbackInput(rec_id, ref.user_id, kind, ref.event_id, source="reaction")
+        flows.apply_feedback(ctx, client, fb, ref.channel, ref.message_ts)
+
+    def on_reaction_removed(body: dict[str, Any], client: WebClient) -> None:
+        ref = reaction_ref(body)
+        rec_id = ctx.service.recommendation_for_message(ref.channel, ref.message_ts)
+        if rec_id is None or ref.reaction not in (ctx.reactions or {}):
+            return
+        result = ctx.service.withdraw_feedback(rec_id, ref.user_id, ref.event_id)
+        if result.changed:
+            flows.refresh_message(ctx, client, rec_id, ref.channel, ref.message_ts)
+
+    app.event("app_mention")(ack=ack_event, lazy=[on_mention])
+    app.event("message")(ack=ack_event, lazy=[on_message])
+    app.event("reaction_added")(ack=ack_event, lazy=[on_reaction_added])
+    app.event("reaction_removed")(ack=ack_event, lazy=[on_reaction_removed])

@@ -1,0 +1,39 @@
+"""The override modal's submission: a reason is required."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.service import FeedbackInput
+from bot.slack import flows
+from bot.slack.blocks import OVERRIDE_MODAL
+from bot.slack.flows import SlackContext
+from bot.slack.translate import override_submission
+from core.feedback import FeedbackKind
+
+
+def register(app: App, ctx: SlackContext) -> None:
+    def validate(ack: Ack, body: dict[str, Any]) -> None:
+        if not override_submission(body).reason:
+            ack(response_action="errors", errors={"reason": "Please say why."})
+        else:
+            ack()
+
+    def on_submit(body: dict[str, Any], client: WebClient) -> None:
+        sub = override_submission(body)
+        if not sub.reason or not ctx.access.may_override(sub.user_id):
+            return
+        fb = FeedbackInput(
+            sub.recommendation_id,
+            sub.user_id,
+            FeedbackKind.OVERRIDE,
+            sub.event_id,
+            source="modal",
+            reason=sub.reason,
+        )
+        flows.apply_feedback(ctx, client, fb, sub.channel, sub.message_ts)
+
+    app.view(OVERRIDE_MODAL)(ack=validate, lazy=[on_submit])

@@ -1,0 +1,68 @@
+"""Running the Slack app: Socket Mode (an app token) or HTTP with ``GET /healthz``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+StartResponse = Callable[..., Any]
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def wsgi_app(app: App) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    slack = SlackRequestHandler(app)
+
+    def route(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/healthz" and method == "GET":
+            body = json.dumps({"ok": True}).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        if path == "/slack/events" and method == "POST":
+            return slack(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found"]
+
+    return route
+
+
+def http_server(app: App, host: str, port: int) -> WSGIServer:
+    return make_server(
+        host, port, wsgi_app(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+
+
+def serve_http(app: App, host: str, port: int) -> None:
+    server = http_server(app, host, port)
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"listening on http://{host}:{server.server_port} (POST /slack/events, GET /healthz)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+def serve_socket_mode(app: App, app_token: str) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    SocketModeHandler(app, app_token).start()  # type: ignore[no-untyped-call]

@@ -1,0 +1,357 @@
+"""Scenario tests: the real Bolt app, signed requests, a fake Slack Web API on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from itertools import count
+from typing import Any
+
+import numpy as np
+import pytest
+from slack_bolt import App, BoltRequest, BoltResponse
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from bot.db.models import Feedback, Recommendation
+from bot.service import NPOService
+from bot.settings import Settings
+from bot.slack.app import create_app
+from core.npo import NPOConfig, ThresholdMode
+from core.rego import RegoPolicyEngine
+from tests.fakes import FakeHit, FakeRetriever
+from tests.slack_fake import FakeSlackAPI, fake_slack, signed_headers
+
+SECRET = "test-signing-secret"
+CHANNEL = "CINC"
+TEXT = "<@UBOT> CRC errors on leaf-1:eth1/3 redundancy=2 in maintenance window"
+_ids = count(1)
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlackAPI]:
+    with fake_slack() as api:
+        yield api
+
+
+def _settings(api: FakeSlackAPI, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "slack_bot_token": "xoxb-test",
+        "slack_signing_secret": SECRET,
+        "slack_api_url": api.url,
+        "incident_channels": (CHANNEL,),
+        **extra,
+    }
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+def service(engine: Engine, rego_engine: RegoPolicyEngine) -> NPOService:
+    retriever = FakeRetriever(
+        [FakeHit("link-optic", 0.85, "replace_optic"), FakeHit("link-drain", 0.6)]
+    )
+    config = NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7)
+    now = dt.datetime(2026, 11, 25, 3, tzinfo=dt.UTC)
+    return NPOService(
+        engine, retriever, rego_engine, config, np.random.default_rng(0), clock=lambda: now
+    )
+
+
+def _app(api: FakeSlackAPI, service: NPOService, **extra: object) -> App:
+    steps = {"link-optic": ["Drain the link", "Clean the connectors", "Replace the optic"]}
+    return create_app(
+        _settings(api, **extra), service, lambda pb: steps.get(pb, []), lambda pb: f"# {pb}"
+    )
+
+
+def _event(event: dict[str, Any], event_id: str | None = None) -> str:
+    return json.dumps(
+        {
+            "token": "x",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(_ids)}",
+            "event_time": int(time.time()),
+            "event": event,
+        }
+    )
+
+
+def _send(
+    app: App,
+    body: str,
+    content_type: str = "application/json",
+    age_s: int = 0,
+    extra_headers: dict[str, str | Sequence[str]] | None = None,
+    secret: str = SECRET,
+) -> BoltResponse:
+    headers = signed_headers(secret, body, content_type, age_s)
+    headers.update(extra_headers or {})
+    return app.dispatch(BoltRequest(body=body, headers=headers))
+
+
+def _interaction(app: App, payload: dict[str, Any]) -> BoltResponse:
+    body = "payload=" + urllib.parse.quote(json.dumps(payload))
+    return _send(app, body, "application/x-www-form-urlencoded")
+
+
+def _mention(app: App, api: FakeSlackAPI, event_id: str | None = None) -> dict[str, Any]:
+    ts = f"{time.time():.6f}"
+    event = {"type": "app_mention", "user": "U1", "text": TEXT, "ts": ts, "channel": CHANNEL}
+    assert _send(app, _event(event, event_id)).status == 200
+    return api.wait_for("chat.postMessage")[-1]
+
+
+def _button(action_id: str, value: str, user: str, message_ts: str) -> dict[str, Any]:
+    return {
+        "type": "block_actions",
+        "user": {"id": user},
+        "trigger_id": f"trig{next(_ids)}",
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "token": "x",
+        "container": {"type": "message", "channel_id": CHANNEL, "message_ts": message_ts},
+        "channel": {"id": CHANNEL},
+        "message": {"ts": message_ts},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "npo_feedback",
+                "value": value,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def _blocks_text(message: dict[str, Any]) -> str:
+    blocks = message["blocks"]
+    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+    return json.dumps(blocks)
+
+
+def _count(engine: Engine, model: type) -> int:
+    with Session(engine) as s:
+        return int(s.exec(select(func.count()).select_from(model)).one())
+
+
+def _rec_id(message: dict[str, Any]) -> str:
+    blocks = (
+        json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
+    )
+    actions = next(b for b in blocks if b["type"] == "actions")
+    return str(actions["elements"][0]["value"])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_mention_gets_an_explained_recommendation_in_the_thread(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    message = _mention(_app(slack, service), slack)
+    assert message["channel"] == CHANNEL and message["thread_ts"]
+    text = _blocks_text(message)
+    for part in (
+        "Recommended playbook",
+        "Key steps",
+        "Clean the connectors",
+        "Explanation trace",
+        "Supporting facts",
+        "score *0.85* vs",
+        "Threshold",
+        "Policy",
+        "Compliant",
+    ):
+        assert part in text, part
+    assert all(label in text for label in ("Like", "Override", "Neutral", "Skip"))
+    rec_id = _rec_id(message)
+    assert service_message_ts(engine, rec_id)  # the message is linked to its recommendation
+    with Session(engine) as s:
+        rec = s.exec(select(Recommendation)).one()
+        assert rec.id == rec_id and rec.playbook_id == "link-optic"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_like_button_is_stored_and_the_message_updated_in_place(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    app = _app(slack, service)
+    rec_id = _rec_id(_mention(app, slack))
+    ts = service_message_ts(engine, rec_id)
+    assert _interaction(app, _button("npo_like", rec_id, "U7", ts)).status == 200
+    update = slack.wait_for("chat.update")[-1]
+    assert update["ts"] == ts
+    assert "Liked by <@U7>" in _blocks_text(update)
+    assert '"type": "actions"' not in _blocks_text(update)  # buttons replaced
+    assert service.stats()[0].likes == 1
+
+
+def service_message_ts(engine: Engine, rec_id: str) -> str:
+    """The posted message's ts, once the lazy listener has stored it."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with Session(engine) as s:
+            rec = s.get(Recommendation, rec_id)
+            if rec is not None and rec.message_ts:
+                return rec.message_ts
+        time.sleep(0.02)
+    raise AssertionError(f"recommendation {rec_id} was never attached to its message")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_override_opens_a_modal_and_the_reason_is_stored(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    app = _app(slack, service)
+    rec_id = _rec_id(_mention(app, slack))
+    ts = service_message_ts(engine, rec_id)
+    assert _interaction(app, _button("npo_override", rec_id, "U7", ts)).status == 200
+    view = slack.wait_for("views.open")[0]
+    modal = json.loads(view["view"]) if isinstance(view["view"], str) else view["view"]
+    assert modal["callback_id"] == "npo_override_modal"
+    submission = {
+        "type": "view_submission",
+        "user": {"id": "U7"},
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "token": "x",
+        "trigger_id": "t",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "npo_override_modal",
+            "private_metadata": modal["private_metadata"],
+            "state": {
+                "values": {
+                    "reason": {"reason": {"type": "plain_text_input", "value": "wrong card"}}
+                }
+            },
+        },
+    }
+    empty = json.loads(json.dumps(submission))
+    empty["view"]["state"]["values"]["reason"]["reason"]["value"] = "  "
+    refused = _interaction(app, empty)
+    assert refused.status == 200 and "errors" in refused.body
+    assert _interaction(app, submission).status == 200
+    update = slack.wait_for("chat.update")[-1]
+    assert "Overridden by <@U7>: wrong card" in _blocks_text(update)
+    with Session(engine) as s:
+        fb = s.exec(select(Feedback)).one()
+        assert (fb.kind, fb.reason, fb.source) == ("override", "wrong card", "modal")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_reactions_are_feedback_and_removing_them_withdraws_it(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    app = _app(slack, service)
+    rec_id = _rec_id(_mention(app, slack))
+    ts = service_message_ts(engine, rec_id)
+    item = {"type": "message", "channel": CHANNEL, "ts": ts}
+    _send(app, _event({"type": "reaction_added", "user": "U8", "reaction": "+1", "item": item}))
+    slack.wait_for("chat.update", 1)
+    assert service.stats()[0].likes == 1
+    _send(app, _event({"type": "reaction_removed", "user": "U8", "reaction": "+1", "item": item}))
+    slack.wait_for("chat.update", 2)
+    assert service.stats() == []
+    _send(app, _event({"type": "reaction_added", "user": "U8", "reaction": "tada", "item": item}))
+    time.sleep(0.3)
+    assert service.stats() == []  # unmapped emoji: no feedback
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_retried_events_and_double_clicks_count_once(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    app = _app(slack, service)
+    ts = f"{time.time():.6f}"
+    body = _event(
+        {"type": "app_mention", "user": "U1", "text": TEXT, "ts": ts, "channel": CHANNEL}, "EvRETRY"
+    )
+    for retry in range(3):
+        headers: dict[str, str | Sequence[str]] = (
+            {"x-slack-retry-num": str(retry), "x-slack-retry-reason": "http_timeout"}
+            if retry
+            else {}
+        )
+        assert _send(app, body, extra_headers=headers).status == 200
+    slack.wait_for("chat.postMessage")
+    time.sleep(0.5)
+    assert len(slack.of("chat.postMessage")) == 1
+    assert _count(engine, Recommendation) == 1
+    rec_id = _rec_id(slack.of("chat.postMessage")[0])
+    msg_ts = service_message_ts(engine, rec_id)
+    for _ in range(2):
+        _interaction(app, _button("npo_like", rec_id, "U7", msg_ts))
+    slack.wait_for("chat.update", 2)
+    assert _count(engine, Feedback) == 1
+    assert service.stats()[0].decisions == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("secret", "age_s"), [("wrong-secret", 0), (SECRET, 6 * 60)])
+def test_bad_or_stale_signatures_are_rejected_without_state_change(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine, secret: str, age_s: int
+) -> None:
+    app = _app(slack, service)
+    event = {"type": "app_mention", "user": "U1", "text": TEXT, "ts": "1.0", "channel": CHANNEL}
+    response = _send(app, _event(event), secret=secret, age_s=age_s)
+    assert response.status == 401
+    missing = app.dispatch(
+        BoltRequest(body=_event(event), headers={"content-type": ["application/json"]})
+    )
+    assert missing.status == 401
+    time.sleep(0.3)
+    assert slack.of("chat.postMessage") == []
+    assert _count(engine, Recommendation) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_unauthorised_override_is_refused_and_changes_nothing(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    app = _app(slack, service, feedback_users=("U7", "U9"), override_users=("U9",))
+    rec_id = _rec_id(_mention(app, slack))
+    ts = service_message_ts(engine, rec_id)
+    _interaction(app, _button("npo_override", rec_id, "U7", ts))
+    refusal = slack.wait_for("chat.postEphemeral")[0]
+    assert refusal["user"] == "U7" and "not allowed" in refusal["text"]
+    _interaction(app, _button("npo_like", rec_id, "U666", ts))
+    slack.wait_for("chat.postEphemeral", 2)
+    assert slack.of("views.open") == []
+    assert _count(engine, Feedback) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_help_and_stats_are_ephemeral(slack: FakeSlackAPI, service: NPOService) -> None:
+    app = _app(slack, service)
+
+    def command(text: str) -> BoltResponse:
+        body = urllib.parse.urlencode(
+            {
+                "command": "/npo",
+                "text": text,
+                "user_id": "U1",
+                "channel_id": CHANNEL,
+                "team_id": "T1",
+                "trigger_id": f"trig{next(_ids)}",
+                "response_url": slack.url + "resp",
+            }
+        )
+        return _send(app, body, "application/x-www-form-urlencoded")
+
+    help_reply = json.loads(command("help").body)
+    assert help_reply["response_type"] == "ephemeral"
+    for usage in ("recommend <incident>", "stats [playbook]", "playbook <id>", "prefs verbosity"):
+        assert usage in help_reply["text"]
+    assert json.loads(command("stats").body)["text"] == "```no feedback yet```"
+    assert json.loads(command("prefs verbosity brief").body)["text"].endswith("brief for you.")
+    assert (
+        json.loads(command("recommend CRC errors on leaf-2").body)["response_type"] == "ephemeral"
+    )
+    posted = slack.wait_for("chat.postMessage")[0]
+    assert '"Details"' in _blocks_text(posted)  # U1 now sees the brief form

@@ -1,0 +1,57 @@
+"""HTTP mode: the real WSGI server on 127.0.0.1 with /healthz and /slack/events."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from slack_bolt import App
+
+from bot.slack.serve import http_server
+from tests.slack_fake import signed_headers
+
+SECRET = "s3cret"
+
+
+@pytest.fixture
+def base_url() -> Iterator[str]:
+    app = App(signing_secret=SECRET, token="xoxb-t", token_verification_enabled=False)
+    server = http_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthz(base_url: str) -> None:
+    with urllib.request.urlopen(f"{base_url}/healthz", timeout=5) as resp:
+        assert resp.status == 200
+        assert json.load(resp) == {"ok": True}
+
+
+def test_url_verification_is_signed_and_answered(base_url: str) -> None:
+    body = json.dumps({"type": "url_verification", "challenge": "abc123", "token": "x"})
+    headers = {k: str(v[0]) for k, v in signed_headers(SECRET, body, "application/json").items()}
+    req = urllib.request.Request(f"{base_url}/slack/events", body.encode(), headers, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert json.load(resp)["challenge"] == "abc123"
+    bad = urllib.request.Request(
+        f"{base_url}/slack/events",
+        body.encode(),
+        {**headers, "x-slack-signature": "v0=bad"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(bad, timeout=5)
+    assert info.value.code == 401
+
+
+def test_unknown_paths_are_404(base_url: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{base_url}/nope", timeout=5)
+    assert info.value.code == 404

@@ -1,0 +1,120 @@
+"""A small fake of the Slack Web API on 127.0.0.1 (port 0) that records every call, and
+helpers that sign request bodies the way Slack does (v0 signatures)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from slack_sdk.signature import SignatureVerifier
+
+
+class FakeSlackAPI:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.scripted: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+        self._ts = 1_700_000_000
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                raw = self.rfile.read(length).decode()
+                if "json" in (self.headers.get("content-type") or ""):
+                    params = json.loads(raw or "{}")
+                else:
+                    params = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+                method = self.path.rsplit("/", 1)[-1]
+                status, headers, body = fake._answer(method, params)
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def fail_next(self, method: str, status: int, headers: dict[str, str] | None = None) -> None:
+        body = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
+        self.scripted.setdefault(method, []).append((status, headers or {}, body))
+
+    def _answer(
+        self, method: str, params: dict[str, Any]
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self._lock:
+            scripted = self.scripted.get(method)
+            if scripted:
+                return scripted.pop(0)
+            self.calls.append((method, params))
+            self._ts += 1
+            ts = f"{self._ts}.000100"
+        if method == "auth.test":
+            return (
+                200,
+                {},
+                {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1", "user": "npo"},
+            )
+        if method == "chat.postMessage":
+            return 200, {}, {"ok": True, "channel": params.get("channel"), "ts": ts}
+        if method == "chat.update":
+            return 200, {}, {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+        if method == "usergroups.users.list":
+            return 200, {}, {"ok": True, "users": ["UGROUP1"]}
+        return 200, {}, {"ok": True}
+
+    def of(self, method: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p for m, p in self.calls if m == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.of(method)
+            if len(found) >= count:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} {method} call(s), got {self.of(method)}")
+
+
+@contextmanager
+def fake_slack() -> Iterator[FakeSlackAPI]:
+    api = FakeSlackAPI()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def signed_headers(
+    secret: str, body: str, content_type: str, age_s: int = 0
+) -> dict[str, str | Sequence[str]]:
+    timestamp = str(int(time.time()) - age_s)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body) or ""
+    return {
+        "content-type": [content_type],
+        "x-slack-request-timestamp": [timestamp],
+        "x-slack-signature": [signature],
+    }
