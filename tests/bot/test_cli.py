@@ -164,13 +164,13 @@ def test_run_without_slack_starts_the_console_adapter(
     assert "like" in out and "override <reason>" in out  # the help text
 
 
-def test_run_with_a_slack_token_says_slack_is_not_available_yet(
+def test_run_with_a_slack_token_needs_the_signing_secret(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.delenv("SLACK_SIGNING_SECRET", raising=False)
     code, _, err = _run(capsys, "run")
-    assert code == 1
-    assert "no Slack adapter" in err
+    assert code == 2 and "SLACK_SIGNING_SECRET" in err
 
 
 def test_invalid_configuration_is_reported(
