@@ -124,6 +124,7 @@ def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.library import Library
+    from bot.llm import LLMAugmenter, template_summary
     from bot.slack.app import create_app
     from bot.slack.serve import serve_http, serve_socket_mode
     from bot.wiring import build
@@ -134,7 +135,10 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("Socket Mode needs SLACK_APP_TOKEN; or use --http --port P", EXIT_USAGE)
     components = build(settings)
     library = Library.load(settings.playbooks_dir)
-    app = create_app(settings, components.service, library.steps, library.text)
+    summarise = template_summary
+    if settings.llm:
+        summarise = LLMAugmenter.from_name(settings.llm).summarise
+    app = create_app(settings, components.service, library.steps, library.text, summarise=summarise)
     if args.http:
         serve_http(app, args.host, args.port)
     else:

@@ -148,10 +148,12 @@ class NPOService:
         rng: np.random.Generator,
         clock: Callable[[], dt.datetime] = _utcnow,
         candidates: int = 3,
+        classify: Callable[[str], Mapping[str, object]] | None = None,
     ) -> None:
         self.engine, self.retriever, self.spe = engine, retriever, spe
         self.config, self.rng, self.clock = config, rng, clock
         self.candidates = candidates
+        self.classify = classify
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._locking = engine.dialect.name == "postgresql"
 
@@ -161,6 +163,10 @@ class NPOService:
         if incident.source_event_id and self._already_handled(incident.source_event_id):
             return self._existing(incident.source_event_id)
         scenario = extract_scenario(incident.text, self.clock(), incident.hints)
+        if self.classify is not None and "unknown" in (scenario.component, scenario.fault_type):
+            labels = self.classify(incident.text)  # only component/fault type, validated
+            hints = {k: v for k, v in labels.items() if k in ("component", "fault_type")}
+            scenario = extract_scenario(incident.text, self.clock(), {**hints, **incident.hints})
         hits = self.retriever.search(incident.text, self.candidates)
         with transaction(self.engine) as session:
             if incident.source_event_id and not self._claim_event(

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
         (), description="User ids allowed to override (empty: all feedback users)."
     )
     feedback_group: str | None = Field(None, description="User group id allowed to give feedback.")
+    llm: str | None = Field(None, description="LangChain chat model, init_chat_model syntax.")
     default_verbosity: str = Field("full", pattern="^(brief|full)$")
     reactions_like: Annotated[tuple[str, ...], NoDecode] = Field(
         ("+1", "thumbsup", "white_check_mark")

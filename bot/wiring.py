@@ -9,6 +9,7 @@ import numpy as np
 
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
+from bot.llm import LLMAugmenter
 from bot.native import load_torch_first
 from bot.policies import load_policy_engine
 from bot.service import NPOService
@@ -49,5 +50,13 @@ def build(settings: Settings, ingest: bool = True) -> Components:
     searcher = HybridSearcher(store, embedder)
     spe = load_policy_engine(settings.policies_dir)
     rng = np.random.default_rng(settings.seed)
-    service = NPOService(make_engine(url), searcher, spe, settings.npo_config(), rng)
+    llm = LLMAugmenter.from_name(settings.llm) if settings.llm else None
+    service = NPOService(
+        make_engine(url),
+        searcher,
+        spe,
+        settings.npo_config(),
+        rng,
+        classify=llm.classify if llm else None,
+    )
     return Components(service, searcher)

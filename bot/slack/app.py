@@ -11,11 +11,13 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.llm import template_summary
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.access import Access
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import actions, commands, events, views
+from core.decision import Decision
 from core.feedback import FeedbackKind
 
 
@@ -47,6 +49,7 @@ def create_app(
     steps: Callable[[str], Sequence[str]],
     playbook_text: Callable[[str], str | None],
     client: WebClient | None = None,
+    summarise: Callable[[Decision], str] = template_summary,
 ) -> App:
     if not settings.slack_bot_token or not settings.slack_signing_secret:
         raise ValueError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both required for Slack")
@@ -71,6 +74,7 @@ def create_app(
         default_verbosity=settings.default_verbosity,
         incident_channels=frozenset(settings.incident_channels),
         reactions=reaction_map(settings),
+        summarise=summarise,
     )
     for module in (events, actions, views, commands):
         module.register(app, ctx)

@@ -100,10 +100,13 @@ def recommendation_blocks(
     steps: Sequence[str] = (),
     verbosity: str = "full",
     votes_text: str | None = None,
+    summary: str | None = None,
 ) -> list[dict[str, Any]]:
     """The message for one decision; ``votes_text`` replaces the buttons once judged."""
     exp = decision.explanation
     blocks: list[dict[str, Any]] = [_section(_HEADLINE[decision.outcome])]
+    if summary:
+        blocks.append(_context(summary))
     if decision.chosen is not None:
         c = decision.chosen
         head = f"*{c.title}* (`{c.playbook_id}`)\naction `{c.action.name}`"

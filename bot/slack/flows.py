@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.llm import template_summary
 from bot.service import (
     DuplicateInFlightError,
     FeedbackInput,
@@ -19,6 +20,7 @@ from bot.service import (
 )
 from bot.slack.access import Access
 from bot.slack.blocks import fallback_text, recommendation_blocks, votes_line
+from core.decision import Decision
 from core.feedback import FeedbackKind
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class SlackContext:
     default_verbosity: str = "full"
     incident_channels: frozenset[str] = frozenset()
     reactions: dict[str, FeedbackKind] | None = None
+    summarise: Callable[[Decision], str] = template_summary
 
 
 def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> None:
@@ -52,7 +55,9 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
     response = client.chat_postMessage(
         channel=incident.channel,
         text=fallback_text(decision),
-        blocks=recommendation_blocks(recorded.recommendation_id, decision, steps, verbosity),
+        blocks=recommendation_blocks(
+            recorded.recommendation_id, decision, steps, verbosity, summary=ctx.summarise(decision)
+        ),
         **kwargs,
     )
     ctx.service.attach_message(recorded.recommendation_id, incident.channel, str(response["ts"]))

@@ -165,6 +165,7 @@ def test_a_mention_gets_an_explained_recommendation_in_the_thread(
         "Threshold",
         "Policy",
         "Compliant",
+        "allow by the safety policies",  # the (template) summary
     ):
         assert part in text, part
     assert all(label in text for label in ("Like", "Override", "Neutral", "Skip"))
