@@ -49,11 +49,14 @@ def _settings(api: FakeSlackAPI, **extra: object) -> Settings:
 
 
 @pytest.fixture
-def service(engine: Engine, rego_engine: RegoPolicyEngine) -> NPOService:
+def service(
+    engine: Engine, rego_engine: RegoPolicyEngine, request: pytest.FixtureRequest
+) -> NPOService:
     retriever = FakeRetriever(
         [FakeHit("link-optic", 0.85, "replace_optic"), FakeHit("link-drain", 0.6)]
     )
-    config = NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7)
+    tau = getattr(request, "param", 0.7)
+    config = NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=tau)
     now = dt.datetime(2026, 11, 25, 3, tzinfo=dt.UTC)
     return NPOService(
         engine, retriever, rego_engine, config, np.random.default_rng(0), clock=lambda: now
@@ -148,7 +151,6 @@ def _rec_id(message: dict[str, Any]) -> str:
     return str(actions["elements"][0]["value"])
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_mention_gets_an_explained_recommendation_in_the_thread(
     slack: FakeSlackAPI, service: NPOService, engine: Engine
 ) -> None:
@@ -176,7 +178,6 @@ def test_a_mention_gets_an_explained_recommendation_in_the_thread(
         assert rec.id == rec_id and rec.playbook_id == "link-optic"
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_like_button_is_stored_and_the_message_updated_in_place(
     slack: FakeSlackAPI, service: NPOService, engine: Engine
 ) -> None:
@@ -203,7 +204,6 @@ def service_message_ts(engine: Engine, rec_id: str) -> str:
     raise AssertionError(f"recommendation {rec_id} was never attached to its message")
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_override_opens_a_modal_and_the_reason_is_stored(
     slack: FakeSlackAPI, service: NPOService, engine: Engine
 ) -> None:
@@ -245,7 +245,6 @@ def test_override_opens_a_modal_and_the_reason_is_stored(
         assert (fb.kind, fb.reason, fb.source) == ("override", "wrong card", "modal")
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_reactions_are_feedback_and_removing_them_withdraws_it(
     slack: FakeSlackAPI, service: NPOService, engine: Engine
 ) -> None:
@@ -264,7 +263,6 @@ def test_reactions_are_feedback_and_removing_them_withdraws_it(
     assert service.stats() == []  # unmapped emoji: no feedback
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_retried_events_and_double_clicks_count_once(
     slack: FakeSlackAPI, service: NPOService, engine: Engine
 ) -> None:
@@ -293,7 +291,6 @@ def test_retried_events_and_double_clicks_count_once(
     assert service.stats()[0].decisions == 1
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("secret", "age_s"), [("wrong-secret", 0), (SECRET, 6 * 60)])
 def test_bad_or_stale_signatures_are_rejected_without_state_change(
     slack: FakeSlackAPI, service: NPOService, engine: Engine, secret: str, age_s: int
@@ -311,7 +308,6 @@ def test_bad_or_stale_signatures_are_rejected_without_state_change(
     assert _count(engine, Recommendation) == 0
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_unauthorised_override_is_refused_and_changes_nothing(
     slack: FakeSlackAPI, service: NPOService, engine: Engine
 ) -> None:
@@ -327,7 +323,6 @@ def test_an_unauthorised_override_is_refused_and_changes_nothing(
     assert _count(engine, Feedback) == 0
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_help_and_stats_are_ephemeral(slack: FakeSlackAPI, service: NPOService) -> None:
     app = _app(slack, service)
 
@@ -356,3 +351,56 @@ def test_help_and_stats_are_ephemeral(slack: FakeSlackAPI, service: NPOService) 
     )
     posted = slack.wait_for("chat.postMessage")[0]
     assert '"Details"' in _blocks_text(posted)  # U1 now sees the brief form
+
+
+def test_messages_in_incident_channels_are_incidents(
+    slack: FakeSlackAPI, service: NPOService
+) -> None:
+    app = _app(slack, service)
+    plain = {"type": "message", "user": "U1", "text": "CRC errors on leaf-9:eth2", "ts": "5.1"}
+    _send(app, _event({**plain, "channel": "COTHER"}))
+    _send(app, _event({**plain, "channel": CHANNEL, "subtype": "message_changed"}))
+    _send(app, _event({**plain, "channel": CHANNEL}))
+    posted = slack.wait_for("chat.postMessage")
+    time.sleep(0.3)
+    assert len(slack.of("chat.postMessage")) == 1
+    assert posted[0]["thread_ts"] == "5.1"
+
+
+@pytest.mark.parametrize("service", [0.9], indirect=True)
+def test_an_abstention_lists_candidates_that_can_be_liked(
+    slack: FakeSlackAPI, service: NPOService, engine: Engine
+) -> None:
+    app = _app(slack, service)
+    message = _mention(app, slack)
+    text = _blocks_text(message)
+    assert "not confident enough" in text and "This one" in text
+    blocks = (
+        json.loads(message["blocks"]) if isinstance(message["blocks"], str) else message["blocks"]
+    )
+    button = next(
+        b["accessory"] for b in blocks if "accessory" in b and "link-drain" in b["text"]["text"]
+    )
+    rec_id, _, playbook = button["value"].partition("|")
+    ts = service_message_ts(engine, rec_id)
+    _interaction(app, _button("npo_like_candidate", button["value"], "U5", ts))
+    slack.wait_for("chat.update")
+    [row] = service.stats()
+    assert (row.playbook_id, row.likes) == (playbook, 1) == ("link-drain", 1)
+
+
+def test_playbook_command_shows_a_playbook(slack: FakeSlackAPI, service: NPOService) -> None:
+    app = _app(slack, service)
+    body = urllib.parse.urlencode(
+        {
+            "command": "/npo",
+            "text": "playbook link-optic",
+            "user_id": "U1",
+            "channel_id": CHANNEL,
+            "team_id": "T1",
+            "trigger_id": "trigP",
+            "response_url": slack.url + "resp",
+        }
+    )
+    reply = json.loads(_send(app, body, "application/x-www-form-urlencoded").body)
+    assert reply["response_type"] == "ephemeral" and reply["text"] == "# link-optic"
