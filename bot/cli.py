@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -18,6 +19,11 @@ from bot.progress import progress_bar
 from bot.settings import Settings
 from core.rego import PolicyError
 from core.simulator import VARIANTS, SimConfig
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from bot.wiring import Components
 
 EXIT_USAGE = 2
 
@@ -105,7 +111,13 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.wiring import build
 
     components = build(settings)
-    return run_console(components.service, console_lines())
+    components.ticker.notify = lambda text: print(text, file=sys.stderr)
+    scheduler = _scheduler(settings, components)
+    scheduler.start()
+    try:
+        return run_console(components.service, console_lines())
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -134,16 +146,71 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.http and not settings.slack_app_token:
         return _fail("Socket Mode needs SLACK_APP_TOKEN; or use --http --port P", EXIT_USAGE)
     components = build(settings)
+    scheduler = _scheduler(settings, components)
     library = Library.load(settings.playbooks_dir)
     summarise = template_summary
     if settings.llm:
         summarise = LLMAugmenter.from_name(settings.llm).summarise
     app = create_app(settings, components.service, library.steps, library.text, summarise=summarise)
-    if args.http:
-        serve_http(app, args.host, args.port)
+    if settings.ops_channel:
+        channel = settings.ops_channel
+
+        def notify(text: str) -> None:
+            app.client.chat_postMessage(channel=channel, text=text)
+
+        components.ticker.notify = notify
+    scheduler.start()
+    try:
+        if args.http:
+            serve_http(app, args.host, args.port)
+        else:
+            assert settings.slack_app_token is not None
+            serve_socket_mode(app, settings.slack_app_token)
+    finally:
+        scheduler.shutdown(wait=False)
+    return 0
+
+
+def _scheduler(settings: Settings, components: Components) -> BackgroundScheduler:
+    import datetime as dt
+
+    from bot.scheduler import build_scheduler
+
+    return build_scheduler(
+        components.ticker,
+        components.service,
+        components.service.clock,
+        dt.timedelta(hours=settings.expire_after_hours),
+    )
+
+
+def _cmd_monitor_tick(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from bot.db.engine import make_engine
+    from bot.db.migrate import upgrade
+    from bot.monitoring import MonitorTicker
+    from bot.wiring import database_url
+
+    url = database_url(settings)
+    upgrade(url)
+    ticker = MonitorTicker(
+        make_engine(url),
+        settings.npo_config(),
+        lambda: dt.datetime.now(dt.UTC),
+        dt.timedelta(minutes=settings.monitor_interval_minutes),
+        notify=lambda message: print(message, file=sys.stderr),
+    )
+    outcome = ticker.tick(force=True)
+    if outcome is None:
+        return _fail("another replica holds the monitor lock; try again")
+    if args.json:
+        print(json.dumps(outcome.as_dict()))
     else:
-        assert settings.slack_app_token is not None
-        serve_socket_mode(app, settings.slack_app_token)
+        print(f"{outcome.action.value}: {outcome.reason}")
+        print(f"shadow retrain: {outcome.shadow.reason}")
+        if outcome.retrain is not None:
+            print("retrain " + ("accepted" if outcome.retrain.accepted else "rejected"))
     return 0
 
 
@@ -206,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--playbook")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_stats)
+
+    mon = sub.add_parser("monitor", help="meta-monitoring").add_subparsers(
+        dest="monitor_command", required=True
+    )
+    tick = mon.add_parser("tick", help="run one meta-monitor tick now")
+    tick.add_argument("--json", action="store_true")
+    tick.set_defaults(func=_cmd_monitor_tick)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db_up = db.add_parser("upgrade", help="apply the schema migrations")

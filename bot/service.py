@@ -195,6 +195,7 @@ class NPOService:
                 text=incident.text,
                 scenario_json=json.dumps(decision_to_dict(decision)["scenario"]),
                 context_key=scenario.context_key,
+                created_at=self.clock(),
             )
             session.add(row_incident)
             session.flush()
@@ -209,6 +210,7 @@ class NPOService:
                 spe_verdict=decision.explanation.compliance.verdict.value,
                 decision_json=json.dumps(decision_to_dict(decision)),
                 channel=incident.channel,
+                created_at=self.clock(),
             )
             session.add(rec)
             self._audit(
@@ -336,11 +338,14 @@ class NPOService:
             score=score,
             loss=loss,
             source_event_id=fb.source_event_id,
+            created_at=self.clock(),
         )
         row.playbook_id = target.playbook_id if target else ""
         row.kind, row.label, row.weight = fb.kind.value, sig.label, sig.weight
         row.score, row.loss, row.reason, row.source = score, loss, fb.reason, fb.source
         row.prior = target.model_prior if target else 0.0
+        row.similarity = target.similarity if target else 0.0
+        row.context_json = json.dumps(decision.scenario.context())
         row.withdrawn, row.updated_at = False, self.clock()
         session.add(row)
         session.flush()
@@ -530,7 +535,13 @@ class NPOService:
         self, session: Session, actor: str, action: str, subject: str, detail: dict[str, Any]
     ) -> None:
         session.add(
-            AuditEntry(actor=actor, action=action, subject=subject, detail_json=json.dumps(detail))
+            AuditEntry(
+                actor=actor,
+                action=action,
+                subject=subject,
+                detail_json=json.dumps(detail),
+                created_at=self.clock(),
+            )
         )
 
     # -- reading ------------------------------------------------------------------------

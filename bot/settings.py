@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         (), description="User ids allowed to override (empty: all feedback users)."
     )
     feedback_group: str | None = Field(None, description="User group id allowed to give feedback.")
+    monitor_interval_minutes: float = Field(15.0, gt=0, description="Meta-monitor tick interval.")
+    expire_after_hours: float = Field(
+        24.0, gt=0, description="Unanswered recommendations → skipped."
+    )
+    ops_channel: str | None = Field(None, description="Channel for drift and pause notices.")
     llm: str | None = Field(None, description="LangChain chat model, init_chat_model syntax.")
     default_verbosity: str = Field("full", pattern="^(brief|full)$")
     reactions_like: Annotated[tuple[str, ...], NoDecode] = Field(

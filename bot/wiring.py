@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import numpy as np
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
 from bot.llm import LLMAugmenter
+from bot.monitoring import MonitorTicker
 from bot.native import load_torch_first
 from bot.policies import load_policy_engine
 from bot.service import NPOService
@@ -20,6 +22,7 @@ from bot.settings import Settings
 class Components:
     service: NPOService
     searcher: object
+    ticker: MonitorTicker
 
 
 def database_url(settings: Settings) -> str:
@@ -59,4 +62,10 @@ def build(settings: Settings, ingest: bool = True) -> Components:
         rng,
         classify=llm.classify if llm else None,
     )
-    return Components(service, searcher)
+    ticker = MonitorTicker(
+        service.engine,
+        settings.npo_config(),
+        service.clock,
+        dt.timedelta(minutes=settings.monitor_interval_minutes),
+    )
+    return Components(service, searcher, ticker)

@@ -120,6 +120,43 @@ def holdout_loss(prior: Prior, examples: Sequence[Example], skip_loss: float) ->
     ) / len(examples)
 
 
+def evaluate_candidate(
+    log: Sequence[Example],
+    trained_upto: int,
+    live: Prior,
+    config: NPOConfig,
+    hasher: FeatureHasher | None = None,
+) -> tuple[RetrainResult, LogisticModel | None]:
+    """Fit a candidate and compare it with the live prior on feedback neither has seen.
+
+    ``log`` is the labelled feedback in time order; the live prior was fitted on its first
+    ``trained_upto`` entries. The hold-out is the newest ``holdout_fraction`` of the
+    feedback that arrived after that (never shuffled); the candidate trains on everything
+    before it. Holding out older feedback would score the live model on its own training
+    data and bias the test towards keeping it.
+    """
+    rc = config.retrain
+    fresh = len(log) - trained_upto
+    n_hold = max(rc.min_holdout, int(fresh * rc.holdout_fraction))
+    if fresh < n_hold + rc.min_holdout:
+        reason = (
+            f"{fresh} labelled decisions since the live model was trained; "
+            f"need {2 * rc.min_holdout} to train and hold out"
+        )
+        return RetrainResult(False, 0.0, 0.0, 0, reason), None
+    train, hold = log[:-n_hold], log[-n_hold:]
+    candidate = fit(train, config.fit, hasher)
+    live_loss = holdout_loss(live, hold, config.skip_loss)
+    cand_loss = holdout_loss(candidate, hold, config.skip_loss)
+    accepted = live_loss - cand_loss >= rc.min_gain
+    verb = "lowers" if accepted else "does not lower"
+    reason = (
+        f"candidate {verb} hold-out loss by δ={rc.min_gain}: "
+        f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
+    )
+    return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
+
+
 class NPO:
     def __init__(
         self,
@@ -193,33 +230,7 @@ class NPO:
         return loss
 
     def evaluate_retrain(self) -> tuple[RetrainResult, LogisticModel | None]:
-        """Fit a candidate and compare it with the live prior on feedback neither has seen.
-
-        The hold-out is the newest ``holdout_fraction`` of the feedback that arrived after
-        the live model was trained (time-ordered, never shuffled); the candidate trains on
-        everything before it. Holding out older feedback would score the live model on its
-        own training data and bias the test towards keeping it.
-        """
-        rc = self.config.retrain
-        fresh = len(self.log) - self.trained_upto
-        n_hold = max(rc.min_holdout, int(fresh * rc.holdout_fraction))
-        if fresh < n_hold + rc.min_holdout:
-            reason = (
-                f"{fresh} labelled decisions since the live model was trained; "
-                f"need {2 * rc.min_holdout} to train and hold out"
-            )
-            return RetrainResult(False, 0.0, 0.0, 0, reason), None
-        train, hold = self.log[:-n_hold], self.log[-n_hold:]
-        candidate = fit(train, self.config.fit, self.hasher)
-        live_loss = holdout_loss(self.prior, hold, self.config.skip_loss)
-        cand_loss = holdout_loss(candidate, hold, self.config.skip_loss)
-        accepted = live_loss - cand_loss >= rc.min_gain
-        verb = "lowers" if accepted else "does not lower"
-        reason = (
-            f"candidate {verb} hold-out loss by δ={rc.min_gain}: "
-            f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
-        )
-        return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
+        return evaluate_candidate(self.log, self.trained_upto, self.prior, self.config, self.hasher)
 
     def retrain(self, evaluated: RetrainResult | None = None, force: bool = False) -> RetrainResult:
         """Controlled retrain; ``force`` accepts the candidate regardless (no meta-monitor)."""

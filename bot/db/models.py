@@ -64,6 +64,8 @@ class Feedback(SQLModel, table=True):
     weight: float = 0.0
     score: float
     prior: float = 0.0  # the model prior the scenario score started from
+    similarity: float = 0.0  # retrieval similarity of the judged candidate
+    context_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     loss: float
     reason: str = ""
     source: str = ""  # button | reaction | modal | console | expiry
@@ -106,12 +108,16 @@ class MonitorStateRow(SQLModel, table=True):
 
 
 class MonitorDecisionRow(SQLModel, table=True):
+    """One tick: M's action and reason, and M* from the shadow retrain (fidelity)."""
+
     __tablename__ = "monitor_decision"
 
     id: int | None = Field(default=None, primary_key=True)
     action: str
     reason: str = Field(sa_column=Column(Text, nullable=False))
     playbook_id: str | None = None
+    ideal_action: str | None = None  # None: too little fresh feedback for a shadow retrain
+    shadow_gain: float | None = None
     created_at: dt.datetime = Field(default_factory=_now, index=True)
 
 
@@ -123,6 +129,16 @@ class ModelVersion(SQLModel, table=True):
     metrics_json: str = Field(sa_column=Column(Text, nullable=False))
     weights_json: str = Field(sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=_now)
+
+
+class SchedulerState(SQLModel, table=True):
+    """When each scheduled job last ran: survives restarts and is shared by replicas."""
+
+    __tablename__ = "scheduler_state"
+
+    job: str = Field(primary_key=True)
+    last_run_at: dt.datetime
+    runs: int = 0
 
 
 class RetrainRequest(SQLModel, table=True):

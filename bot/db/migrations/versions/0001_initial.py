@@ -75,6 +75,8 @@ def upgrade() -> None:
         sa.Column("action", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("playbook_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("ideal_action", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("shadow_gain", sa.Float(), nullable=True),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -120,6 +122,13 @@ def upgrade() -> None:
         sa.Column("observations", sa.Integer(), nullable=False),
         sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("playbook_id", "context_key"),
+    )
+    op.create_table(
+        "scheduler_state",
+        sa.Column("job", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("last_run_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("job"),
     )
     op.create_table(
         "recommendation",
@@ -171,6 +180,8 @@ def upgrade() -> None:
         sa.Column("weight", sa.Float(), nullable=False),
         sa.Column("score", sa.Float(), nullable=False),
         sa.Column("prior", sa.Float(), nullable=False),
+        sa.Column("similarity", sa.Float(), nullable=False),
+        sa.Column("context_json", sa.Text(), nullable=False),
         sa.Column("loss", sa.Float(), nullable=False),
         sa.Column("reason", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -209,6 +220,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_recommendation_created_at"))
 
     op.drop_table("recommendation")
+    op.drop_table("scheduler_state")
     op.drop_table("scenario_score")
     op.drop_table("retrainrequest")
     op.drop_table("processedevent")

@@ -1,0 +1,53 @@
+"""APScheduler jobs, scheduled in memory in every process (APScheduler 3.x job stores must
+not be shared between processes). What must survive lives in our tables; the job bodies
+take the database lock, so several replicas run each tick once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.monitoring import MonitorTicker, expire_unanswered
+from bot.service import NPOService
+
+log = logging.getLogger(__name__)
+
+
+def build_scheduler(
+    ticker: MonitorTicker,
+    service: NPOService,
+    clock: Callable[[], dt.datetime],
+    expire_after: dt.timedelta,
+    expiry_every: dt.timedelta = dt.timedelta(minutes=5),
+) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=dt.UTC)
+
+    def monitor_tick() -> None:
+        outcome = ticker.tick()
+        if outcome is not None:
+            log.info("monitor tick: %s (%s)", outcome.action.value, outcome.reason)
+
+    def expiry() -> None:
+        expired = expire_unanswered(service, clock(), expire_after)
+        if expired:
+            log.info("expired %d unanswered recommendation(s) as skipped", expired)
+
+    scheduler.add_job(
+        monitor_tick,
+        IntervalTrigger(seconds=ticker.interval.total_seconds()),
+        id="monitor_tick",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        expiry,
+        IntervalTrigger(seconds=expiry_every.total_seconds()),
+        id="expiry",
+        max_instances=1,
+        coalesce=True,
+    )
+    return scheduler
