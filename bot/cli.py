@@ -121,16 +121,29 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.console import format_rows
+    import datetime as dt
+
     from bot.db.engine import make_engine
     from bot.db.migrate import upgrade
-    from bot.stats import playbook_stats
+    from bot.stats import alignment_report, divergence_report, format_report
     from bot.wiring import database_url
 
     url = database_url(settings)
     upgrade(url)
-    rows = playbook_stats(make_engine(url), args.playbook)
-    print(json.dumps([r.as_dict() for r in rows]) if args.json else format_rows(rows))
+    engine = make_engine(url)
+    if args.chart:
+        from bot.charts import write_chart
+
+        write_chart(engine, args.chart)
+        print(f"wrote {args.chart}", file=sys.stderr)
+    report: dict[str, object] = alignment_report(engine, dt.datetime.now(dt.UTC), args.playbook)
+    if args.divergence:
+        report = (
+            {"divergence": divergence_report(engine)}
+            if not args.json
+            else {**report, "divergence": divergence_report(engine)}
+        )
+    print(json.dumps(report) if args.json else format_report(report))
     return 0
 
 
@@ -272,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="playbook alignment stats")
     stats.add_argument("--playbook")
     stats.add_argument("--json", action="store_true")
+    stats.add_argument(
+        "--divergence", action="store_true", help="where policy and practice disagree"
+    )
+    stats.add_argument(
+        "--chart", type=Path, help="write a PNG of loss, override rate and τ over time"
+    )
     stats.set_defaults(func=_cmd_stats)
 
     mon = sub.add_parser("monitor", help="meta-monitoring").add_subparsers(

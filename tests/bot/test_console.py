@@ -79,7 +79,8 @@ def test_npo_chat_end_to_end_on_the_embedded_defaults(
     assert "server-disk-failure-replace" in captured.out
     assert "stored: like on server-disk-failure-replace" in captured.out
     assert main(["stats", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert rows[0]["playbook"] == "server-disk-failure-replace" and rows[0]["likes"] == 1
+    rows = json.loads(capsys.readouterr().out)["playbooks"]
+    liked = next(r for r in rows if r["playbook"] == "server-disk-failure-replace")
+    assert liked["likes"] == 1
     assert main(["db", "upgrade"]) == 0
     assert "revision 0001" in capsys.readouterr().out

@@ -9,10 +9,10 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.console import format_rows
 from bot.slack import flows
 from bot.slack.flows import SlackContext
 from bot.slack.translate import incident_from_command
+from bot.stats import alignment_report, format_report
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ def _help(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
 
 
 def _stats(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
-    return "```" + format_rows(ctx.service.stats(arg.strip() or None)) + "```"
+    report = alignment_report(ctx.service.engine, ctx.service.clock(), arg.strip() or None)
+    return ("```" + format_report(report) + "```")[:2990]
 
 
 def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
