@@ -227,6 +227,51 @@ def _cmd_monitor_tick(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from bot.audit import export
+    from bot.db.engine import make_engine
+    from bot.db.migrate import upgrade
+    from bot.wiring import database_url
+
+    try:
+        since = dt.datetime.fromisoformat(args.since)
+    except ValueError:
+        return _fail(f"--since: {args.since!r} is not a date (YYYY-MM-DD)", EXIT_USAGE)
+    since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
+    url = database_url(settings)
+    upgrade(url)
+    count = export(make_engine(url), since, args.format, sys.stdout)
+    print(f"{count} audit entries", file=sys.stderr)
+    return 0
+
+
+def _cmd_playbook_state(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from bot.db.engine import make_engine
+    from bot.db.migrate import upgrade
+    from bot.service import set_paused
+    from bot.wiring import database_url
+
+    url = database_url(settings)
+    upgrade(url)
+    paused = args.playbook_action == "pause"
+    changed = set_paused(
+        make_engine(url),
+        settings.npo_config(),
+        args.id,
+        paused,
+        args.actor,
+        args.reason or "",
+        dt.datetime.now(dt.UTC),
+    )
+    state = "paused" if paused else "resumed"
+    print(f"{args.id} {state}" if changed else f"{args.id} was already {state}")
+    return 0
+
+
 def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from bot.db.migrate import current_revision, upgrade
     from bot.wiring import database_url
@@ -299,6 +344,24 @@ def build_parser() -> argparse.ArgumentParser:
     tick = mon.add_parser("tick", help="run one meta-monitor tick now")
     tick.add_argument("--json", action="store_true")
     tick.set_defaults(func=_cmd_monitor_tick)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    exp = audit.add_parser("export", help="export the audit log")
+    exp.add_argument("--since", default="1970-01-01", help="date or ISO timestamp (UTC)")
+    exp.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    exp.set_defaults(func=_cmd_audit_export)
+
+    pbs = sub.add_parser("playbook", help="pause or resume a playbook").add_subparsers(
+        dest="playbook_action", required=True
+    )
+    for action in ("pause", "resume"):
+        p = pbs.add_parser(action, help=f"{action} a playbook")
+        p.add_argument("id")
+        p.add_argument("--actor", default="cli")
+        p.add_argument("--reason")
+        p.set_defaults(func=_cmd_playbook_state)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db_up = db.add_parser("upgrade", help="apply the schema migrations")

@@ -134,6 +134,47 @@ class FeedbackResult:
         }
 
 
+def set_paused(
+    engine: Engine,
+    config: NPOConfig,
+    playbook_id: str,
+    paused: bool,
+    actor: str,
+    reason: str,
+    now: dt.datetime,
+) -> bool:
+    """Pause or resume a playbook by hand (audited); returns whether anything changed."""
+    with transaction(engine) as session:
+        row = session.get(MonitorStateRow, 1, with_for_update=engine.dialect.name == "postgresql")
+        mc = config.monitor
+        state = (
+            MonitorState.from_dict(json.loads(row.state_json))
+            if row
+            else MonitorState(ph=PageHinkley(mc.ph_delta, mc.ph_threshold))
+        )
+        if paused == (playbook_id in state.paused):
+            return False
+        monitor = MetaMonitor(mc, state)
+        if paused:
+            monitor.pause(playbook_id)
+        else:
+            monitor.resume(playbook_id)
+        row = row or MonitorStateRow(id=1, state_json="{}")
+        row.state_json, row.updated_at = json.dumps(state.to_dict()), now
+        session.add(row)
+        action = "pause" if paused else "resume"
+        session.add(
+            AuditEntry(
+                actor=actor,
+                action=f"playbook:{action}",
+                subject=playbook_id,
+                detail_json=json.dumps({"reason": reason}),
+                created_at=now,
+            )
+        )
+        return True
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -547,6 +588,15 @@ class NPOService:
     # -- reading ------------------------------------------------------------------------
     def stats(self, playbook_id: str | None = None) -> list[PlaybookStats]:
         return playbook_stats(self.engine, playbook_id)
+
+    def set_paused(self, playbook_id: str, paused: bool, actor: str, reason: str = "") -> bool:
+        return set_paused(
+            self.engine, self.config, playbook_id, paused, actor, reason, self.clock()
+        )
+
+    def paused(self) -> set[str]:
+        with Session(self.engine) as session:
+            return set(self._monitor(session, lock=False).state.paused)
 
     def verbosity(self, operator_id: str, default: str) -> str:
         with Session(self.engine) as session:

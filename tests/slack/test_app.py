@@ -405,3 +405,30 @@ def test_playbook_command_shows_a_playbook(slack: FakeSlackAPI, service: NPOServ
     )
     reply = json.loads(_send(app, body, "application/x-www-form-urlencoded").body)
     assert reply["response_type"] == "ephemeral" and reply["text"] == "# link-optic"
+
+
+def test_pause_and_resume_from_slack_need_override_rights(
+    slack: FakeSlackAPI, service: NPOService
+) -> None:
+    app = _app(slack, service, feedback_users=("U1", "U2"), override_users=("U1",))
+
+    def command(user: str, text: str) -> str:
+        body = urllib.parse.urlencode(
+            {
+                "command": "/npo",
+                "text": text,
+                "user_id": user,
+                "channel_id": CHANNEL,
+                "team_id": "T1",
+                "trigger_id": f"trig{next(_ids)}",
+                "response_url": slack.url + "resp",
+            }
+        )
+        return str(json.loads(_send(app, body, "application/x-www-form-urlencoded").body)["text"])
+
+    assert "not allowed" in command("U2", "playbook pause link-optic")
+    assert service.paused() == set()
+    assert command("U1", "playbook pause link-optic") == "`link-optic` paused."
+    assert service.paused() == {"link-optic"}
+    assert command("U1", "playbook resume link-optic") == "`link-optic` resumed."
+    assert service.paused() == set()

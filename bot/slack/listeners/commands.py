@@ -33,11 +33,18 @@ def _stats(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
 
 
 def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
-    playbook_id = arg.strip()
-    if not playbook_id:
-        return "Usage: `/npo playbook <id>`"
-    text = ctx.playbook_text(playbook_id)
-    return text[:2900] if text else f"No playbook `{playbook_id}`."
+    words = arg.split()
+    if len(words) == 2 and words[0] in {"pause", "resume"}:
+        user = str(body["user_id"])
+        if not ctx.access.may_override(user):
+            return "Sorry, you are not allowed to pause or resume playbooks."
+        changed = ctx.service.set_paused(words[1], words[0] == "pause", user)
+        state = "paused" if words[0] == "pause" else "resumed"
+        return f"`{words[1]}` {state}." if changed else f"`{words[1]}` was already {state}."
+    if len(words) != 1:
+        return "Usage: `/npo playbook <id>` or `/npo playbook pause|resume <id>`"
+    text = ctx.playbook_text(words[0])
+    return text[:2900] if text else f"No playbook `{words[0]}`."
 
 
 def _prefs(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
@@ -57,7 +64,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "recommend <incident>", "recommend a playbook for an incident", _recommend
     ),
     "stats": Subcommand("stats [playbook]", "playbook alignment stats", _stats),
-    "playbook": Subcommand("playbook <id>", "show a playbook", _playbook),
+    "playbook": Subcommand(
+        "playbook <id> | playbook pause|resume <id>", "show, pause or resume a playbook", _playbook
+    ),
     "prefs": Subcommand("prefs verbosity brief|full", "how much explanation you see", _prefs),
     "help": Subcommand("help", "this list", _help),
 }

@@ -1,0 +1,51 @@
+"""``npo audit export``: the audit log as JSON lines or CSV, for people and other tools."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import TextIO
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from bot.db.models import AuditEntry
+
+FIELDS = ("at", "actor", "action", "subject", "detail")
+
+
+def _rows(engine: Engine, since: dt.datetime) -> Iterator[dict[str, str]]:
+    with Session(engine) as session:
+        entries = session.exec(
+            select(AuditEntry)
+            .where(col(AuditEntry.created_at) >= since)
+            .order_by(col(AuditEntry.created_at), col(AuditEntry.id))
+        ).all()
+    for e in entries:
+        at = e.created_at if e.created_at.tzinfo else e.created_at.replace(tzinfo=dt.UTC)
+        yield {
+            "at": at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "subject": e.subject,
+            "detail": e.detail_json,
+        }
+
+
+def export(engine: Engine, since: dt.datetime, fmt: str, out: TextIO) -> int:
+    count = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in _rows(engine, since):
+            writer.writerow(row)
+            count += 1
+    elif fmt == "jsonl":
+        for row in _rows(engine, since):
+            out.write(json.dumps({**row, "detail": json.loads(row["detail"])}) + "\n")
+            count += 1
+    else:
+        raise ValueError(f"--format: {fmt!r} is not jsonl or csv")
+    return count
