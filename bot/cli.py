@@ -175,7 +175,9 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     scheduler.start()
     try:
         if args.http:
-            serve_http(app, args.host, args.port)
+            from bot.metrics import Metrics
+
+            serve_http(app, args.host, args.port, Metrics(components.service.engine))
         else:
             assert settings.slack_app_token is not None
             serve_socket_mode(app, settings.slack_app_token)

@@ -10,10 +10,14 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.metrics import Metrics
+
 StartResponse = Callable[..., Any]
+KNOWN_PATHS = frozenset({"/slack/events", "/healthz", "/metrics"})
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -25,11 +29,23 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def wsgi_app(app: App) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def wsgi_app(
+    app: App, metrics: Metrics | None = None
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     slack = SlackRequestHandler(app)
 
     def route(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if metrics is None or path not in KNOWN_PATHS:
+            return dispatch(environ, start_response)
+        with metrics.latency.labels(path).time():
+            return dispatch(environ, start_response)
+
+    def dispatch(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if path == "/metrics" and method == "GET" and metrics is not None:
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [generate_latest(metrics.registry)]
         if path == "/healthz" and method == "GET":
             body = json.dumps({"ok": True}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
@@ -42,20 +58,27 @@ def wsgi_app(app: App) -> Callable[[dict[str, Any], StartResponse], Iterable[byt
     return route
 
 
-def http_server(app: App, host: str, port: int) -> WSGIServer:
+def http_server(app: App, host: str, port: int, metrics: Metrics | None = None) -> WSGIServer:
     return make_server(
-        host, port, wsgi_app(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        host,
+        port,
+        wsgi_app(app, metrics),
+        server_class=_ThreadingWSGIServer,
+        handler_class=_QuietHandler,
     )
 
 
-def serve_http(app: App, host: str, port: int) -> None:
-    server = http_server(app, host, port)
+def serve_http(app: App, host: str, port: int, metrics: Metrics | None = None) -> None:
+    server = http_server(app, host, port, metrics)
 
     def stop(*_: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"listening on http://{host}:{server.server_port} (POST /slack/events, GET /healthz)")
+    print(
+        f"listening on http://{host}:{server.server_port} "
+        "(POST /slack/events, GET /healthz, GET /metrics)"
+    )
     try:
         server.serve_forever()
     finally:

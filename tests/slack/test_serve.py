@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from slack_bolt import App
+from sqlalchemy.engine import Engine
 
 from bot.slack.serve import http_server
 from tests.slack_fake import signed_headers
@@ -55,3 +56,39 @@ def test_unknown_paths_are_404(base_url: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(f"{base_url}/nope", timeout=5)
     assert info.value.code == 404
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_metrics_are_scraped_and_parse(engine: Engine) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from bot.metrics import Metrics
+
+    app = App(signing_secret=SECRET, token="xoxb-t", token_verification_enabled=False)
+    server = http_server(app, "127.0.0.1", 0, Metrics(engine))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        urllib.request.urlopen(f"{url}/healthz", timeout=5).close()
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in (
+        "npo_decisions",
+        "npo_feedback",
+        "npo_spe_verdicts",
+        "npo_retrains",
+        "npo_alignment_loss",
+        "npo_override_rate",
+        "npo_http_request_seconds",
+    ):
+        assert name in families, name
+    samples = families["npo_http_request_seconds"].samples
+    assert any(
+        s.labels.get("path") == "/healthz" and s.name.endswith("_count") and s.value == 1
+        for s in samples
+    )
