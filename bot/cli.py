@@ -148,6 +148,7 @@ def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.governance import Governance
     from bot.library import Library
     from bot.llm import LLMAugmenter, template_summary
     from bot.slack.app import create_app
@@ -160,11 +161,30 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("Socket Mode needs SLACK_APP_TOKEN; or use --http --port P", EXIT_USAGE)
     components = build(settings)
     scheduler = _scheduler(settings, components)
-    library = Library.load(settings.playbooks_dir)
+    library = Library.load(settings.playbooks_dir, settings.submissions_folder)
     summarise = template_summary
     if settings.llm:
         summarise = LLMAugmenter.from_name(settings.llm).summarise
-    app = create_app(settings, components.service, library.steps, library.text, summarise=summarise)
+
+    def on_approved() -> None:
+        components.reingest()
+        library.reload()
+
+    governance = Governance(
+        components.service.engine,
+        settings.submissions_folder,
+        settings.reviewer_users,
+        on_approved,
+        components.service.clock,
+    )
+    app = create_app(
+        settings,
+        components.service,
+        library.steps,
+        library.text,
+        summarise=summarise,
+        governance=governance,
+    )
     if settings.ops_channel:
         channel = settings.ops_channel
 

@@ -11,12 +11,23 @@ _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.*)$")
 
 
 class Library:
-    def __init__(self, playbooks: dict[str, Playbook]) -> None:
-        self._playbooks = playbooks
+    def __init__(self, folders: list[Path]) -> None:
+        self._folders = folders
+        self._playbooks: dict[str, Playbook] = {}
+        self.reload()
 
     @classmethod
-    def load(cls, directory: Path) -> Library:
-        return cls({pb.id: pb for pb in lint_folder(directory).playbooks})
+    def load(cls, *folders: Path) -> Library:
+        return cls(list(folders))
+
+    def reload(self) -> None:
+        """Read the folders again (after an approval wrote a new playbook)."""
+        self._playbooks = {
+            pb.id: pb
+            for folder in self._folders
+            if folder.is_dir()
+            for pb in lint_folder(folder).playbooks
+        }
 
     def steps(self, playbook_id: str) -> list[str]:
         pb = self._playbooks.get(playbook_id)

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         24.0, gt=0, description="Unanswered recommendations → skipped."
     )
     ops_channel: str | None = Field(None, description="Channel for drift and pause notices.")
+    review_channel: str | None = Field(None, description="Channel where submissions are reviewed.")
+    reviewer_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="User ids who may approve playbooks (empty: anyone but the author)."
+    )
+    submissions_dir: Path | None = Field(
+        None, description="Where approved submissions are written (default: data_dir/playbooks)."
+    )
     llm: str | None = Field(None, description="LangChain chat model, init_chat_model syntax.")
     default_verbosity: str = Field("full", pattern="^(brief|full)$")
     reactions_like: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -100,6 +107,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "incident_channels",
+        "reviewer_users",
         "feedback_users",
         "override_users",
         "reactions_like",
@@ -112,6 +120,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(x.strip().strip(":") for x in value.split(",") if x.strip())
         return value
+
+    @property
+    def submissions_folder(self) -> Path:
+        return self.submissions_dir or self.data_dir / "playbooks"
 
     @property
     def chroma_folder(self) -> Path:

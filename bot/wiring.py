@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +22,8 @@ from bot.settings import Settings
 @dataclass
 class Components:
     service: NPOService
-    searcher: object
     ticker: MonitorTicker
+    reingest: Callable[[], None]
 
 
 def database_url(settings: Settings) -> str:
@@ -34,7 +35,7 @@ def build(settings: Settings, ingest: bool = True) -> Components:
     playbooks when they changed) and the SPE, and wire the service."""
     load_torch_first()
     from retrieval.embeddings import SentenceTransformerEmbedder
-    from retrieval.ingest import ingest_folder
+    from retrieval.ingest import ingest_folders
     from retrieval.search import HybridSearcher
     from retrieval.store import ChunkStore, chroma_client
 
@@ -42,15 +43,24 @@ def build(settings: Settings, ingest: bool = True) -> Components:
     upgrade(url)
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     store = ChunkStore(chroma_client(settings.chroma_folder, settings.chroma_url), embedder)
-    if ingest:
-        report = ingest_folder(settings.playbooks_dir, store, embedder)
+    folders = [settings.playbooks_dir]
+    if settings.submissions_folder.is_dir():
+        folders.append(settings.submissions_folder)
+
+    def reingest() -> None:
+        folders[1:] = [settings.submissions_folder] if settings.submissions_folder.is_dir() else []
+        report = ingest_folders(folders, store, embedder)
         if report.changed:
             print(
                 f"playbooks: {len(report.added)} added, {len(report.updated)} updated, "
                 f"{len(report.removed)} removed",
                 file=sys.stderr,
             )
+        searcher.refresh()
+
     searcher = HybridSearcher(store, embedder)
+    if ingest:
+        reingest()
     spe = load_policy_engine(settings.policies_dir)
     rng = np.random.default_rng(settings.seed)
     llm = LLMAugmenter.from_name(settings.llm) if settings.llm else None
@@ -68,4 +78,4 @@ def build(settings: Settings, ingest: bool = True) -> Components:
         service.clock,
         dt.timedelta(minutes=settings.monitor_interval_minutes),
     )
-    return Components(service, searcher, ticker)
+    return Components(service, ticker, reingest)

@@ -5,14 +5,14 @@ at worst a duplicate that the next ingest removes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from retrieval.chunking import chunk_document
 from retrieval.corpus import playbook_document
 from retrieval.embeddings import Embedder
-from retrieval.playbook import PlaybookError, Status, lint_folder
+from retrieval.playbook import Playbook, PlaybookError, Status, lint_folder
 from retrieval.store import ChunkStore
 
 
@@ -45,13 +45,33 @@ def ingest_folder(
     embedder: Embedder,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
-    report = lint_folder(directory)
-    if report.errors:
-        raise IngestError(report.errors)
+    return ingest_folders([directory], store, embedder, progress)
+
+
+def ingest_folders(
+    directories: Sequence[Path],
+    store: ChunkStore,
+    embedder: Embedder,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """The store ends up holding exactly the non-deprecated playbooks of these folders."""
+    playbooks: list[Playbook] = []
+    errors: list[PlaybookError] = []
+    seen: dict[str, str] = {}
+    for directory in directories:
+        report = lint_folder(directory)
+        errors += report.errors
+        for pb in report.playbooks:
+            if pb.id in seen:
+                errors.append(
+                    PlaybookError(pb.path, "id", f"{pb.id!r} is already used by {seen[pb.id]}")
+                )
+            seen[pb.id] = pb.path
+            playbooks.append(pb)
+    if errors:
+        raise IngestError(errors)
     wanted = {
-        pb.id: playbook_document(pb)
-        for pb in report.playbooks
-        if pb.meta.status is not Status.DEPRECATED
+        pb.id: playbook_document(pb) for pb in playbooks if pb.meta.status is not Status.DEPRECATED
     }
     stored = store.all()
     stored_hash: dict[str, set[str]] = {}

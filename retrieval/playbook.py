@@ -208,8 +208,8 @@ def lint_folder(directory: Path) -> LintReport:
     errors: list[PlaybookError] = []
     seen: dict[str, str] = {}
     for path in sorted(directory.rglob("*.md")):
-        if path.name.lower() == "readme.md":
-            continue
+        if path.name.lower() == "readme.md" or path.name.startswith("."):
+            continue  # READMEs and files being written (hidden temporaries)
         try:
             pb = load_playbook(path)
         except PlaybookError as exc:

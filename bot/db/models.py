@@ -166,3 +166,21 @@ class OperatorPrefs(SQLModel, table=True):
     operator_id: str = Field(primary_key=True)
     verbosity: str = "full"
     updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class PlaybookSubmission(SQLModel, table=True):
+    """A playbook proposed in Slack: a draft until a reviewer who is not its author approves."""
+
+    __tablename__ = "playbook_submission"
+
+    id: str = Field(default_factory=_id, primary_key=True)
+    playbook_id: str = Field(index=True)
+    author: str
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default="pending", index=True)  # pending | approved | changes_requested
+    reviewer: str | None = None
+    note: str = ""
+    channel: str = ""
+    message_ts: str = ""
+    created_at: dt.datetime = Field(default_factory=_now)
+    decided_at: dt.datetime | None = None

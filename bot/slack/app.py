@@ -11,12 +11,14 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.governance import Governance
 from bot.llm import template_summary
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.access import Access
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners import governance as governance_listeners
 from core.decision import Decision
 from core.feedback import FeedbackKind
 
@@ -50,6 +52,7 @@ def create_app(
     playbook_text: Callable[[str], str | None],
     client: WebClient | None = None,
     summarise: Callable[[Decision], str] = template_summary,
+    governance: Governance | None = None,
 ) -> App:
     if not settings.slack_bot_token or not settings.slack_signing_secret:
         raise ValueError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both required for Slack")
@@ -75,7 +78,9 @@ def create_app(
         incident_channels=frozenset(settings.incident_channels),
         reactions=reaction_map(settings),
         summarise=summarise,
+        governance=governance,
+        review_channel=settings.review_channel or "",
     )
-    for module in (events, actions, views, commands):
+    for module in (events, actions, views, commands, governance_listeners):
         module.register(app, ctx)
     return app

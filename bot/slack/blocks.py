@@ -188,3 +188,62 @@ def override_modal(recommendation_id: str, channel: str, message_ts: str) -> dic
             }
         ],
     }
+
+
+SUBMIT_MODAL = "npo_submit_playbook"
+ACTION_APPROVE = "npo_approve"
+ACTION_REQUEST_CHANGES = "npo_request_changes"
+SUBMIT_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("id", "Playbook id (lowercase, e.g. pdu-breaker-trip)", False),
+    ("title", "Title", False),
+    ("action", "Action verb the safety policies check (e.g. drain_link)", False),
+    ("risk", "Risk: low, medium or high", False),
+    ("blast_radius", "Blast radius (devices touched)", False),
+    ("components", "Components (comma separated)", False),
+    ("fault_types", "Fault types (comma separated)", False),
+    ("symptoms", "Symptoms", True),
+    ("diagnosis", "Diagnosis", True),
+    ("steps", "Steps (one per line, numbered)", True),
+    ("rollback", "Rollback", True),
+)
+
+
+def submit_modal() -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": SUBMIT_MODAL,
+        "title": {"type": "plain_text", "text": "Submit a playbook"},
+        "submit": {"type": "plain_text", "text": "Submit for review"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": name,
+                "label": {"type": "plain_text", "text": label},
+                "element": {"type": "plain_text_input", "action_id": name, "multiline": multiline},
+            }
+            for name, label, multiline in SUBMIT_FIELDS
+        ],
+    }
+
+
+def review_blocks(
+    submission_id: str, playbook_id: str, author: str, text: str, outcome: str | None = None
+) -> list[dict[str, Any]]:
+    blocks = [
+        _section(f":memo: <@{author}> submitted playbook `{playbook_id}` for review"),
+        _section("```" + _clip(text, MAX_TEXT - 6) + "```"),
+    ]
+    if outcome:
+        blocks.append(_context(outcome))
+    else:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "npo_review",
+                "elements": [
+                    _button("Approve", ACTION_APPROVE, submission_id, "primary"),
+                    _button("Request changes", ACTION_REQUEST_CHANGES, submission_id),
+                ],
+            }
+        )
+    return blocks

@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.governance import Governance
 from bot.llm import template_summary
 from bot.service import (
     DuplicateInFlightError,
@@ -36,6 +37,8 @@ class SlackContext:
     incident_channels: frozenset[str] = frozenset()
     reactions: dict[str, FeedbackKind] | None = None
     summarise: Callable[[Decision], str] = template_summary
+    governance: Governance | None = None
+    review_channel: str = ""
 
 
 def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> None:

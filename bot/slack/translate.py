@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.governance import Draft
 from bot.service import FeedbackInput, IncidentInput
 from core.feedback import FeedbackKind
 
@@ -147,4 +148,38 @@ def reaction_ref(body: Mapping[str, Any]) -> ReactionRef:
         channel=_text(item, "channel"),
         message_ts=_text(item, "ts"),
         event_id=f"event:{_text(body, 'event_id')}",
+    )
+
+
+def draft_from_submission(body: Mapping[str, Any]) -> Draft:
+    """The submit modal's values as a ``Draft``; blank optional lists become empty."""
+    values = _get(body, "view", "state", "values")
+    if not isinstance(values, Mapping):
+        raise PayloadError("view.state.values must be an object")
+
+    def field(name: str) -> str:
+        block = values.get(name, {})
+        element = block.get(name, {}) if isinstance(block, Mapping) else {}
+        value = element.get("value") if isinstance(element, Mapping) else None
+        return value.strip() if isinstance(value, str) else ""
+
+    blast = field("blast_radius")
+    if not blast.isdigit():
+        raise PayloadError("blast_radius must be a whole number")
+
+    def listed(name: str) -> list[str]:
+        return [x.strip() for x in field(name).split(",") if x.strip()]
+
+    return Draft(
+        id=field("id"),
+        title=field("title"),
+        action=field("action"),
+        risk=field("risk").lower(),
+        blast_radius=int(blast),
+        symptoms=field("symptoms"),
+        diagnosis=field("diagnosis"),
+        steps=field("steps"),
+        rollback=field("rollback"),
+        components=listed("components"),
+        fault_types=listed("fault_types"),
     )

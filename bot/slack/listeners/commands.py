@@ -10,6 +10,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
 from bot.slack import flows
+from bot.slack.blocks import submit_modal
 from bot.slack.flows import SlackContext
 from bot.slack.translate import incident_from_command
 from bot.stats import alignment_report, format_report
@@ -65,7 +66,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     ),
     "stats": Subcommand("stats [playbook]", "playbook alignment stats", _stats),
     "playbook": Subcommand(
-        "playbook <id> | playbook pause|resume <id>", "show, pause or resume a playbook", _playbook
+        "playbook <id> | playbook pause|resume <id> | playbook submit",
+        "show, pause, resume or submit a playbook",
+        _playbook,
     ),
     "prefs": Subcommand("prefs verbosity brief|full", "how much explanation you see", _prefs),
     "help": Subcommand("help", "this list", _help),
@@ -73,8 +76,15 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 
 def register(app: App, ctx: SlackContext) -> None:
-    def answer(ack: Ack, body: dict[str, Any]) -> None:
+    def answer(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         name, _, arg = str(body.get("text", "")).strip().partition(" ")
+        if name.lower() == "playbook" and arg.strip() == "submit":
+            if ctx.governance is None or not ctx.review_channel:
+                ack(response_type="ephemeral", text="Playbook submissions are not configured here.")
+                return
+            client.views_open(trigger_id=str(body["trigger_id"]), view=submit_modal())
+            ack(response_type="ephemeral", text="Opening the submission form…")
+            return
         sub = SUBCOMMANDS.get(name.lower() or "help", SUBCOMMANDS["help"])
         ack(response_type="ephemeral", text=sub.reply(ctx, body, arg))
 

@@ -100,6 +100,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("operator_id"),
     )
     op.create_table(
+        "playbook_submission",
+        sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("playbook_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("author", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("reviewer", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("note", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("message_ts", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("decided_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("playbook_submission", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_playbook_submission_playbook_id"), ["playbook_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_playbook_submission_status"), ["status"], unique=False)
+
+    op.create_table(
         "processedevent",
         sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -224,6 +245,11 @@ def downgrade() -> None:
     op.drop_table("scenario_score")
     op.drop_table("retrainrequest")
     op.drop_table("processedevent")
+    with op.batch_alter_table("playbook_submission", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_playbook_submission_status"))
+        batch_op.drop_index(batch_op.f("ix_playbook_submission_playbook_id"))
+
+    op.drop_table("playbook_submission")
     op.drop_table("operator_prefs")
     op.drop_table("monitor_state")
     with op.batch_alter_table("monitor_decision", schema=None) as batch_op:
