@@ -146,6 +146,12 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _eval_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.policy_eval import cmd_eval_policy
+
+    return cmd_eval_policy(args, settings)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pb = sub.add_parser("playbooks", help="lint, ingest and import playbooks").add_subparsers(
         dest="playbooks_command", required=True
@@ -181,3 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ret.add_argument("--k", type=int, default=5)
     ret.add_argument("--json", action="store_true")
     ret.set_defaults(func=cmd_eval_retrieval)
+    pol = ev.add_parser("policy", help="off-policy estimates of each threshold policy")
+    pol.add_argument("--json", action="store_true")
+    pol.add_argument("--clip", type=float, default=50.0, help="importance-weight clip")
+    pol.set_defaults(func=_eval_policy)

@@ -44,6 +44,7 @@ from core.feedback import FeedbackKind, alignment_loss, signal
 from core.model import LogisticModel, Prior, SimilarityPrior
 from core.monitor import MetaMonitor, MonitorState, PageHinkley
 from core.npo import NPOConfig, ThresholdMode
+from core.ope import thompson_propensities
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
 from core.scoring import ScenarioScore, blend
@@ -195,6 +196,7 @@ class NPOService:
         self.config, self.rng, self.clock = config, rng, clock
         self.candidates = candidates
         self.classify = classify
+        self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._locking = engine.dialect.name == "postgresql"
 
@@ -222,11 +224,17 @@ class NPOService:
                 if hit.doc_id not in paused
             ]
             bandit = self._bandit(session, lock=False)
-            arm = (
-                bandit.arm_for(self.config.fixed_threshold)
-                if self.config.threshold_mode is ThresholdMode.FIXED
-                else bandit.choose(self.rng)
-            )
+            mode = self.config.threshold_mode
+            if mode is ThresholdMode.FIXED:
+                arm = bandit.arm_for(self.config.fixed_threshold)
+                propensity, policy = 1.0, f"fixed:{arm.threshold}"
+            elif mode is ThresholdMode.RANDOM:
+                arm = bandit.arm_for(bandit.arms[int(self.rng.integers(len(bandit.arms)))])
+                propensity, policy = 1.0 / len(bandit.arms), "random"
+            else:
+                arm = bandit.choose(self.rng)
+                odds = thompson_propensities(bandit.alpha, bandit.beta, self._mc_rng, draws=1000)
+                propensity, policy = max(float(odds[arm.index]), 1e-3), "thompson"
             decision = decide(scenario, candidates, arm, self.spe, self._recent_losses(session))
             row_incident = Incident(
                 source=incident.source,
@@ -248,6 +256,8 @@ class NPOService:
                 score=decision.explanation.visual.score,
                 threshold=arm.threshold,
                 arm_index=arm.index,
+                propensity=propensity,
+                policy=policy,
                 spe_verdict=decision.explanation.compliance.verdict.value,
                 decision_json=json.dumps(decision_to_dict(decision)),
                 channel=incident.channel,

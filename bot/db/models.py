@@ -41,6 +41,8 @@ class Recommendation(SQLModel, table=True):
     score: float = 0.0
     threshold: float
     arm_index: int
+    propensity: float = 1.0  # P(this arm) under the policy that chose it (for off-policy eval)
+    policy: str = ""  # e.g. "thompson", "fixed:0.7"
     spe_verdict: str
     decision_json: str = Field(sa_column=Column(Text, nullable=False))
     channel: str = ""

@@ -161,6 +161,8 @@ def upgrade() -> None:
         sa.Column("score", sa.Float(), nullable=False),
         sa.Column("threshold", sa.Float(), nullable=False),
         sa.Column("arm_index", sa.Integer(), nullable=False),
+        sa.Column("propensity", sa.Float(), nullable=False),
+        sa.Column("policy", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("spe_verdict", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("decision_json", sa.Text(), nullable=False),
         sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
