@@ -256,3 +256,17 @@ def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta
         )
         expired += result.status is FeedbackStatus.STORED
     return expired
+
+
+def take_snapshot(engine: Engine, now: dt.datetime, interval: dt.timedelta) -> bool:
+    """Store today's alignment report once (any replica may try; one writes)."""
+    from bot.db.models import StatsSnapshot
+    from bot.stats import alignment_report
+
+    report = alignment_report(engine, now)  # read first: SQLite allows one writer at a time
+    with transaction(engine) as session:
+        if not _try_lock(session) or not _due(session, "stats_snapshot", now, interval):
+            return False
+        session.add(StatsSnapshot(taken_at=now, report_json=json.dumps(report)))
+        _mark_run(session, "stats_snapshot", now)
+    return True

@@ -1,4 +1,5 @@
-"""APScheduler jobs, scheduled in memory in every process (APScheduler 3.x job stores must
+"""APScheduler jobs (monitor tick, expiry of unanswered recommendations, nightly stats
+snapshot), scheduled in memory in every process (APScheduler 3.x job stores must
 not be shared between processes). What must survive lives in our tables; the job bodies
 take the database lock, so several replicas run each tick once."""
 
@@ -9,9 +10,10 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.monitoring import MonitorTicker, expire_unanswered
+from bot.monitoring import MonitorTicker, expire_unanswered, take_snapshot
 from bot.service import NPOService
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,17 @@ def build_scheduler(
         expiry,
         IntervalTrigger(seconds=expiry_every.total_seconds()),
         id="expiry",
+        max_instances=1,
+        coalesce=True,
+    )
+
+    def snapshot() -> None:
+        take_snapshot(ticker.engine, clock(), dt.timedelta(days=1))
+
+    scheduler.add_job(
+        snapshot,
+        CronTrigger(hour=2, minute=30, timezone=dt.UTC),
+        id="stats_snapshot",
         max_instances=1,
         coalesce=True,
     )

@@ -186,3 +186,13 @@ class PlaybookSubmission(SQLModel, table=True):
     message_ts: str = ""
     created_at: dt.datetime = Field(default_factory=_now)
     decided_at: dt.datetime | None = None
+
+
+class StatsSnapshot(SQLModel, table=True):
+    """The nightly copy of the alignment report, for trends over months."""
+
+    __tablename__ = "stats_snapshot"
+
+    id: int | None = Field(default=None, primary_key=True)
+    taken_at: dt.datetime = Field(index=True)
+    report_json: str = Field(sa_column=Column(Text, nullable=False))

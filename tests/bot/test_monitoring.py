@@ -206,3 +206,52 @@ def test_monitor_tick_command(
         "retrain",
         "model_version",
     }
+
+
+def test_drift_raises_a_retrain_and_a_notice(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
+    clock = FakeClock()
+    config = _config(
+        monitor=MonitorConfig(min_labels=1000, ph_threshold=0.5, pause_min_decisions=1000)
+    )
+    service = _service(engine, rego_engine, clock, config)
+    for i in range(30):  # a calm period: operators skip nothing, like the optic playbook
+        rec = service.recommend(IncidentInput(TEXT, "console"))
+        service.record_feedback(
+            FeedbackInput(rec.recommendation_id, f"L{i}", FeedbackKind.LIKE, f"l{i}")
+        )
+    _overrides(service, clock, 8)  # then preferences change
+    notices: list[str] = []
+    outcome = MonitorTicker(engine, config, clock, INTERVAL, notices.append).tick()
+    assert outcome is not None
+    assert outcome.action is MonitorAction.RETRAIN and "Page" in outcome.reason
+    assert notices and notices[0].startswith(":chart_with_upwards_trend: Drift")
+
+
+def test_nightly_snapshot_is_taken_once_a_day(engine: Engine) -> None:
+    from bot.db.models import StatsSnapshot
+    from bot.monitoring import take_snapshot
+
+    clock = FakeClock()
+    assert take_snapshot(engine, clock.now, dt.timedelta(days=1))
+    assert not take_snapshot(engine, clock.now + dt.timedelta(hours=1), dt.timedelta(days=1))
+    assert take_snapshot(engine, clock.now + dt.timedelta(days=1), dt.timedelta(days=1))
+    with Session(engine) as s:
+        snaps = s.exec(select(StatsSnapshot)).all()
+        assert len(snaps) == 2
+        assert set(json.loads(snaps[0].report_json)) == {"playbooks", "arms", "monitor", "retrains"}
+
+
+def test_the_scheduler_schedules_every_job(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
+    from bot.scheduler import build_scheduler
+
+    clock = FakeClock()
+    config = _config()
+    service = _service(engine, rego_engine, clock, config)
+    scheduler = build_scheduler(
+        MonitorTicker(engine, config, clock, INTERVAL), service, clock, dt.timedelta(hours=24)
+    )
+    assert sorted(job.id for job in scheduler.get_jobs()) == [
+        "expiry",
+        "monitor_tick",
+        "stats_snapshot",
+    ]

@@ -152,6 +152,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("job"),
     )
     op.create_table(
+        "stats_snapshot",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("taken_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("report_json", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("stats_snapshot", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_stats_snapshot_taken_at"), ["taken_at"], unique=False)
+
+    op.create_table(
         "recommendation",
         sa.Column("id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("source_event_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -243,6 +253,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_recommendation_created_at"))
 
     op.drop_table("recommendation")
+    with op.batch_alter_table("stats_snapshot", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_stats_snapshot_taken_at"))
+
+    op.drop_table("stats_snapshot")
     op.drop_table("scheduler_state")
     op.drop_table("scenario_score")
     op.drop_table("retrainrequest")
