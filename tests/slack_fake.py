@@ -29,12 +29,16 @@ class FakeSlackAPI:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                raw = self.rfile.read(length).decode()
-                if "json" in (self.headers.get("content-type") or ""):
-                    params = json.loads(raw or "{}")
+                data = self.rfile.read(length)
+                if "/upload/" in self.path:  # the file bytes of files_upload_v2
+                    method, params = "upload", {"path": self.path, "bytes": length}
                 else:
-                    params = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
-                method = self.path.rsplit("/", 1)[-1]
+                    method = self.path.rsplit("/", 1)[-1]
+                    raw = data.decode()
+                    if "json" in (self.headers.get("content-type") or ""):
+                        params = json.loads(raw or "{}")
+                    else:
+                        params = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
                 status, headers, body = fake._answer(method, params)
                 payload = json.dumps(body).encode()
                 self.send_response(status)
@@ -81,6 +85,15 @@ class FakeSlackAPI:
             return 200, {}, {"ok": True, "channel": params.get("channel"), "ts": ts}
         if method == "chat.update":
             return 200, {}, {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{self._ts}"
+            return (
+                200,
+                {},
+                {"ok": True, "upload_url": f"{self.url}upload/{file_id}", "file_id": file_id},
+            )
+        if method == "files.completeUploadExternal":
+            return 200, {}, {"ok": True, "files": [{"id": "F1", "title": "NPO alignment"}]}
         if method == "usergroups.users.list":
             return 200, {}, {"ok": True, "users": ["UGROUP1"]}
         return 200, {}, {"ok": True}

@@ -4,8 +4,10 @@ message. Everything here talks to the service and the Web client, never to paylo
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from slack_sdk import WebClient
@@ -99,3 +101,20 @@ def refuse(client: WebClient, channel: str, user: str, what: str) -> None:
     client.chat_postEphemeral(
         channel=channel, user=user, text=f"Sorry, you are not allowed to {what} here."
     )
+
+
+def upload_chart(ctx: SlackContext, client: WebClient, channel: str, thread_ts: str | None) -> None:
+    """Render the alignment chart and upload it (into the thread when there is one)."""
+    from bot.charts import write_chart
+
+    with tempfile.TemporaryDirectory(prefix="npo-chart-") as tmp:
+        path = Path(tmp) / "alignment.png"
+        write_chart(ctx.service.engine, path)
+        kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+        client.files_upload_v2(
+            channel=channel,
+            file=str(path),
+            title="NPO alignment",
+            filename="alignment.png",
+            **kwargs,
+        )

@@ -432,3 +432,26 @@ def test_pause_and_resume_from_slack_need_override_rights(
     assert service.paused() == {"link-optic"}
     assert command("U1", "playbook resume link-optic") == "`link-optic` resumed."
     assert service.paused() == set()
+
+
+def test_stats_chart_is_uploaded(slack: FakeSlackAPI, service: NPOService) -> None:
+    app = _app(slack, service)
+    body = urllib.parse.urlencode(
+        {
+            "command": "/npo",
+            "text": "stats chart",
+            "user_id": "U1",
+            "channel_id": CHANNEL,
+            "team_id": "T1",
+            "trigger_id": "trigC",
+            "response_url": slack.url + "resp",
+        }
+    )
+    assert (
+        "Rendering"
+        in json.loads(_send(app, body, "application/x-www-form-urlencoded").body)["text"]
+    )
+    done = slack.wait_for("files.completeUploadExternal")[0]
+    assert done["channel_id"] == CHANNEL
+    [upload] = slack.of("upload")
+    assert int(upload["bytes"]) > 1000  # a real PNG went up

@@ -29,6 +29,8 @@ def _help(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
 
 
 def _stats(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
+    if arg.strip() == "chart":
+        return "Rendering the alignment chart…"
     report = alignment_report(ctx.service.engine, ctx.service.clock(), arg.strip() or None)
     return ("```" + format_report(report) + "```")[:2990]
 
@@ -64,7 +66,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "recommend": Subcommand(
         "recommend <incident>", "recommend a playbook for an incident", _recommend
     ),
-    "stats": Subcommand("stats [playbook]", "playbook alignment stats", _stats),
+    "stats": Subcommand("stats [playbook] | stats chart", "playbook alignment stats", _stats),
     "playbook": Subcommand(
         "playbook <id> | playbook pause|resume <id> | playbook submit",
         "show, pause, resume or submit a playbook",
@@ -92,5 +94,7 @@ def register(app: App, ctx: SlackContext) -> None:
         name, _, arg = str(body.get("text", "")).strip().partition(" ")
         if name.lower() == "recommend" and arg.strip():
             flows.post_recommendation(ctx, client, incident_from_command(body, arg.strip()))
+        elif name.lower() == "stats" and arg.strip() == "chart":
+            flows.upload_chart(ctx, client, str(body["channel_id"]), body.get("thread_ts"))
 
     app.command("/npo")(ack=answer, lazy=[recommend_later])
