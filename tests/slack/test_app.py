@@ -344,6 +344,8 @@ def test_help_and_stats_are_ephemeral(slack: FakeSlackAPI, service: NPOService) 
     assert help_reply["response_type"] == "ephemeral"
     for usage in ("recommend <incident>", "stats [playbook]", "playbook <id>", "prefs verbosity"):
         assert usage in help_reply["text"]
+    divergence = json.loads(command("stats divergence").body)["text"]
+    assert "policy–practice divergence" in divergence
     stats_text = json.loads(command("stats").body)["text"]
     assert stats_text.startswith("```playbook") and "threshold arms" in stats_text
     assert json.loads(command("prefs verbosity brief").body)["text"].endswith("brief for you.")

@@ -13,7 +13,7 @@ from bot.slack import flows
 from bot.slack.blocks import submit_modal
 from bot.slack.flows import SlackContext
 from bot.slack.translate import incident_from_command
-from bot.stats import alignment_report, format_report
+from bot.stats import alignment_report, divergence_report, format_report
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ def _help(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
 def _stats(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
     if arg.strip() == "chart":
         return "Rendering the alignment chart…"
+    if arg.strip() == "divergence":
+        report = {"divergence": divergence_report(ctx.service.engine)}
+        return ("```" + format_report(report) + "```")[:2990]
     report = alignment_report(ctx.service.engine, ctx.service.clock(), arg.strip() or None)
     return ("```" + format_report(report) + "```")[:2990]
 
@@ -66,7 +69,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "recommend": Subcommand(
         "recommend <incident>", "recommend a playbook for an incident", _recommend
     ),
-    "stats": Subcommand("stats [playbook] | stats chart", "playbook alignment stats", _stats),
+    "stats": Subcommand(
+        "stats [playbook] | stats divergence | stats chart", "playbook alignment stats", _stats
+    ),
     "playbook": Subcommand(
         "playbook <id> | playbook pause|resume <id> | playbook submit",
         "show, pause, resume or submit a playbook",
