@@ -151,7 +151,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.governance import Governance
     from bot.library import Library
     from bot.llm import LLMAugmenter, template_summary
-    from bot.slack.app import create_app
+    from bot.slack.app import app_for, slack_context, web_client
     from bot.slack.serve import serve_http, serve_socket_mode
     from bot.wiring import build
 
@@ -177,14 +177,11 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         on_approved,
         components.service.clock,
     )
-    app = create_app(
-        settings,
-        components.service,
-        library.steps,
-        library.text,
-        summarise=summarise,
-        governance=governance,
+    client = web_client(settings)
+    ctx = slack_context(
+        settings, components.service, library.steps, library.text, client, summarise, governance
     )
+    app = app_for(settings, ctx, client)
     if settings.ops_channel:
         channel = settings.ops_channel
 
@@ -195,9 +192,17 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     scheduler.start()
     try:
         if args.http:
+            from bot.alerts import AlertIntake, parse_routes, wsgi_handler
             from bot.metrics import Metrics
 
-            serve_http(app, args.host, args.port, Metrics(components.service.engine))
+            intake = AlertIntake(
+                ctx,
+                client,
+                parse_routes(settings.alert_routes),
+                settings.alert_channel or next(iter(settings.incident_channels), ""),
+            )
+            alerts = wsgi_handler(intake, settings.alertmanager_token)
+            serve_http(app, args.host, args.port, Metrics(components.service.engine), alerts)
         else:
             assert settings.slack_app_token is not None
             serve_socket_mode(app, settings.slack_app_token)

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     submissions_dir: Path | None = Field(
         None, description="Where approved submissions are written (default: data_dir/playbooks)."
     )
+    alert_channel: str | None = Field(None, description="Default channel for Alertmanager alerts.")
+    alert_routes: str = Field("", description="label=value:CHANNEL,… routes for alerts.")
+    alertmanager_token: str | None = Field(None, description="Bearer token Alertmanager sends.")
     llm: str | None = Field(None, description="LangChain chat model, init_chat_model syntax.")
     default_verbosity: str = Field("full", pattern="^(brief|full)$")
     reactions_like: Annotated[tuple[str, ...], NoDecode] = Field(

@@ -196,3 +196,16 @@ class StatsSnapshot(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     taken_at: dt.datetime = Field(index=True)
     report_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class AlertGroup(SQLModel, table=True):
+    """One Alertmanager group (groupKey) is one Slack thread."""
+
+    __tablename__ = "alert_group"
+
+    group_key: str = Field(primary_key=True)
+    channel: str
+    thread_ts: str = ""
+    status: str = "firing"
+    created_at: dt.datetime = Field(default_factory=_now)
+    updated_at: dt.datetime = Field(default_factory=_now)

@@ -45,29 +45,22 @@ def reaction_map(settings: Settings) -> dict[str, FeedbackKind]:
     return mapping
 
 
-def create_app(
+def slack_context(
     settings: Settings,
     service: NPOService,
     steps: Callable[[str], Sequence[str]],
     playbook_text: Callable[[str], str | None],
-    client: WebClient | None = None,
+    client: WebClient,
     summarise: Callable[[Decision], str] = template_summary,
     governance: Governance | None = None,
-) -> App:
-    if not settings.slack_bot_token or not settings.slack_signing_secret:
-        raise ValueError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both required for Slack")
-    client = client or web_client(settings)
-    app = App(
-        signing_secret=settings.slack_signing_secret,
-        client=client,
-        token_verification_enabled=False,
-    )
+) -> SlackContext:
+    """What every listener and the alert intake share."""
     group = settings.feedback_group or ""
 
     def group_members() -> list[str]:
         return list(client.usergroups_users_list(usergroup=group).get("users", []))
 
-    ctx = SlackContext(
+    return SlackContext(
         service=service,
         access=Access(
             settings.feedback_users, settings.override_users, group_members if group else None
@@ -81,6 +74,30 @@ def create_app(
         governance=governance,
         review_channel=settings.review_channel or "",
     )
+
+
+def app_for(settings: Settings, ctx: SlackContext, client: WebClient) -> App:
+    if not settings.slack_bot_token or not settings.slack_signing_secret:
+        raise ValueError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both required for Slack")
+    app = App(
+        signing_secret=settings.slack_signing_secret,
+        client=client,
+        token_verification_enabled=False,
+    )
     for module in (events, actions, views, commands, governance_listeners):
         module.register(app, ctx)
     return app
+
+
+def create_app(
+    settings: Settings,
+    service: NPOService,
+    steps: Callable[[str], Sequence[str]],
+    playbook_text: Callable[[str], str | None],
+    client: WebClient | None = None,
+    summarise: Callable[[Decision], str] = template_summary,
+    governance: Governance | None = None,
+) -> App:
+    client = client or web_client(settings)
+    ctx = slack_context(settings, service, steps, playbook_text, client, summarise, governance)
+    return app_for(settings, ctx, client)

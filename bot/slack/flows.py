@@ -43,14 +43,15 @@ class SlackContext:
     review_channel: str = ""
 
 
-def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> None:
+def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> bool:
+    """Recommend and post; False when this delivery was already handled."""
     try:
         recorded = ctx.service.recommend(incident)
     except DuplicateInFlightError:
-        return
+        return False
     if recorded.duplicate:
         log.info("duplicate delivery %s ignored", incident.source_event_id)
-        return
+        return False
     decision = recorded.decision
     verbosity = ctx.service.verbosity(incident.reporter, ctx.default_verbosity)
     steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
@@ -66,6 +67,7 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
         **kwargs,
     )
     ctx.service.attach_message(recorded.recommendation_id, incident.channel, str(response["ts"]))
+    return True
 
 
 def refresh_message(

@@ -17,7 +17,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.metrics import Metrics
 
 StartResponse = Callable[..., Any]
-KNOWN_PATHS = frozenset({"/slack/events", "/healthz", "/metrics"})
+KNOWN_PATHS = frozenset({"/slack/events", "/healthz", "/metrics", "/alertmanager"})
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -29,8 +29,11 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+PostHandler = Callable[[dict[str, Any]], tuple[str, bytes]]
+
+
 def wsgi_app(
-    app: App, metrics: Metrics | None = None
+    app: App, metrics: Metrics | None = None, alerts: PostHandler | None = None
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     slack = SlackRequestHandler(app)
 
@@ -46,6 +49,10 @@ def wsgi_app(
         if path == "/metrics" and method == "GET" and metrics is not None:
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [generate_latest(metrics.registry)]
+        if path == "/alertmanager" and method == "POST" and alerts is not None:
+            status, body = alerts(environ)
+            start_response(status, [("Content-Type", "application/json")])
+            return [body]
         if path == "/healthz" and method == "GET":
             body = json.dumps({"ok": True}).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
@@ -58,18 +65,30 @@ def wsgi_app(
     return route
 
 
-def http_server(app: App, host: str, port: int, metrics: Metrics | None = None) -> WSGIServer:
+def http_server(
+    app: App,
+    host: str,
+    port: int,
+    metrics: Metrics | None = None,
+    alerts: PostHandler | None = None,
+) -> WSGIServer:
     return make_server(
         host,
         port,
-        wsgi_app(app, metrics),
+        wsgi_app(app, metrics, alerts),
         server_class=_ThreadingWSGIServer,
         handler_class=_QuietHandler,
     )
 
 
-def serve_http(app: App, host: str, port: int, metrics: Metrics | None = None) -> None:
-    server = http_server(app, host, port, metrics)
+def serve_http(
+    app: App,
+    host: str,
+    port: int,
+    metrics: Metrics | None = None,
+    alerts: PostHandler | None = None,
+) -> None:
+    server = http_server(app, host, port, metrics, alerts)
 
     def stop(*_: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

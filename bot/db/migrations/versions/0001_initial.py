@@ -19,6 +19,16 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "alert_group",
+        sa.Column("group_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("thread_ts", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("group_key"),
+    )
+    op.create_table(
         "audit_log",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -285,3 +295,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_audit_log_created_at"))
 
     op.drop_table("audit_log")
+    op.drop_table("alert_group")
