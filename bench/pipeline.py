@@ -1,0 +1,173 @@
+"""Slack ack latency and incident → recommendation latency against the floor.
+
+The floor of one recommendation is one query embedding plus one Chroma query; the bot's
+path adds BM25, scoring, the bandit, the SPE, persistence and the Web API call.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from slack_bolt import BoltRequest
+
+from bot.db.engine import make_engine
+from bot.db.migrate import upgrade
+from bot.policies import load_policy_engine
+from bot.service import IncidentInput, NPOService
+from bot.settings import PROJECT_ROOT, Settings
+from bot.slack import flows
+from bot.slack.app import app_for, slack_context, web_client
+from core.npo import NPOConfig
+from retrieval.chunking import Document, chunk_document
+from retrieval.corpus import playbook_document, runbook_documents
+from retrieval.embeddings import SentenceTransformerEmbedder
+from retrieval.playbook import lint_folder
+from retrieval.search import HybridSearcher
+from retrieval.store import ChunkStore, chroma_client
+from tests.slack_fake import fake_slack, signed_headers
+
+SECRET = "bench-secret"
+QUERIES = [
+    "CRC errors climbing on leaf-12 eth1/3",
+    "BGP session to spine-2 went Idle",
+    "db-7 SMART predictive failure on /dev/sdb",
+    "certificate for api.internal expires in 3 days",
+    "/var is 97% full on web-3",
+    "packet loss between rack 12 and rack 40",
+    "DNS SERVFAIL from resolver 10.0.0.53",
+    "ECMP imbalance on spine-1 uplinks",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def _documents(n: int) -> list[Document]:
+    """The bundled playbooks, the public runbooks and labelled variants up to ``n``."""
+    docs = [playbook_document(pb) for pb in lint_folder(PROJECT_ROOT / "playbooks").playbooks]
+    corpus = PROJECT_ROOT.parent / "shared" / "corpora" / "runbooks-v1" / "runbooks"
+    if corpus.is_dir():
+        docs += runbook_documents(corpus)
+    base = list(docs)
+    i = 0
+    while len(docs) < n:
+        d = base[i % len(base)]
+        docs.append(
+            Document(
+                f"{d.doc_id}~{i}",
+                f"{d.title} (site {i})",
+                d.text,
+                f"{d.content_hash[:50]}{i:014d}",
+                dict(d.metadata, status="vetted"),
+            )
+        )
+        i += 1
+    return [
+        Document(
+            d.doc_id,
+            d.title,
+            d.text,
+            d.content_hash,
+            {
+                **d.metadata,
+                "status": "vetted",
+                "action": d.metadata.get("action", "collect_diagnostics"),
+            },
+        )
+        for d in docs[:n]
+    ]
+
+
+def run(playbooks: int, incidents: int, burst: int) -> dict[str, Any]:
+    embedder = SentenceTransformerEmbedder()
+    with tempfile.TemporaryDirectory(prefix="npo-bench-") as tmp:
+        store = ChunkStore(chroma_client(Path(tmp) / "chroma"), embedder)
+        chunks = [c for d in _documents(playbooks) for c in chunk_document(d)]
+        started = time.perf_counter()
+        for s in range(0, len(chunks), 256):
+            part = chunks[s : s + 256]
+            store.add(part, embedder.embed([c.text for c in part]))
+        index_s = time.perf_counter() - started
+        searcher = HybridSearcher(store, embedder)
+
+        floor = []
+        for i in range(incidents):
+            q = QUERIES[i % len(QUERIES)] + f" #{i}"
+            t = time.perf_counter()
+            store.query(embedder.embed([q])[0], 5)
+            floor.append((time.perf_counter() - t) * 1000)
+
+        url = f"sqlite:///{tmp}/npo.db"
+        upgrade(url)
+        engine = make_engine(url)
+        spe = load_policy_engine(PROJECT_ROOT / "playbooks" / "policies")
+        service = NPOService(engine, searcher, spe, NPOConfig(), np.random.default_rng(0))
+        with fake_slack() as api:
+            settings = Settings.model_validate(
+                {
+                    "slack_bot_token": "xoxb",
+                    "slack_signing_secret": SECRET,
+                    "slack_api_url": api.url,
+                }
+            )
+            client = web_client(settings)
+            ctx = slack_context(settings, service, lambda pb: [], lambda pb: None, client)
+            recommend = []
+            for i in range(incidents):
+                incident = IncidentInput(
+                    QUERIES[i % len(QUERIES)] + f" #{i}", "bench", channel="C1", thread_ts="1.0"
+                )
+                t = time.perf_counter()
+                flows.post_recommendation(ctx, client, incident)
+                recommend.append((time.perf_counter() - t) * 1000)
+            posted = len(api.of("chat.postMessage"))
+
+            app = app_for(settings, ctx, client)
+            acks = []
+            for i in range(burst):
+                body = json.dumps(
+                    {
+                        "type": "event_callback",
+                        "team_id": "T1",
+                        "api_app_id": "A1",
+                        "event_id": f"EvB{i}",
+                        "event_time": int(time.time()),
+                        "event": {
+                            "type": "app_mention",
+                            "user": "U1",
+                            "text": "<@UBOT> " + QUERIES[i % len(QUERIES)],
+                            "ts": f"{1000 + i}.0",
+                            "channel": "C1",
+                        },
+                    }
+                )
+                req = BoltRequest(
+                    body=body, headers=signed_headers(SECRET, body, "application/json")
+                )
+                t = time.perf_counter()
+                resp = app.dispatch(req)
+                acks.append((time.perf_counter() - t) * 1000)
+                assert resp.status == 200
+            api.wait_for("chat.postMessage", posted + burst, timeout=600)
+    return {
+        "playbooks": playbooks,
+        "chunks": len(chunks),
+        "index_s": index_s,
+        "ack_p50_ms": pct(acks, 50),
+        "ack_p99_ms": pct(acks, 99),
+        "recommend_p50_ms": pct(recommend, 50),
+        "recommend_p99_ms": pct(recommend, 99),
+        "floor_p50_ms": pct(floor, 50),
+        "floor_p99_ms": pct(floor, 99),
+        "ratio_p50": pct(recommend, 50) / pct(floor, 50),
+        "ratio_p99": pct(recommend, 99) / pct(floor, 99),
+        "recommendations_posted": posted,
+        "median_check": statistics.median(recommend),
+    }
