@@ -404,9 +404,12 @@ class NPOService:
         self._save_bandit(session, bandit)
         local = None
         if target is not None:
-            local = self._replay_score(session, target.playbook_id, row.context_key)
-            if previous is not None and previous.playbook_id not in ("", target.playbook_id):
-                self._replay_score(session, previous.playbook_id, previous.context_key)
+            if previous is None:
+                local = self._extend_score(session, row)
+            else:  # a replaced vote changes history: replay the scenario's votes
+                local = self._replay_score(session, target.playbook_id, row.context_key)
+                if previous.playbook_id not in ("", target.playbook_id):
+                    self._replay_score(session, previous.playbook_id, previous.context_key)
         monitor.observe(fb.kind, loss, target.playbook_id if target else None)
         self._save_monitor(session, monitor)
         if fb.kind is FeedbackKind.OVERRIDE:
@@ -474,6 +477,22 @@ class NPOService:
             mask[rec.arm_index] = row.score >= arms[rec.arm_index]
         bandit.alpha[mask] = np.maximum(1.0, bandit.alpha[mask] - accepted)
         bandit.beta[mask] = np.maximum(1.0, bandit.beta[mask] - rejected)
+
+    def _extend_score(self, session: Session, vote: Feedback) -> float | None:
+        """A new vote is the latest in its scenario's history: one refinement step, O(1)."""
+        if vote.label is None:
+            return None
+        row = session.get(
+            ScenarioScoreRow, (vote.playbook_id, vote.context_key), with_for_update=self._locking
+        )
+        current = ScenarioScore(row.value, row.observations) if row else ScenarioScore(vote.prior)
+        score = current.refined(FeedbackKind(vote.kind), self.config.scoring.eta)
+        row = row or ScenarioScoreRow(
+            playbook_id=vote.playbook_id, context_key=vote.context_key, value=score.value
+        )
+        row.value, row.observations, row.updated_at = score.value, score.observations, self.clock()
+        session.add(row)
+        return score.value
 
     def _replay_score(self, session: Session, playbook_id: str, context_key: str) -> float | None:
         """The scenario score is a pure function of its current votes, in time order."""
