@@ -102,7 +102,7 @@ def bench_retrain(rows: int) -> dict[str, float]:
     import multiprocessing as mp
     import resource
 
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # a fresh interpreter: the peak is the retrain's own
     queue = ctx.Queue()
     child = ctx.Process(target=_retrain_child, args=(rows, queue))
     child.start()
