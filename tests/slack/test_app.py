@@ -102,6 +102,22 @@ def _interaction(app: App, payload: dict[str, Any]) -> BoltResponse:
     return _send(app, body, "application/x-www-form-urlencoded")
 
 
+def _command(app: App, api: FakeSlackAPI, text: str, user: str = "U1") -> BoltResponse:
+    """A signed ``/npo <text>`` slash command."""
+    body = urllib.parse.urlencode(
+        {
+            "command": "/npo",
+            "text": text,
+            "user_id": user,
+            "channel_id": CHANNEL,
+            "team_id": "T1",
+            "trigger_id": f"trig{next(_ids)}",
+            "response_url": api.url + "resp",
+        }
+    )
+    return _send(app, body, "application/x-www-form-urlencoded")
+
+
 def _mention(app: App, api: FakeSlackAPI, event_id: str | None = None) -> dict[str, Any]:
     ts = f"{time.time():.6f}"
     event = {"type": "app_mention", "user": "U1", "text": TEXT, "ts": ts, "channel": CHANNEL}
@@ -327,18 +343,7 @@ def test_help_and_stats_are_ephemeral(slack: FakeSlackAPI, service: NPOService) 
     app = _app(slack, service)
 
     def command(text: str) -> BoltResponse:
-        body = urllib.parse.urlencode(
-            {
-                "command": "/npo",
-                "text": text,
-                "user_id": "U1",
-                "channel_id": CHANNEL,
-                "team_id": "T1",
-                "trigger_id": f"trig{next(_ids)}",
-                "response_url": slack.url + "resp",
-            }
-        )
-        return _send(app, body, "application/x-www-form-urlencoded")
+        return _command(app, slack, text)
 
     help_reply = json.loads(command("help").body)
     assert help_reply["response_type"] == "ephemeral"
@@ -394,19 +399,9 @@ def test_an_abstention_lists_candidates_that_can_be_liked(
 
 def test_playbook_command_shows_a_playbook(slack: FakeSlackAPI, service: NPOService) -> None:
     app = _app(slack, service)
-    body = urllib.parse.urlencode(
-        {
-            "command": "/npo",
-            "text": "playbook link-optic",
-            "user_id": "U1",
-            "channel_id": CHANNEL,
-            "team_id": "T1",
-            "trigger_id": "trigP",
-            "response_url": slack.url + "resp",
-        }
-    )
-    reply = json.loads(_send(app, body, "application/x-www-form-urlencoded").body)
-    assert reply["response_type"] == "ephemeral" and reply["text"] == "# link-optic"
+    reply = json.loads(_command(app, slack, "playbook link-optic").body)
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"] == "# link-optic"
 
 
 def test_pause_and_resume_from_slack_need_override_rights(
@@ -415,18 +410,7 @@ def test_pause_and_resume_from_slack_need_override_rights(
     app = _app(slack, service, feedback_users=("U1", "U2"), override_users=("U1",))
 
     def command(user: str, text: str) -> str:
-        body = urllib.parse.urlencode(
-            {
-                "command": "/npo",
-                "text": text,
-                "user_id": user,
-                "channel_id": CHANNEL,
-                "team_id": "T1",
-                "trigger_id": f"trig{next(_ids)}",
-                "response_url": slack.url + "resp",
-            }
-        )
-        return str(json.loads(_send(app, body, "application/x-www-form-urlencoded").body)["text"])
+        return str(json.loads(_command(app, slack, text, user).body)["text"])
 
     assert "not allowed" in command("U2", "playbook pause link-optic")
     assert service.paused() == set()
@@ -438,21 +422,8 @@ def test_pause_and_resume_from_slack_need_override_rights(
 
 def test_stats_chart_is_uploaded(slack: FakeSlackAPI, service: NPOService) -> None:
     app = _app(slack, service)
-    body = urllib.parse.urlencode(
-        {
-            "command": "/npo",
-            "text": "stats chart",
-            "user_id": "U1",
-            "channel_id": CHANNEL,
-            "team_id": "T1",
-            "trigger_id": "trigC",
-            "response_url": slack.url + "resp",
-        }
-    )
-    assert (
-        "Rendering"
-        in json.loads(_send(app, body, "application/x-www-form-urlencoded").body)["text"]
-    )
+    reply = json.loads(_command(app, slack, "stats chart").body)
+    assert "Rendering" in reply["text"]
     done = slack.wait_for("files.completeUploadExternal")[0]
     assert done["channel_id"] == CHANNEL
     [upload] = slack.of("upload")
