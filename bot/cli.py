@@ -123,14 +123,10 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.db.engine import make_engine
-    from bot.db.migrate import upgrade
     from bot.stats import alignment_report, divergence_report, format_report
-    from bot.wiring import database_url
+    from bot.wiring import migrated_engine
 
-    url = database_url(settings)
-    upgrade(url)
-    engine = make_engine(url)
+    engine = migrated_engine(settings)
     if args.chart:
         from bot.charts import write_chart
 
@@ -227,15 +223,11 @@ def _scheduler(settings: Settings, components: Components) -> BackgroundSchedule
 def _cmd_monitor_tick(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.db.engine import make_engine
-    from bot.db.migrate import upgrade
     from bot.monitoring import MonitorTicker
-    from bot.wiring import database_url
+    from bot.wiring import migrated_engine
 
-    url = database_url(settings)
-    upgrade(url)
     ticker = MonitorTicker(
-        make_engine(url),
+        migrated_engine(settings),
         settings.npo_config(),
         lambda: dt.datetime.now(dt.UTC),
         dt.timedelta(minutes=settings.monitor_interval_minutes),
@@ -258,18 +250,14 @@ def _cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
     from bot.audit import export
-    from bot.db.engine import make_engine
-    from bot.db.migrate import upgrade
-    from bot.wiring import database_url
+    from bot.wiring import migrated_engine
 
     try:
         since = dt.datetime.fromisoformat(args.since)
     except ValueError:
         return _fail(f"--since: {args.since!r} is not a date (YYYY-MM-DD)", EXIT_USAGE)
     since = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
-    url = database_url(settings)
-    upgrade(url)
-    count = export(make_engine(url), since, args.format, sys.stdout)
+    count = export(migrated_engine(settings), since, args.format, sys.stdout)
     print(f"{count} audit entries", file=sys.stderr)
     return 0
 
@@ -277,16 +265,12 @@ def _cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_playbook_state(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.db.engine import make_engine
-    from bot.db.migrate import upgrade
     from bot.service import set_paused
-    from bot.wiring import database_url
+    from bot.wiring import migrated_engine
 
-    url = database_url(settings)
-    upgrade(url)
     paused = args.playbook_action == "pause"
     changed = set_paused(
-        make_engine(url),
+        migrated_engine(settings),
         settings.npo_config(),
         args.id,
         paused,

@@ -21,19 +21,18 @@ from sqlmodel import Session, col, select
 
 from bot.db.engine import transaction
 from bot.db.models import (
-    AuditEntry,
     Feedback,
     ModelVersion,
     MonitorDecisionRow,
-    MonitorStateRow,
     Recommendation,
     RetrainRequest,
     SchedulerState,
 )
+from bot.db.state import audit, load_monitor, save_monitor
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
 from core.feedback import FeedbackKind
 from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
-from core.monitor import MetaMonitor, MonitorAction, MonitorState, PageHinkley
+from core.monitor import MonitorAction
 from core.npo import NPOConfig, RetrainResult, evaluate_candidate
 
 _LOCK_KEY = 0x4E504F  # "NPO": one advisory lock for the scheduled jobs
@@ -123,14 +122,7 @@ class MonitorTicker:
         return outcome
 
     def _tick(self, session: Session) -> TickOutcome:
-        row = session.get(MonitorStateRow, 1)
-        mc = self.config.monitor
-        state = (
-            MonitorState.from_dict(json.loads(row.state_json))
-            if row
-            else MonitorState(ph=PageHinkley(mc.ph_delta, mc.ph_threshold))
-        )
-        monitor = MetaMonitor(mc, state)
+        monitor = load_monitor(session, self.config.monitor, lock=False)  # job lock held
         log = self._log(session)
         live_row = session.exec(
             select(ModelVersion).where(col(ModelVersion.live).is_(True))
@@ -167,19 +159,10 @@ class MonitorTicker:
                 shadow_gain=shadow.gain if shadow.holdout else None,
             )
         )
-        row = row or MonitorStateRow(id=1, state_json="{}")
-        row.state_json = json.dumps(monitor.state.to_dict())
-        session.add(row)
-        session.add(
-            AuditEntry(
-                actor="scheduler",
-                action=f"monitor:{decision.action.value}",
-                subject=decision.playbook_id or "",
-                detail_json=json.dumps(
-                    {"reason": decision.reason, "ideal": ideal.value if ideal else None}
-                ),
-            )
-        )
+        save_monitor(session, monitor, self.clock())
+        detail = {"reason": decision.reason, "ideal": ideal.value if ideal else None}
+        action = f"monitor:{decision.action.value}"
+        audit(session, "scheduler", action, decision.playbook_id or "", detail, self.clock())
         return TickOutcome(
             decision.action, decision.reason, decision.playbook_id, ideal, shadow, retrain, version
         )

@@ -63,13 +63,11 @@ def policy_report(engine: Engine, rng: np.random.Generator, clip: float = 50.0) 
 def cmd_eval_policy(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
-    from bot.db.engine import make_engine
-    from bot.db.migrate import upgrade
-    from bot.wiring import database_url
+    from bot.wiring import migrated_engine
 
-    url = database_url(settings)
-    upgrade(url)
-    report = policy_report(make_engine(url), np.random.default_rng(settings.seed), args.clip)
+    report = policy_report(
+        migrated_engine(settings), np.random.default_rng(settings.seed), args.clip
+    )
     if args.json:
         print(json.dumps(report))
         return 0

@@ -23,18 +23,17 @@ from sqlmodel import Session, col, select
 
 from bot.db.engine import transaction
 from bot.db.models import (
-    AuditEntry,
     BanditArm,
     Feedback,
     Incident,
     ModelVersion,
-    MonitorStateRow,
     OperatorPrefs,
     ProcessedEvent,
     Recommendation,
     RetrainRequest,
     ScenarioScoreRow,
 )
+from bot.db.state import audit, load_monitor, save_monitor
 from bot.extract import extract_scenario
 from bot.stats import PlaybookStats, playbook_stats
 from core.bandit import ThresholdBandit
@@ -42,7 +41,7 @@ from core.codec import decision_from_dict, decision_to_dict
 from core.decision import Candidate, Decision, decide
 from core.feedback import FeedbackKind, alignment_loss, signal
 from core.model import LogisticModel, Prior, SimilarityPrior
-from core.monitor import MetaMonitor, MonitorState, PageHinkley
+from core.monitor import MetaMonitor
 from core.npo import NPOConfig, ThresholdMode
 from core.ope import thompson_propensities
 from core.policy import Action, SafetyPolicyEngine
@@ -146,33 +145,16 @@ def set_paused(
 ) -> bool:
     """Pause or resume a playbook by hand (audited); returns whether anything changed."""
     with transaction(engine) as session:
-        row = session.get(MonitorStateRow, 1, with_for_update=engine.dialect.name == "postgresql")
-        mc = config.monitor
-        state = (
-            MonitorState.from_dict(json.loads(row.state_json))
-            if row
-            else MonitorState(ph=PageHinkley(mc.ph_delta, mc.ph_threshold))
-        )
-        if paused == (playbook_id in state.paused):
+        monitor = load_monitor(session, config.monitor, lock=True)
+        if paused == (playbook_id in monitor.state.paused):
             return False
-        monitor = MetaMonitor(mc, state)
         if paused:
             monitor.pause(playbook_id)
         else:
             monitor.resume(playbook_id)
-        row = row or MonitorStateRow(id=1, state_json="{}")
-        row.state_json, row.updated_at = json.dumps(state.to_dict()), now
-        session.add(row)
+        save_monitor(session, monitor, now)
         action = "pause" if paused else "resume"
-        session.add(
-            AuditEntry(
-                actor=actor,
-                action=f"playbook:{action}",
-                subject=playbook_id,
-                detail_json=json.dumps({"reason": reason}),
-                created_at=now,
-            )
-        )
+        audit(session, actor, f"playbook:{action}", playbook_id, {"reason": reason}, now)
         return True
 
 
@@ -577,20 +559,10 @@ class NPOService:
             session.add(row)
 
     def _monitor(self, session: Session, lock: bool) -> MetaMonitor:
-        row = session.get(MonitorStateRow, 1, with_for_update=lock and self._locking)
-        if row is None:
-            mc = self.config.monitor
-            fresh = MonitorState(ph=PageHinkley(mc.ph_delta, mc.ph_threshold))
-            row = MonitorStateRow(id=1, state_json=json.dumps(fresh.to_dict()))
-            session.add(row)
-            session.flush()
-        return MetaMonitor(self.config.monitor, MonitorState.from_dict(json.loads(row.state_json)))
+        return load_monitor(session, self.config.monitor, lock)
 
     def _save_monitor(self, session: Session, monitor: MetaMonitor) -> None:
-        row = session.get(MonitorStateRow, 1)
-        assert row is not None
-        row.state_json, row.updated_at = json.dumps(monitor.state.to_dict()), self.clock()
-        session.add(row)
+        save_monitor(session, monitor, self.clock())
 
     def _recent_losses(self, session: Session, n: int = 20) -> list[float]:
         rows = session.exec(
@@ -604,15 +576,7 @@ class NPOService:
     def _audit(
         self, session: Session, actor: str, action: str, subject: str, detail: dict[str, Any]
     ) -> None:
-        session.add(
-            AuditEntry(
-                actor=actor,
-                action=action,
-                subject=subject,
-                detail_json=json.dumps(detail),
-                created_at=self.clock(),
-            )
-        )
+        audit(session, actor, action, subject, detail, self.clock())
 
     # -- reading ------------------------------------------------------------------------
     def stats(self, playbook_id: str | None = None) -> list[PlaybookStats]:

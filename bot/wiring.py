@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.engine import Engine
 
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
@@ -28,6 +29,13 @@ class Components:
 
 def database_url(settings: Settings) -> str:
     return settings.database_url or default_url(settings.data_dir)
+
+
+def migrated_engine(settings: Settings) -> Engine:
+    """The configured database, with the migrations applied."""
+    url = database_url(settings)
+    upgrade(url)
+    return make_engine(url)
 
 
 def build(settings: Settings, ingest: bool = True) -> Components:

@@ -105,9 +105,9 @@ class HybridSearcher:
     def refresh(self) -> None:
         self._chunks, self._vectors = self.store.all_with_vectors()
         self._by_id = {c.chunk_id: c for c in self._chunks}
-        self._first_chunk: dict[str, int] = {}
+        self._rows_of: dict[str, list[int]] = {}
         for i, c in enumerate(self._chunks):
-            self._first_chunk.setdefault(str(c.metadata.get("doc_id")), i)
+            self._rows_of.setdefault(str(c.metadata.get("doc_id")), []).append(i)
         self._bm25 = BM25Index([c.text for c in self._chunks])
         self._status = np.array([str(c.metadata.get("status", "")) for c in self._chunks])
 
@@ -200,7 +200,7 @@ class HybridSearcher:
 
     def _cosine(self, query: str, doc_id: str, vector: np.ndarray | None) -> float:
         """Best cosine of the query with the document's stored chunk vectors."""
-        rows = [i for i, c in enumerate(self._chunks) if c.metadata.get("doc_id") == doc_id]
+        rows = self._rows_of.get(doc_id, [])
         if not rows or self._vectors is None:
             return 0.0
         vec = vector if vector is not None else self.embedder.embed([query])[0]
