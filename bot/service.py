@@ -21,7 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bot.db.batch_writes import BatchWrites
 from bot.db.engine import transaction
+from bot.db.group_commit import GroupCommit
 from bot.db.models import (
     BanditArm,
     Feedback,
@@ -30,7 +32,6 @@ from bot.db.models import (
     OperatorPrefs,
     ProcessedEvent,
     Recommendation,
-    RetrainRequest,
     ScenarioScoreRow,
 )
 from bot.db.state import audit, load_monitor, save_monitor
@@ -102,6 +103,21 @@ class FeedbackInput:
     source: str = "button"
     reason: str = ""
     playbook_id: str | None = None  # a candidate of an abstention; default: the recommended one
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one batch of votes reads, loaded up front, and what it will write."""
+
+    monitor: MetaMonitor
+    bandit: ThresholdBandit
+    claimed: set[str] = field(default_factory=set)
+    arms: dict[str, int] = field(default_factory=dict)  # recommendation id → arm index
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    # (recommendation, operator) → the stored vote, or None until a replacement loads it
+    votes: dict[tuple[str, str], Feedback | None] = field(default_factory=dict)
+    scores: dict[tuple[str, str], ScenarioScoreRow] = field(default_factory=dict)
+    writes: BatchWrites = field(default_factory=BatchWrites)
 
 
 class DuplicateInFlightError(RuntimeError):
@@ -181,6 +197,7 @@ class NPOService:
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._locking = engine.dialect.name == "postgresql"
+        self._feedback_writer = GroupCommit(self._record_batch)
 
     # -- recommending -------------------------------------------------------------------
     def recommend(self, incident: IncidentInput) -> Recorded:
@@ -311,14 +328,23 @@ class NPOService:
 
     # -- feedback -----------------------------------------------------------------------
     def record_feedback(self, fb: FeedbackInput) -> FeedbackResult:
+        """Store one vote and learn from it; returns once it is committed.
+
+        Concurrent callers share a transaction (group commit), so a burst costs one
+        durable commit per batch instead of one per vote.
+        """
+        return self._feedback_writer.submit(fb)
+
+    def _record_batch(self, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
         for attempt in range(5):
             try:
-                with transaction(self.engine) as session:
-                    return self._record(session, fb)
+                with transaction(self.engine) as session, session.no_autoflush:
+                    return self._record_all(session, batch)
             except IntegrityError:
                 # A concurrent writer stored the same event (or the first score of the same
-                # scenario) between our read and our write: the next attempt sees it.
-                if attempt == 4:
+                # scenario) between our read and our write: the next attempt sees it. A
+                # batch is retried item by item by the group commit instead.
+                if attempt == 4 or len(batch) > 1:
                     raise
         raise AssertionError("unreachable")
 
@@ -332,92 +358,180 @@ class NPOService:
             current = self._vote(session, recommendation_id, operator_id)
             if current is None or current.withdrawn:
                 return FeedbackResult(FeedbackStatus.NOTHING_TO_WITHDRAW)
-            bandit = self._bandit(session, lock=True)
+            arms = self._bandit_rows(session, lock=True)
+            bandit = self._bandit_of(arms)
             rec = session.get(Recommendation, recommendation_id)
             assert rec is not None
-            self._bandit_apply(bandit, rec, current, sign=-1.0)
-            self._save_bandit(session, bandit)
+            self._take_back(bandit, rec.arm_index, current)
+            self._save_bandit(arms, bandit)
             current.withdrawn, current.updated_at = True, self.clock()
             session.add(current)
             session.flush()
-            local = self._replay_score(session, current.playbook_id, current.context_key)
+            local = self._replay_score(session, current.playbook_id, current.context_key, {})
             self._audit(session, operator_id, "withdraw", recommendation_id, {"kind": current.kind})
             return FeedbackResult(FeedbackStatus.WITHDRAWN, None, local, current.playbook_id)
 
-    def _record(self, session: Session, fb: FeedbackInput) -> FeedbackResult:
-        if not self._claim_event(session, fb.source_event_id):
+    def _record_all(self, session: Session, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
+        """Apply a batch of votes in order: a few queries up front, one write per table."""
+        arms = self._bandit_rows(session, lock=True)
+        loaded = _Batch(
+            monitor=self._monitor(session, lock=True),  # serialises every learning update
+            bandit=self._bandit_of(arms),
+        )
+        conn = session.connection()  # plain rows: no ORM objects for what is only read
+        event_ids = {fb.source_event_id for fb in batch}
+        loaded.claimed.update(
+            conn.execute(
+                select(ProcessedEvent.event_id).where(col(ProcessedEvent.event_id).in_(event_ids))
+            ).scalars()
+        )
+        rec_ids = {fb.recommendation_id for fb in batch}
+        for rec_id, arm_index, decision_json in conn.execute(
+            select(Recommendation.id, Recommendation.arm_index, Recommendation.decision_json).where(
+                col(Recommendation.id).in_(rec_ids)
+            )
+        ):
+            loaded.arms[rec_id] = arm_index
+            loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
+        for rec_id, operator_id in conn.execute(
+            select(Feedback.recommendation_id, Feedback.operator_id).where(
+                col(Feedback.recommendation_id).in_(rec_ids)
+            )
+        ):
+            loaded.votes[(rec_id, operator_id)] = None  # loaded only if it is replaced
+        playbooks = {c.playbook_id for d in loaded.decisions.values() for c in d.candidates}
+        contexts = {d.scenario.context_key for d in loaded.decisions.values()}
+        if playbooks:
+            for score in session.exec(
+                select(ScenarioScoreRow).where(
+                    col(ScenarioScoreRow.playbook_id).in_(playbooks),
+                    col(ScenarioScoreRow.context_key).in_(contexts),
+                )
+            ):
+                loaded.scores[(score.playbook_id, score.context_key)] = score
+        results = [self._record(session, fb, loaded) for fb in batch]
+        loaded.writes.flush(session)
+        if any(r.changed for r in results):
+            self._save_bandit(arms, loaded.bandit)
+            self._save_monitor(session, loaded.monitor)
+        return results
+
+    def _record(self, session: Session, fb: FeedbackInput, loaded: _Batch) -> FeedbackResult:
+        if fb.source_event_id in loaded.claimed:
             return FeedbackResult(FeedbackStatus.DUPLICATE)
-        monitor = self._monitor(session, lock=True)  # serialises every learning update
-        rec = session.get(Recommendation, fb.recommendation_id)
-        if rec is None:
+        now = self.clock()
+        loaded.claimed.add(fb.source_event_id)
+        loaded.writes.events.append({"event_id": fb.source_event_id, "created_at": now})
+        decision = loaded.decisions.get(fb.recommendation_id)
+        if decision is None:
             return FeedbackResult(FeedbackStatus.UNKNOWN_RECOMMENDATION)
-        decision = decision_from_dict(json.loads(rec.decision_json))
+        arm_index = loaded.arms[fb.recommendation_id]
         target = self._target(decision, fb.playbook_id)
         if target is None and fb.kind is not FeedbackKind.SKIPPED:
             return FeedbackResult(FeedbackStatus.NOT_A_CANDIDATE)
         score = target.score if target else 0.0
         loss = alignment_loss(fb.kind, score, self.config.skip_loss)
         sig = signal(fb.kind)
-        previous = self._vote(session, rec.id, fb.operator_id)
-        bandit = self._bandit(session, lock=True)
-        if previous is not None and not previous.withdrawn:
-            self._bandit_apply(bandit, rec, previous, sign=-1.0)
-        row = previous or Feedback(
-            recommendation_id=rec.id,
-            playbook_id=target.playbook_id if target else "",
-            context_key=decision.scenario.context_key,
-            operator_id=fb.operator_id,
-            kind=fb.kind.value,
-            score=score,
-            loss=loss,
-            source_event_id=fb.source_event_id,
-            created_at=self.clock(),
-        )
-        row.playbook_id = target.playbook_id if target else ""
-        row.kind, row.label, row.weight = fb.kind.value, sig.label, sig.weight
-        row.score, row.loss, row.reason, row.source = score, loss, fb.reason, fb.source
-        row.prior = target.model_prior if target else 0.0
-        row.similarity = target.similarity if target else 0.0
-        row.context_json = json.dumps(decision.scenario.context())
-        row.withdrawn, row.updated_at = False, self.clock()
-        session.add(row)
-        session.flush()
-        self._bandit_apply(bandit, rec, row, sign=1.0)
-        self._save_bandit(session, bandit)
+        key = (fb.recommendation_id, fb.operator_id)
+        replaced = key in loaded.votes
+        fields: dict[str, Any] = {
+            "playbook_id": target.playbook_id if target else "",
+            "kind": fb.kind.value,
+            "label": sig.label,
+            "weight": sig.weight,
+            "score": score,
+            "loss": loss,
+            "reason": fb.reason,
+            "source": fb.source,
+            "prior": target.model_prior if target else 0.0,
+            "similarity": target.similarity if target else 0.0,
+            "context_json": json.dumps(decision.scenario.context()),
+            "withdrawn": False,
+            "updated_at": now,
+        }
         local = None
-        if target is not None:
-            if previous is None:
-                local = self._extend_score(session, row)
-            else:  # a replaced vote changes history: replay the scenario's votes
-                local = self._replay_score(session, target.playbook_id, row.context_key)
-                if previous.playbook_id not in ("", target.playbook_id):
-                    self._replay_score(session, previous.playbook_id, previous.context_key)
-        monitor.observe(fb.kind, loss, target.playbook_id if target else None)
-        self._save_monitor(session, monitor)
-        if fb.kind is FeedbackKind.OVERRIDE:
-            session.add(
-                RetrainRequest(
-                    reason=f"override of {row.playbook_id}: {fb.reason}".strip(),
-                    requested_by=fb.operator_id,
-                )
+        replaced_kind = None
+        if not replaced:  # the common case: a first vote, appended in bulk
+            loaded.votes[key] = None  # stored by this batch, not loaded
+            loaded.writes.votes.append(
+                {
+                    "recommendation_id": fb.recommendation_id,
+                    "context_key": decision.scenario.context_key,
+                    "operator_id": fb.operator_id,
+                    "source_event_id": fb.source_event_id,
+                    "created_at": now,
+                    **fields,
+                }
             )
-        rec.status = "judged"
-        session.add(rec)
-        self._audit(
-            session,
-            fb.operator_id,
-            f"feedback:{fb.kind.value}",
-            rec.id,
+            self._bandit_apply(
+                loaded.bandit,
+                arm_index,
+                score,
+                fb.kind,
+            )
+            if target is not None:
+                local = self._extend_score(
+                    session,
+                    target.playbook_id,
+                    decision.scenario.context_key,
+                    target.model_prior,
+                    fb.kind,
+                    loaded.scores,
+                )
+        else:  # a later vote replaces the earlier one: history changes, replay it
+            loaded.writes.flush(session)
+            previous = loaded.votes[key] or self._vote(session, *key)
+            assert previous is not None
+            if not previous.withdrawn:
+                self._take_back(loaded.bandit, arm_index, previous)
+            replaced_kind, replaced_playbook = previous.kind, previous.playbook_id
+            for name, value in fields.items():
+                setattr(previous, name, value)
+            session.add(previous)
+            session.flush()
+            loaded.votes[key] = previous
+            self._bandit_apply(
+                loaded.bandit,
+                arm_index,
+                score,
+                fb.kind,
+            )
+            if target is not None:
+                local = self._replay_score(
+                    session, target.playbook_id, previous.context_key, loaded.scores
+                )
+            if replaced_playbook not in ("", fields["playbook_id"]):
+                self._replay_score(session, replaced_playbook, previous.context_key, loaded.scores)
+        loaded.monitor.observe(fb.kind, loss, target.playbook_id if target else None)
+        if fb.kind is FeedbackKind.OVERRIDE:
+            loaded.writes.retrains.append(
+                {
+                    "reason": f"override of {fields['playbook_id']}: {fb.reason}".strip(),
+                    "requested_by": fb.operator_id,
+                    "handled_at": None,
+                    "created_at": now,
+                }
+            )
+        loaded.writes.judged.add(fb.recommendation_id)
+        loaded.writes.audits.append(
             {
-                "playbook": row.playbook_id,
-                "reason": fb.reason,
-                "source": fb.source,
-                "replaced": previous.kind if previous else None,
-                "loss": round(loss, 4),
-            },
+                "actor": fb.operator_id,
+                "action": f"feedback:{fb.kind.value}",
+                "subject": fb.recommendation_id,
+                "detail_json": json.dumps(
+                    {
+                        "playbook": fields["playbook_id"],
+                        "reason": fb.reason,
+                        "source": fb.source,
+                        "replaced": replaced_kind,
+                        "loss": round(loss, 4),
+                    }
+                ),
+                "created_at": now,
+            }
         )
-        status = FeedbackStatus.REPLACED if previous is not None else FeedbackStatus.STORED
-        return FeedbackResult(status, loss, local, row.playbook_id or None)
+        status = FeedbackStatus.REPLACED if replaced else FeedbackStatus.STORED
+        return FeedbackResult(status, loss, local, fields["playbook_id"] or None)
 
     def _claim_event(self, session: Session, event_id: str) -> bool:
         if session.get(ProcessedEvent, event_id) is not None:
@@ -441,42 +555,57 @@ class NPOService:
         ).first()
 
     def _bandit_apply(
-        self, bandit: ThresholdBandit, rec: Recommendation, row: Feedback, sign: float
+        self, bandit: ThresholdBandit, arm_index: int, score: float, kind: FeedbackKind
     ) -> None:
-        """Add (or take back) one vote's evidence on the threshold arms."""
+        """Add one vote's evidence on the threshold arms."""
+        if self.config.threshold_mode is ThresholdMode.THOMPSON and signal(kind).label is not None:
+            bandit.update(arm_index, score, kind)
+
+    def _take_back(self, bandit: ThresholdBandit, arm_index: int, row: Feedback) -> None:
+        """Take back one stored vote's evidence: the exact inverse of the undiscounted update."""
         if self.config.threshold_mode is not ThresholdMode.THOMPSON or row.label is None:
             return
-        if sign > 0:
-            bandit.update(rec.arm_index, row.score, FeedbackKind(row.kind))
-            return
-        # Taking back: the exact inverse of the undiscounted update.
         accepted, rejected = row.weight * row.label, row.weight * (1.0 - row.label)
         arms = np.asarray(bandit.arms)
         if bandit.config.counterfactual:
-            mask = (arms >= arms[rec.arm_index]) & (arms <= row.score)
+            mask = (arms >= arms[arm_index]) & (arms <= row.score)
         else:
             mask = np.zeros(len(arms), dtype=bool)
-            mask[rec.arm_index] = row.score >= arms[rec.arm_index]
+            mask[arm_index] = row.score >= arms[arm_index]
         bandit.alpha[mask] = np.maximum(1.0, bandit.alpha[mask] - accepted)
         bandit.beta[mask] = np.maximum(1.0, bandit.beta[mask] - rejected)
 
-    def _extend_score(self, session: Session, vote: Feedback) -> float | None:
+    def _extend_score(
+        self,
+        session: Session,
+        playbook_id: str,
+        context_key: str,
+        prior: float,
+        kind: FeedbackKind,
+        scores: dict[tuple[str, str], ScenarioScoreRow],
+    ) -> float | None:
         """A new vote is the latest in its scenario's history: one refinement step, O(1)."""
-        if vote.label is None:
+        if signal(kind).label is None:
             return None
-        row = session.get(
-            ScenarioScoreRow, (vote.playbook_id, vote.context_key), with_for_update=self._locking
-        )
-        current = ScenarioScore(row.value, row.observations) if row else ScenarioScore(vote.prior)
-        score = current.refined(FeedbackKind(vote.kind), self.config.scoring.eta)
-        row = row or ScenarioScoreRow(
-            playbook_id=vote.playbook_id, context_key=vote.context_key, value=score.value
-        )
+        key = (playbook_id, context_key)
+        row = scores.get(key)
+        current = ScenarioScore(row.value, row.observations) if row else ScenarioScore(prior)
+        score = current.refined(kind, self.config.scoring.eta)
+        if row is None:
+            row = scores[key] = ScenarioScoreRow(
+                playbook_id=playbook_id, context_key=context_key, value=score.value
+            )
         row.value, row.observations, row.updated_at = score.value, score.observations, self.clock()
         session.add(row)
         return score.value
 
-    def _replay_score(self, session: Session, playbook_id: str, context_key: str) -> float | None:
+    def _replay_score(
+        self,
+        session: Session,
+        playbook_id: str,
+        context_key: str,
+        scores: dict[tuple[str, str], ScenarioScoreRow],
+    ) -> float | None:
         """The scenario score is a pure function of its current votes, in time order."""
         votes = session.exec(
             select(Feedback)
@@ -487,18 +616,18 @@ class NPOService:
             )
             .order_by(col(Feedback.created_at), col(Feedback.id))
         ).all()
-        row = session.get(
-            ScenarioScoreRow, (playbook_id, context_key), with_for_update=self._locking
-        )
+        key = (playbook_id, context_key)
+        row = scores.get(key) or session.get(ScenarioScoreRow, key)
         if not votes:
             if row is not None:
                 session.delete(row)
+                scores.pop(key, None)
             return None
         score = ScenarioScore(votes[0].prior)
         for vote in votes:
             score = score.refined(FeedbackKind(vote.kind), self.config.scoring.eta)
         if row is None:
-            row = ScenarioScoreRow(
+            row = scores[key] = ScenarioScoreRow(
                 playbook_id=playbook_id, context_key=context_key, value=score.value
             )
         row.value, row.observations, row.updated_at = score.value, score.observations, self.clock()
@@ -507,11 +636,16 @@ class NPOService:
 
     # -- state --------------------------------------------------------------------------
     def _prior(self, session: Session) -> Prior:
-        live = session.exec(select(ModelVersion).where(col(ModelVersion.live).is_(True))).first()
-        if live is None or live.id is None:
+        live_id = session.exec(
+            select(ModelVersion.id).where(col(ModelVersion.live).is_(True))
+        ).first()
+        if live_id is None:
             return SimilarityPrior()
-        if self._model_cache is None or self._model_cache[0] != live.id:
-            self._model_cache = (live.id, LogisticModel.from_dict(json.loads(live.weights_json)))
+        if self._model_cache is None or self._model_cache[0] != live_id:
+            weights = session.exec(
+                select(ModelVersion.weights_json).where(ModelVersion.id == live_id)
+            ).one()  # read only when the live model changed: it can be large
+            self._model_cache = (live_id, LogisticModel.from_dict(json.loads(weights)))
         return self._model_cache[1]
 
     def _candidate(
@@ -538,25 +672,32 @@ class NPOService:
             local_score=local.value if local else None,
         )
 
-    def _bandit(self, session: Session, lock: bool) -> ThresholdBandit:
+    def _bandit_rows(self, session: Session, lock: bool) -> list[BanditArm]:
         query = select(BanditArm).order_by(col(BanditArm.arm_index))
         if lock and self._locking:
             query = query.with_for_update()
-        rows = session.exec(query).all()
+        rows = list(session.exec(query).all())
         arms = self.config.bandit.arms
         if [r.threshold for r in rows] != list(arms):
             for r in rows:
                 session.delete(r)
+            session.flush()
             rows = [BanditArm(arm_index=i, threshold=a) for i, a in enumerate(arms)]
             session.add_all(rows)
             session.flush()
+        return rows
+
+    def _bandit_of(self, rows: Sequence[BanditArm]) -> ThresholdBandit:
         return ThresholdBandit(self.config.bandit, [r.alpha for r in rows], [r.beta for r in rows])
 
-    def _save_bandit(self, session: Session, bandit: ThresholdBandit) -> None:
-        for row in session.exec(select(BanditArm)).all():
+    def _bandit(self, session: Session, lock: bool) -> ThresholdBandit:
+        return self._bandit_of(self._bandit_rows(session, lock))
+
+    @staticmethod
+    def _save_bandit(rows: Sequence[BanditArm], bandit: ThresholdBandit) -> None:
+        for row in rows:
             row.alpha = float(bandit.alpha[row.arm_index])
             row.beta = float(bandit.beta[row.arm_index])
-            session.add(row)
 
     def _monitor(self, session: Session, lock: bool) -> MetaMonitor:
         return load_monitor(session, self.config.monitor, lock)

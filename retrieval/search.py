@@ -20,7 +20,7 @@ import numpy as np
 
 from retrieval.bm25 import BM25Index
 from retrieval.embeddings import Embedder
-from retrieval.store import ChunkStore, StoredChunk
+from retrieval.store import ChunkStore, DenseHit, StoredChunk
 
 _ALERT_FRAMING = re.compile(r"\[(?:FIRING|RESOLVED)(?::\d+)?\]\s*", re.IGNORECASE)
 
@@ -125,10 +125,10 @@ class HybridSearcher:
             return []
         docs: dict[str, _Doc] = {}
         if method is not Method.BM25:
-            vec = vector if vector is not None else self.embedder.embed([query])[0]
-            where = {"status": {"$in": list(statuses)}}
+            if vector is None:  # embedded once: the lexical-only hits below reuse it
+                vector = self.embedder.embed([query])[0]
             rank = 0
-            for dh in self.store.query(vec, self.depth, where):
+            for dh in self._dense(vector, statuses):
                 doc = docs.setdefault(str(dh.metadata["doc_id"]), _Doc())
                 if doc.dense_rank is None:
                     rank += 1
@@ -173,6 +173,24 @@ class HybridSearcher:
                 )
             )
         return hits
+
+    def _dense(self, vec: np.ndarray, statuses: Sequence[str]) -> list[DenseHit]:
+        """The nearest chunks whose status is allowed.
+
+        Chroma's metadata filter costs ten times the search itself, so the statuses are
+        checked against the chunks held in memory; only when the plain search returned a
+        chunk that is not allowed (or unknown here) does the filtered query run, which
+        keeps the answer exactly that of the filtered query.
+        """
+        allowed = set(statuses)
+        hits = self.store.query(vec, self.depth, metadata=False)
+        kept = []
+        for hit in hits:
+            chunk = self._by_id.get(hit.chunk_id)
+            if chunk is None or str(chunk.metadata.get("status", "")) not in allowed:
+                return self.store.query(vec, self.depth, {"status": {"$in": list(statuses)}})
+            kept.append(DenseHit(hit.chunk_id, hit.similarity, chunk.metadata))
+        return kept
 
     def _normalise(self, docs: dict[str, _Doc]) -> None:
         """Scale each method's scores to [0, 1] over this query's candidates."""

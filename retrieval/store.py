@@ -129,17 +129,26 @@ class ChunkStore:
         return int(self._collection.count())
 
     def query(
-        self, vector: np.ndarray, n: int, where: dict[str, Any] | None = None
+        self,
+        vector: np.ndarray,
+        n: int,
+        where: dict[str, Any] | None = None,
+        metadata: bool = True,
     ) -> list[DenseHit]:
-        n = min(n, self.count())
-        if n == 0:
+        """The ``n`` nearest chunks (fewer when the collection is smaller).
+
+        ``metadata=False`` skips reading the chunks' metadata (callers that hold it in
+        memory save most of the query's cost); a ``where`` filter costs far more than the
+        nearest-neighbour search itself, so prefer filtering in memory.
+        """
+        if n < 1:
             return []
+        include = ["metadatas", "distances"] if metadata else ["distances"]
         res = self._collection.query(
-            query_embeddings=[vector], n_results=n, where=where, include=["metadatas", "distances"]
+            query_embeddings=[vector], n_results=n, where=where, include=include
         )
+        metas = res["metadatas"][0] if metadata else [None] * len(res["ids"][0])
         return [
             DenseHit(cid, 1.0 - float(dist), dict(meta or {}))
-            for cid, dist, meta in zip(
-                res["ids"][0], res["distances"][0], res["metadatas"][0], strict=True
-            )
+            for cid, dist, meta in zip(res["ids"][0], res["distances"][0], metas, strict=True)
         ]

@@ -1,5 +1,7 @@
-"""Engines and sessions. SQLite runs in WAL mode with a busy timeout, and every transaction
-starts with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of losing updates;
+"""Engines and sessions. SQLite runs in WAL mode with a busy timeout and ``synchronous=FULL``
+(the WAL is synced at every commit, so an acknowledged vote survives power loss; group
+commit in the service amortises that sync), and every transaction starts with
+``BEGIN IMMEDIATE`` so concurrent writers queue instead of losing updates;
 PostgreSQL uses row locks (``SELECT … FOR UPDATE``) in the repository."""
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def make_engine(url: str) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
         cur.close()
 
     @event.listens_for(engine, "begin")

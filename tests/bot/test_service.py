@@ -152,6 +152,87 @@ def test_an_abstention_lets_operators_like_the_right_candidate(
     assert unknown.status is FeedbackStatus.UNKNOWN_RECOMMENDATION
 
 
+def test_moving_a_vote_to_another_candidate_replays_both_scenarios(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    svc = _service(engine, rego_engine, fixed_threshold=0.9)
+    rid = svc.recommend(IncidentInput(TEXT, "console")).recommendation_id
+    first = FeedbackInput(rid, "U2", FeedbackKind.LIKE, "e1", playbook_id="link-drain")
+    assert svc.record_feedback(first).status is FeedbackStatus.STORED
+    moved = svc.record_feedback(
+        FeedbackInput(rid, "U2", FeedbackKind.LIKE, "e2", playbook_id="link-optic")
+    )
+    assert (moved.status, moved.playbook_id) == (FeedbackStatus.REPLACED, "link-optic")
+    with Session(engine) as s:
+        scored = {row.playbook_id for row in s.exec(select(ScenarioScoreRow))}
+        assert scored == {"link-optic"}  # link-drain has no vote left: its score is gone
+        last = s.exec(select(AuditEntry).order_by(AuditEntry.id.desc())).first()  # type: ignore[union-attr]
+        assert last is not None
+        assert json.loads(last.detail_json)["replaced"] == "like"
+
+
+def test_a_batch_learns_exactly_what_one_by_one_learns(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """Group commit is only an optimisation: a batch with repeats, replacements and bad
+    items gives the same results and the same state as the same votes one at a time."""
+    svc = _service(engine, rego_engine, threshold_mode=ThresholdMode.THOMPSON)
+    rids = [svc.recommend(IncidentInput(TEXT, "console")).recommendation_id for _ in range(4)]
+    votes = [
+        FeedbackInput(rids[0], "U1", FeedbackKind.LIKE, "b1"),
+        FeedbackInput(rids[0], "U1", FeedbackKind.LIKE, "b1"),  # the same delivery again
+        FeedbackInput(rids[1], "U1", FeedbackKind.NEUTRAL, "b2"),
+        FeedbackInput(rids[1], "U1", FeedbackKind.OVERRIDE, "b3", reason="no"),  # replaces
+        FeedbackInput(rids[2], "U2", FeedbackKind.LIKE, "b4", playbook_id="nope"),
+        FeedbackInput("missing", "U2", FeedbackKind.LIKE, "b5"),
+        FeedbackInput(rids[3], "U3", FeedbackKind.SKIPPED, "b6"),
+        FeedbackInput(rids[2], "U2", FeedbackKind.LIKE, "b7"),
+    ]
+    batched = svc._record_batch(votes)
+
+    def state(e: Engine) -> tuple[object, ...]:
+        with Session(e) as s:
+            arms = [(a.alpha, a.beta) for a in s.exec(select(BanditArm))]
+            scores = sorted(
+                (r.playbook_id, r.value, r.observations) for r in s.exec(select(ScenarioScoreRow))
+            )
+            votes = sorted((f.operator_id, f.kind, f.loss) for f in s.exec(select(Feedback)))
+            monitor = json.loads(s.exec(select(MonitorStateRow)).one().state_json)
+            retrains = len(s.exec(select(RetrainRequest)).all())
+        return arms, scores, votes, monitor, retrains
+
+    after_batch = state(engine)
+    # Forget every vote and what was learned from it, then send the same votes one by one.
+    with Session(engine) as s:
+        for model in (Feedback, ScenarioScoreRow, RetrainRequest, AuditEntry):
+            for row in s.exec(select(model)):
+                s.delete(row)
+        for arm in s.exec(select(BanditArm)):
+            s.delete(arm)
+        s.delete(s.exec(select(MonitorStateRow)).one())
+        from bot.db.models import ProcessedEvent
+
+        for ev in s.exec(select(ProcessedEvent)):
+            s.delete(ev)
+        for rec in s.exec(select(Recommendation)):
+            rec.status = "open"
+            s.add(rec)
+        s.commit()
+    single = [svc._record_batch([v])[0] for v in votes]
+    assert batched == single
+    assert state(engine) == after_batch
+    assert [r.status for r in batched] == [
+        FeedbackStatus.STORED,
+        FeedbackStatus.DUPLICATE,
+        FeedbackStatus.STORED,
+        FeedbackStatus.REPLACED,
+        FeedbackStatus.NOT_A_CANDIDATE,
+        FeedbackStatus.UNKNOWN_RECOMMENDATION,
+        FeedbackStatus.STORED,
+        FeedbackStatus.STORED,
+    ]
+
+
 def test_concurrent_writers_lose_no_update(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
     svc = _service(engine, rego_engine, threshold_mode=ThresholdMode.THOMPSON)
     recs = [svc.recommend(IncidentInput(TEXT, "console")) for _ in range(40)]

@@ -197,6 +197,23 @@ def test_only_vetted_playbooks_are_candidates(library: HybridSearcher) -> None:
     assert [h.doc_id for h in drafts] == ["link-flap-draft"]
 
 
+def test_status_filter_in_memory_gives_chromas_filtered_answer(library: HybridSearcher) -> None:
+    """Filtering statuses in memory (and falling back to Chroma's filter when a disallowed
+    chunk is near) returns exactly what the filtered vector query returns."""
+    cases = [
+        ("link flapping up and down repeatedly, drain it", ("vetted",)),  # draft is near
+        ("link flapping up and down repeatedly, drain it", ("draft",)),
+        ("BGP session down on spine-2", ("vetted",)),
+        ("disk almost full on web-3", ("vetted", "draft")),
+    ]
+    for query, statuses in cases:
+        vec = library.embedder.embed([query])[0]
+        filtered = library.store.query(vec, library.depth, {"status": {"$in": list(statuses)}})
+        expected = list(dict.fromkeys(str(h.metadata["doc_id"]) for h in filtered))[:5]
+        got = library.search(query, 5, Method.DENSE, statuses=statuses)
+        assert [h.doc_id for h in got] == expected, (query, statuses)
+
+
 def test_every_method_ranks_and_carries_metadata(library: HybridSearcher) -> None:
     hybrid = library.search("BGP session down", 5, Method.HYBRID)
     dense = library.search("BGP session down", 5, Method.DENSE)
