@@ -12,19 +12,22 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.db.batch_writes import BatchWrites
-from bot.db.engine import transaction
+from bot.db.engine import read_only, table_of, transaction
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
+    AuditEntry,
     BanditArm,
     Feedback,
     Incident,
@@ -198,6 +201,7 @@ class NPOService:
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._locking = engine.dialect.name == "postgresql"
         self._feedback_writer = GroupCommit(self._record_batch)
+        self._reader = read_only(engine)
 
     # -- recommending -------------------------------------------------------------------
     def recommend(self, incident: IncidentInput) -> Recorded:
@@ -210,79 +214,107 @@ class NPOService:
             hints = {k: v for k, v in labels.items() if k in ("component", "fault_type")}
             scenario = extract_scenario(incident.text, self.clock(), {**hints, **incident.hints})
         hits = self.retriever.search(incident.text, self.candidates)
+        # Read and decide outside the write transaction: the SPE and the bandit take
+        # milliseconds that writers (votes) should not wait for. What is read here only
+        # changes through votes and monitor ticks; a decision made on it a few
+        # milliseconds stale is the same decision.
+        prior, paused, local, bandit, losses = self._decision_state(scenario.context_key)
+        hits = [hit for hit in hits if hit.doc_id not in paused]
+        candidates = [self._candidate(scenario, hit, prior, local.get(hit.doc_id)) for hit in hits]
+        mode = self.config.threshold_mode
+        if mode is ThresholdMode.FIXED:
+            arm = bandit.arm_for(self.config.fixed_threshold)
+            propensity, policy = 1.0, f"fixed:{arm.threshold}"
+        elif mode is ThresholdMode.RANDOM:
+            arm = bandit.arm_for(bandit.arms[int(self.rng.integers(len(bandit.arms)))])
+            propensity, policy = 1.0 / len(bandit.arms), "random"
+        else:
+            arm = bandit.choose(self.rng)
+            odds = thompson_propensities(bandit.alpha, bandit.beta, self._mc_rng, draws=1000)
+            propensity, policy = max(float(odds[arm.index]), 1e-3), "thompson"
+        decision = decide(scenario, candidates, arm, self.spe, losses)
+        stored = decision_to_dict(decision)
+        now = self.clock()
+        incident_id, rec_id = uuid.uuid4().hex, uuid.uuid4().hex
         with transaction(self.engine) as session:
             if incident.source_event_id and not self._claim_event(
                 session, incident.source_event_id
             ):
                 return self._existing(incident.source_event_id)
-            prior = self._prior(session)
-            paused = set(self._monitor(session, lock=False).state.paused)
-            candidates = [
-                self._candidate(session, scenario, hit, prior)
-                for hit in hits
-                if hit.doc_id not in paused
-            ]
-            bandit = self._bandit(session, lock=False)
-            mode = self.config.threshold_mode
-            if mode is ThresholdMode.FIXED:
-                arm = bandit.arm_for(self.config.fixed_threshold)
-                propensity, policy = 1.0, f"fixed:{arm.threshold}"
-            elif mode is ThresholdMode.RANDOM:
-                arm = bandit.arm_for(bandit.arms[int(self.rng.integers(len(bandit.arms)))])
-                propensity, policy = 1.0 / len(bandit.arms), "random"
-            else:
-                arm = bandit.choose(self.rng)
-                odds = thompson_propensities(bandit.alpha, bandit.beta, self._mc_rng, draws=1000)
-                propensity, policy = max(float(odds[arm.index]), 1e-3), "thompson"
-            decision = decide(scenario, candidates, arm, self.spe, self._recent_losses(session))
-            row_incident = Incident(
-                source=incident.source,
-                channel=incident.channel,
-                thread_ts=incident.thread_ts,
-                reporter=incident.reporter,
-                text=incident.text,
-                scenario_json=json.dumps(decision_to_dict(decision)["scenario"]),
-                context_key=scenario.context_key,
-                created_at=self.clock(),
-            )
-            session.add(row_incident)
-            session.flush()
-            rec = Recommendation(
-                source_event_id=incident.source_event_id,
-                incident_id=row_incident.id,
-                outcome=decision.outcome.value,
-                playbook_id=decision.chosen.playbook_id if decision.chosen else None,
-                score=decision.explanation.visual.score,
-                threshold=arm.threshold,
-                arm_index=arm.index,
-                propensity=propensity,
-                policy=policy,
-                spe_verdict=decision.explanation.compliance.verdict.value,
-                decision_json=json.dumps(decision_to_dict(decision)),
-                channel=incident.channel,
-                created_at=self.clock(),
-            )
-            session.add(rec)
-            self._audit(
-                session,
-                incident.reporter or incident.source,
-                "recommend",
-                rec.id,
+            conn = session.connection()  # three plain inserts: no ORM objects needed
+            conn.execute(
+                insert(table_of(Incident)),
                 {
-                    "outcome": decision.outcome.value,
-                    "playbook": rec.playbook_id,
-                    "threshold": arm.threshold,
-                    "verdict": rec.spe_verdict,
+                    "id": incident_id,
+                    "source": incident.source,
+                    "channel": incident.channel,
+                    "thread_ts": incident.thread_ts,
+                    "reporter": incident.reporter,
+                    "text": incident.text,
+                    "scenario_json": json.dumps(stored["scenario"]),
+                    "context_key": scenario.context_key,
+                    "created_at": now,
                 },
             )
-        return Recorded(rec.id, decision)
+            conn.execute(
+                insert(table_of(Recommendation)),
+                {
+                    "id": rec_id,
+                    "source_event_id": incident.source_event_id,
+                    "incident_id": incident_id,
+                    "outcome": decision.outcome.value,
+                    "playbook_id": decision.chosen.playbook_id if decision.chosen else None,
+                    "score": decision.explanation.visual.score,
+                    "threshold": arm.threshold,
+                    "arm_index": arm.index,
+                    "propensity": propensity,
+                    "policy": policy,
+                    "spe_verdict": decision.explanation.compliance.verdict.value,
+                    "decision_json": json.dumps(stored),
+                    "channel": incident.channel,
+                    "message_ts": "",
+                    "status": "open",
+                    "created_at": now,
+                },
+            )
+            conn.execute(
+                insert(table_of(AuditEntry)),
+                {
+                    "actor": incident.reporter or incident.source,
+                    "action": "recommend",
+                    "subject": rec_id,
+                    "detail_json": json.dumps(
+                        {
+                            "outcome": decision.outcome.value,
+                            "playbook": decision.chosen.playbook_id if decision.chosen else None,
+                            "threshold": arm.threshold,
+                            "verdict": decision.explanation.compliance.verdict.value,
+                        }
+                    ),
+                    "created_at": now,
+                },
+            )
+        return Recorded(rec_id, decision)
+
+    def _decision_state(
+        self, context_key: str
+    ) -> tuple[Prior, set[str], dict[str, ScenarioScore], ThresholdBandit, list[float]]:
+        """Prior, paused playbooks, this scenario's refined scores, bandit, recent losses."""
+        with Session(self._reader) as session:
+            return (
+                self._prior(session),
+                set(self._monitor(session, lock=False).state.paused),
+                self._local_scores(session, context_key),
+                self._bandit_of(self._bandit_rows(session, lock=False)),
+                self._recent_losses(session),
+            )
 
     def _already_handled(self, event_id: str) -> bool:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             return session.get(ProcessedEvent, event_id) is not None
 
     def _existing(self, event_id: str) -> Recorded:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             rec = session.exec(
                 select(Recommendation).where(Recommendation.source_event_id == event_id)
             ).first()
@@ -292,7 +324,7 @@ class NPOService:
             return Recorded(rec.id, decision, duplicate=True)
 
     def votes(self, recommendation_id: str) -> list[Vote]:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             rows = session.exec(
                 select(Feedback)
                 .where(
@@ -307,13 +339,14 @@ class NPOService:
 
     def attach_message(self, recommendation_id: str, channel: str, message_ts: str) -> None:
         with transaction(self.engine) as session:
-            rec = session.get(Recommendation, recommendation_id)
-            if rec is not None:
-                rec.channel, rec.message_ts = channel, message_ts
-                session.add(rec)
+            session.connection().execute(
+                update(Recommendation)
+                .where(col(Recommendation.id) == recommendation_id)
+                .values(channel=channel, message_ts=message_ts)
+            )
 
     def recommendation_for_message(self, channel: str, message_ts: str) -> str | None:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             rec = session.exec(
                 select(Recommendation).where(
                     Recommendation.channel == channel, Recommendation.message_ts == message_ts
@@ -322,7 +355,7 @@ class NPOService:
             return rec.id if rec else None
 
     def decision(self, recommendation_id: str) -> Decision | None:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             rec = session.get(Recommendation, recommendation_id)
             return decision_from_dict(json.loads(rec.decision_json)) if rec else None
 
@@ -648,8 +681,19 @@ class NPOService:
             self._model_cache = (live_id, LogisticModel.from_dict(json.loads(weights)))
         return self._model_cache[1]
 
+    def _local_scores(self, session: Session, context_key: str) -> dict[str, ScenarioScore]:
+        """The refined score of every playbook judged in this scenario (a handful)."""
+        rows = session.connection().execute(
+            select(
+                ScenarioScoreRow.playbook_id,
+                ScenarioScoreRow.value,
+                ScenarioScoreRow.observations,
+            ).where(ScenarioScoreRow.context_key == context_key)
+        )
+        return {pb: ScenarioScore(value, n) for pb, value, n in rows}
+
     def _candidate(
-        self, session: Session, scenario: Scenario, hit: PlaybookHit, prior: Prior
+        self, scenario: Scenario, hit: PlaybookHit, prior: Prior, local: ScenarioScore | None
     ) -> Candidate:
         meta = hit.metadata
         action = Action(
@@ -659,8 +703,6 @@ class NPOService:
             str(meta.get("risk", "medium")),
         )
         model_prior = prior.predict(hit.doc_id, scenario.context(), hit.similarity)
-        row = session.get(ScenarioScoreRow, (hit.doc_id, scenario.context_key))
-        local = ScenarioScore(row.value, row.observations) if row else None
         return Candidate(
             playbook_id=hit.doc_id,
             title=str(meta.get("playbook_title", hit.title)),
@@ -729,11 +771,11 @@ class NPOService:
         )
 
     def paused(self) -> set[str]:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             return set(self._monitor(session, lock=False).state.paused)
 
     def verbosity(self, operator_id: str, default: str) -> str:
-        with Session(self.engine) as session:
+        with Session(self._reader) as session:
             prefs = session.get(OperatorPrefs, operator_id)
             return prefs.verbosity if prefs else default
 

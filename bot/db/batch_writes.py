@@ -9,11 +9,12 @@ bandit arms, the monitor document) stay ORM objects and are written once, at the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, inspect, update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col
 
+from bot.db.engine import table_of
 from bot.db.models import AuditEntry, Feedback, ProcessedEvent, Recommendation, RetrainRequest
 
 
@@ -36,7 +37,7 @@ class BatchWrites:
         )
         for model, rows in tables:
             if rows:
-                connection.execute(insert(cast(Table, inspect(model).local_table)), rows)
+                connection.execute(insert(table_of(model)), rows)
                 rows.clear()
         if self.judged:
             connection.execute(

@@ -9,11 +9,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
+
+_READ_ONLY = "npo_read_only"
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (same pool) for transactions that only read. On SQLite they begin
+    deferred, so they neither wait for nor block writers (WAL readers see the last commit);
+    on PostgreSQL nothing changes."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
+def table_of(model: type[Any]) -> Table:
+    """The Core table of a SQLModel class, for plain bulk inserts on hot paths."""
+    return cast(Table, inspect(model).local_table)
 
 
 def default_url(data_dir: Path) -> str:
@@ -40,7 +54,8 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
 
