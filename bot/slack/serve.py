@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.metrics import Metrics
 
 StartResponse = Callable[..., Any]
+log = logging.getLogger("npo.serve")
 KNOWN_PATHS = frozenset({"/slack/events", "/healthz", "/metrics", "/alertmanager"})
 
 
@@ -58,7 +60,14 @@ def wsgi_app(
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
         if path == "/slack/events" and method == "POST":
-            return slack(environ, start_response)
+            try:
+                return slack(environ, start_response)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                # Bolt parses the body before it checks the signature, and some shapes
+                # Slack never sends make that parsing raise: a client error, not ours.
+                log.warning("malformed Slack request: %s: %s", type(exc).__name__, exc)
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [b"malformed request"]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found"]
 

@@ -72,6 +72,25 @@ class ActionRef:
     event_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class CommandRef:
+    user_id: str
+    channel_id: str
+    trigger_id: str
+    text: str
+
+
+def command_ref(body: Mapping[str, Any]) -> CommandRef:
+    """The fields of a slash command every subcommand relies on."""
+    text = body.get("text", "")
+    return CommandRef(
+        user_id=_text(body, "user_id"),
+        channel_id=_text(body, "channel_id"),
+        trigger_id=_text(body, "trigger_id"),
+        text=text if isinstance(text, str) else "",
+    )
+
+
 def action_ref(body: Mapping[str, Any]) -> ActionRef:
     actions = _get(body, "actions")
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], Mapping):

@@ -21,6 +21,7 @@ from bot.slack.blocks import (
     override_modal,
 )
 from bot.slack.flows import SlackContext
+from bot.slack.listeners import tolerant
 from bot.slack.translate import action_ref, feedback_from_action
 from core.feedback import FeedbackKind
 
@@ -62,6 +63,6 @@ def register(app: App, ctx: SlackContext) -> None:
             )
 
     for action_id in (ACTION_LIKE, ACTION_NEUTRAL, ACTION_SKIP, ACTION_LIKE_CANDIDATE):
-        app.action(action_id)(ack=ack_action, lazy=[on_feedback])
-    app.action(ACTION_OVERRIDE)(open_override)
-    app.action(ACTION_DETAILS)(ack=ack_action, lazy=[show_details])
+        app.action(action_id)(ack=ack_action, lazy=[tolerant(on_feedback)])
+    app.action(ACTION_OVERRIDE)(tolerant(open_override))  # acks first, then reads
+    app.action(ACTION_DETAILS)(ack=ack_action, lazy=[tolerant(show_details)])

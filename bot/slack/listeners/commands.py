@@ -12,7 +12,8 @@ from slack_sdk import WebClient
 from bot.slack import flows
 from bot.slack.blocks import submit_modal
 from bot.slack.flows import SlackContext
-from bot.slack.translate import incident_from_command
+from bot.slack.listeners import tolerant
+from bot.slack.translate import PayloadError, command_ref, incident_from_command
 from bot.stats import alignment_report, divergence_report, format_report
 
 
@@ -84,6 +85,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 def register(app: App, ctx: SlackContext) -> None:
     def answer(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        try:
+            command_ref(body)  # the subcommands below rely on its fields
+        except PayloadError as exc:
+            ack(response_type="ephemeral", text=f"Could not read this command ({exc}).")
+            return
         name, _, arg = str(body.get("text", "")).strip().partition(" ")
         if name.lower() == "playbook" and arg.strip() == "submit":
             if ctx.governance is None or not ctx.review_channel:
@@ -96,10 +102,11 @@ def register(app: App, ctx: SlackContext) -> None:
         ack(response_type="ephemeral", text=sub.reply(ctx, body, arg))
 
     def recommend_later(body: dict[str, Any], client: WebClient) -> None:
+        command_ref(body)  # a malformed command was answered in the ack: nothing to do
         name, _, arg = str(body.get("text", "")).strip().partition(" ")
         if name.lower() == "recommend" and arg.strip():
             flows.post_recommendation(ctx, client, incident_from_command(body, arg.strip()))
         elif name.lower() == "stats" and arg.strip() == "chart":
             flows.upload_chart(ctx, client, str(body["channel_id"]), body.get("thread_ts"))
 
-    app.command("/npo")(ack=answer, lazy=[recommend_later])
+    app.command("/npo")(ack=answer, lazy=[tolerant(recommend_later)])

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from bot.service import FeedbackInput
 from bot.slack import flows
 from bot.slack.flows import SlackContext
+from bot.slack.listeners import tolerant
 from bot.slack.translate import incident_from_event, reaction_ref
 
 
@@ -21,12 +22,15 @@ def register(app: App, ctx: SlackContext) -> None:
         flows.post_recommendation(ctx, client, incident_from_event(body))
 
     def on_message(body: dict[str, Any], client: WebClient) -> None:
-        event = body.get("event", {})
+        event = body.get("event")
+        if not isinstance(event, dict):
+            return
         if event.get("subtype") or event.get("bot_id") or event.get("thread_ts"):
             return  # edits, bot posts and thread replies are not new incidents
-        if event.get("channel") not in ctx.incident_channels or "<@" in event.get("text", ""):
+        incident = incident_from_event(body)  # checks every field used below
+        if incident.channel not in ctx.incident_channels or "<@" in str(event["text"]):
             return  # mentions are handled by app_mention
-        flows.post_recommendation(ctx, client, incident_from_event(body))
+        flows.post_recommendation(ctx, client, incident)
 
     def on_reaction_added(body: dict[str, Any], client: WebClient) -> None:
         ref = reaction_ref(body)
@@ -52,7 +56,7 @@ def register(app: App, ctx: SlackContext) -> None:
         if result.changed:
             flows.refresh_message(ctx, client, rec_id, ref.channel, ref.message_ts)
 
-    app.event("app_mention")(ack=ack_event, lazy=[on_mention])
-    app.event("message")(ack=ack_event, lazy=[on_message])
-    app.event("reaction_added")(ack=ack_event, lazy=[on_reaction_added])
-    app.event("reaction_removed")(ack=ack_event, lazy=[on_reaction_removed])
+    app.event("app_mention")(ack=ack_event, lazy=[tolerant(on_mention)])
+    app.event("message")(ack=ack_event, lazy=[tolerant(on_message)])
+    app.event("reaction_added")(ack=ack_event, lazy=[tolerant(on_reaction_added)])
+    app.event("reaction_removed")(ack=ack_event, lazy=[tolerant(on_reaction_removed)])

@@ -15,6 +15,7 @@ from bot.slack.blocks import (
     review_blocks,
 )
 from bot.slack.flows import SlackContext
+from bot.slack.listeners import tolerant
 from bot.slack.translate import PayloadError, draft_from_submission
 from retrieval.playbook import PlaybookError, parse_playbook
 
@@ -89,6 +90,6 @@ def register(app: App, ctx: SlackContext) -> None:
             ),
         )
 
-    app.view(SUBMIT_MODAL)(ack=validate, lazy=[on_submit])
+    app.view(SUBMIT_MODAL)(ack=validate, lazy=[tolerant(on_submit)])
     for action_id in (ACTION_APPROVE, ACTION_REQUEST_CHANGES):
-        app.action(action_id)(ack=ack_action, lazy=[on_review])
+        app.action(action_id)(ack=ack_action, lazy=[tolerant(on_review)])

@@ -11,13 +11,20 @@ from bot.service import FeedbackInput
 from bot.slack import flows
 from bot.slack.blocks import OVERRIDE_MODAL
 from bot.slack.flows import SlackContext
-from bot.slack.translate import override_submission
+from bot.slack.listeners import log, tolerant
+from bot.slack.translate import PayloadError, override_submission
 from core.feedback import FeedbackKind
 
 
 def register(app: App, ctx: SlackContext) -> None:
     def validate(ack: Ack, body: dict[str, Any]) -> None:
-        if not override_submission(body).reason:
+        try:
+            submission = override_submission(body)
+        except PayloadError as exc:  # not a form Slack would send: close it, store nothing
+            log.warning("ignored a malformed override submission: %s", exc)
+            ack()
+            return
+        if not submission.reason:
             ack(response_action="errors", errors={"reason": "Please say why."})
         else:
             ack()
@@ -36,4 +43,4 @@ def register(app: App, ctx: SlackContext) -> None:
         )
         flows.apply_feedback(ctx, client, fb, sub.channel, sub.message_ts)
 
-    app.view(OVERRIDE_MODAL)(ack=validate, lazy=[on_submit])
+    app.view(OVERRIDE_MODAL)(ack=validate, lazy=[tolerant(on_submit)])

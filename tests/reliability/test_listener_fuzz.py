@@ -1,0 +1,312 @@
+"""Fuzz every listener end to end: malformed but correctly signed payloads go through the
+real Bolt app. Nothing may crash with an unexpected error, answer 5xx, or change state;
+afterwards the same app still handles real traffic."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from slack_bolt import App
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, func, select
+
+from bot.db.models import AuditEntry, Feedback, Recommendation
+from bot.service import NPOService
+from bot.settings import Settings
+from bot.slack.app import create_app
+from bot.slack.serve import wsgi_app
+from core.npo import NPOConfig, ThresholdMode
+from core.rego import RegoPolicyEngine
+from tests.fakes import FakeHit, FakeRetriever
+from tests.slack_fake import FakeSlackAPI, fake_slack, signed_headers
+
+SECRET = "fuzz-secret"
+ACTIONS = [
+    "npo_like",
+    "npo_override",
+    "npo_neutral",
+    "npo_skip",
+    "npo_like_candidate",
+    "npo_details",
+]
+
+junk: st.SearchStrategy[Any] = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def maybe(right: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A field that is right or junk."""
+    return st.one_of(right, junk)
+
+
+def _event(ev: dict[str, Any], n: int) -> str:
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "event_id": f"EvF{n}",
+            "event_time": int(time.time()),
+            "event": ev,
+        }
+    )
+
+
+events = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["app_mention", "message", "reaction_added", "reaction_removed"]),
+        "user": maybe(st.just("U1")),
+        "text": maybe(st.text(max_size=40)),
+        "ts": maybe(st.just("1.0")),
+        "channel": maybe(st.just("C1")),
+        "reaction": maybe(st.sampled_from(["+1", "x", "red_circle"])),
+        "item": maybe(
+            st.fixed_dictionaries(
+                {
+                    "type": maybe(st.just("message")),
+                    "channel": maybe(st.just("C1")),
+                    "ts": maybe(st.just("1.0")),
+                }
+            )
+        ),
+    },
+    optional={"thread_ts": junk, "subtype": junk, "bot_id": junk},
+)
+
+actions = st.fixed_dictionaries(
+    {
+        "type": st.just("block_actions"),
+        "user": maybe(st.fixed_dictionaries({"id": maybe(st.just("U1"))})),
+        "trigger_id": maybe(st.just("t")),
+        "team": st.just({"id": "T1"}),
+        "api_app_id": st.just("A1"),
+        "container": maybe(
+            st.fixed_dictionaries(
+                {"channel_id": maybe(st.just("C1")), "message_ts": maybe(st.just("1.0"))}
+            )
+        ),
+        "actions": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "action_id": st.sampled_from(ACTIONS),
+                    "value": maybe(st.text(max_size=20)),
+                    "action_ts": maybe(st.just("1.1")),
+                }
+            ),
+            min_size=1,
+            max_size=1,
+        ),
+    }
+)
+
+views = st.fixed_dictionaries(
+    {
+        "type": st.just("view_submission"),
+        "user": maybe(st.fixed_dictionaries({"id": maybe(st.just("U1"))})),
+        "team": st.just({"id": "T1"}),
+        "api_app_id": st.just("A1"),
+        "view": st.fixed_dictionaries(
+            {
+                "type": st.just("modal"),  # Bolt's own routing reads it; Slack always sends it
+                "callback_id": st.sampled_from(["npo_override_modal", "npo_submit_modal"]),
+                "id": st.just("V1"),
+                "private_metadata": maybe(st.text(max_size=30)),
+                "state": maybe(st.fixed_dictionaries({"values": junk})),
+            }
+        ),
+    }
+)
+
+commands = st.fixed_dictionaries(
+    {
+        "command": st.just("/npo"),
+        "text": st.sampled_from(
+            [
+                "",
+                "help",
+                "stats",
+                "stats chart",
+                "recommend",
+                "playbook x",
+                "playbook submit",
+                "prefs verbosity full",
+                "prefs",
+                "stats divergence",
+            ]
+        )
+        | st.text(max_size=30),
+        "team_id": st.just("T1"),
+        "api_app_id": st.just("A1"),
+    },
+    optional={
+        "user_id": st.text(max_size=5),
+        "channel_id": st.text(max_size=5),
+        "trigger_id": st.text(max_size=5),
+    },
+)
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def logged_errors() -> Iterator[_Errors]:
+    """Every ERROR logged while the fuzz runs, lazy listeners' failures included."""
+    errors = _Errors()
+    logging.getLogger().addHandler(errors)
+    yield errors
+    logging.getLogger().removeHandler(errors)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(
+    rego_engine: RegoPolicyEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[App, FakeSlackAPI, Engine]]:
+    from bot.db.engine import make_engine
+    from bot.db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz')}/npo.db"
+    upgrade(url)
+    engine = make_engine(url)
+    with fake_slack() as api:
+        service = NPOService(
+            engine,
+            FakeRetriever([FakeHit("link-optic", 0.85, "replace_optic")]),
+            rego_engine,
+            NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7),
+            np.random.default_rng(0),
+        )
+        settings_ = Settings.model_validate(
+            {
+                "slack_bot_token": "xoxb",
+                "slack_signing_secret": SECRET,
+                "slack_api_url": api.url,
+                "incident_channels": "C9",
+            }
+        )
+        yield create_app(settings_, service, lambda pb: [], lambda pb: None), api, engine
+    engine.dispose()
+
+
+def _counts(engine: Engine) -> tuple[int, ...]:
+    with Session(engine) as s:
+        return tuple(
+            int(s.exec(select(func.count()).select_from(m)).one())
+            for m in (Recommendation, Feedback, AuditEntry)
+        )
+
+
+SENT = {"n": 0}
+STATUSES: Counter[int] = Counter()
+
+
+def _dispatch(app: App, body: str, content_type: str) -> int:
+    """Through the production WSGI entry point, as Slack's HTTP request would arrive."""
+    headers = signed_headers(SECRET, body, content_type)
+    raw = body.encode()
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": "/slack/events",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(raw)),
+        "wsgi.input": io.BytesIO(raw),
+        "HTTP_X_SLACK_REQUEST_TIMESTAMP": str(headers["x-slack-request-timestamp"][0]),
+        "HTTP_X_SLACK_SIGNATURE": str(headers["x-slack-signature"][0]),
+    }
+    answer: list[str] = []
+    b"".join(wsgi_app(app)(environ, lambda status, _headers: answer.append(status)))
+    return int(answer[0].split()[0])
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(kind=st.sampled_from(["event", "action", "view", "command"]), data=st.data())
+def test_malformed_payloads_never_crash_a_listener_nor_change_state(
+    fuzz_app: tuple[App, FakeSlackAPI, Engine],
+    logged_errors: _Errors,
+    kind: str,
+    data: st.DataObject,
+) -> None:
+    app, _api, engine = fuzz_app
+    before = _counts(engine)
+    SENT["n"] += 1
+    if kind == "event":
+        ev = data.draw(events)
+        if ev["type"] == "app_mention" and isinstance(ev["text"], str):
+            ev["text"] = [ev["text"]]  # a well-formed mention is an incident: keep it junk
+        status = _dispatch(app, _event(ev, SENT["n"]), "application/json")
+    elif kind in ("action", "view"):
+        payload = data.draw(actions if kind == "action" else views)
+        body = "payload=" + quote(json.dumps(payload))
+        status = _dispatch(app, body, "application/x-www-form-urlencoded")
+    else:
+        status = _dispatch(app, urlencode(data.draw(commands)), "application/x-www-form-urlencoded")
+    time.sleep(0.02)  # lazy listeners run after the ack
+    STATUSES[status] += 1
+    assert status < 500
+    assert [r.getMessage() for r in logged_errors.records] == []
+    assert _counts(engine)[:2] == before[:2]  # no recommendation, no vote from junk
+
+
+def test_after_the_fuzz_real_traffic_still_works(
+    fuzz_app: tuple[App, FakeSlackAPI, Engine], logged_errors: _Errors
+) -> None:
+    app, api, engine = fuzz_app
+    time.sleep(0.5)  # the last lazy listeners finish
+    assert [r.getMessage() for r in logged_errors.records] == []
+    assert SENT["n"] >= 150, "the fuzz test runs first in this module"
+    # Most junk is well-formed enough to be acknowledged and reach a listener.
+    assert STATUSES[200] >= SENT["n"] // 2, STATUSES
+    mention = {
+        "type": "app_mention",
+        "user": "U1",
+        "text": "<@UBOT> CRC errors on leaf-1:eth1/3",
+        "ts": "77.0",
+        "channel": "C1",
+    }
+    assert _dispatch(app, _event(mention, 10_000), "application/json") == 200
+    api.wait_for("chat.postMessage")
+    with Session(engine) as session:
+        rec_id = session.exec(select(Recommendation.id)).one()
+    click = {
+        "type": "block_actions",
+        "user": {"id": "U1"},
+        "trigger_id": "t",
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "container": {"type": "message", "channel_id": "C1", "message_ts": "1.0"},
+        "actions": [{"action_id": "npo_skip", "value": rec_id, "action_ts": "78.0"}],
+    }
+    body = "payload=" + quote(json.dumps(click))
+    assert _dispatch(app, body, "application/x-www-form-urlencoded") == 200
+    deadline = time.monotonic() + 10
+    while _counts(engine)[1] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _counts(engine)[:2] == (1, 1)
