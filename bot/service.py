@@ -496,12 +496,6 @@ class NPOService:
                     **fields,
                 }
             )
-            self._bandit_apply(
-                loaded.bandit,
-                arm_index,
-                score,
-                fb.kind,
-            )
             if target is not None:
                 local = self._extend_score(
                     session,
@@ -523,18 +517,13 @@ class NPOService:
             session.add(previous)
             session.flush()
             loaded.votes[key] = previous
-            self._bandit_apply(
-                loaded.bandit,
-                arm_index,
-                score,
-                fb.kind,
-            )
             if target is not None:
                 local = self._replay_score(
                     session, target.playbook_id, previous.context_key, loaded.scores
                 )
             if replaced_playbook not in ("", fields["playbook_id"]):
                 self._replay_score(session, replaced_playbook, previous.context_key, loaded.scores)
+        self._bandit_apply(loaded.bandit, arm_index, score, fb.kind)
         loaded.monitor.observe(fb.kind, loss, target.playbook_id if target else None)
         if fb.kind is FeedbackKind.OVERRIDE:
             loaded.writes.retrains.append(
@@ -731,9 +720,6 @@ class NPOService:
 
     def _bandit_of(self, rows: Sequence[BanditArm]) -> ThresholdBandit:
         return ThresholdBandit(self.config.bandit, [r.alpha for r in rows], [r.beta for r in rows])
-
-    def _bandit(self, session: Session, lock: bool) -> ThresholdBandit:
-        return self._bandit_of(self._bandit_rows(session, lock))
 
     @staticmethod
     def _save_bandit(rows: Sequence[BanditArm], bandit: ThresholdBandit) -> None:

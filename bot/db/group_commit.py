@@ -42,7 +42,6 @@ class GroupCommit(Generic[T, R]):
         self._cond = threading.Condition()
         self._queue: list[_Slot[T, R]] = []
         self._busy = False
-        self.batches = 0  # how many transactions were run (for benchmarks and tests)
 
     def submit(self, item: T) -> R:
         slot: _Slot[T, R] = _Slot(item)
@@ -67,7 +66,6 @@ class GroupCommit(Generic[T, R]):
                     self._cond.notify_all()
 
     def _run(self, batch: list[_Slot[T, R]]) -> None:
-        self.batches += 1
         try:
             results = self._process([s.item for s in batch])
         except Exception as exc:

@@ -37,7 +37,10 @@ def slack() -> Iterator[FakeSlackAPI]:
         yield api
 
 
-def _instance(api: FakeSlackAPI, engine: Engine, rego_engine: RegoPolicyEngine) -> App:
+def _instance(
+    api: FakeSlackAPI, engine: Engine, rego_engine: RegoPolicyEngine, incident_channels: str = ""
+) -> App:
+    """One bot replica: the real Bolt app over the service, against the fake Web API."""
     service = NPOService(
         engine,
         FakeRetriever([FakeHit("link-optic", 0.85, "replace_optic")]),
@@ -46,7 +49,12 @@ def _instance(api: FakeSlackAPI, engine: Engine, rego_engine: RegoPolicyEngine) 
         np.random.default_rng(0),
     )
     settings = Settings.model_validate(
-        {"slack_bot_token": "xoxb", "slack_signing_secret": SECRET, "slack_api_url": api.url}
+        {
+            "slack_bot_token": "xoxb",
+            "slack_signing_secret": SECRET,
+            "slack_api_url": api.url,
+            "incident_channels": incident_channels,
+        }
     )
     return create_app(settings, service, lambda pb: [], lambda pb: None)
 

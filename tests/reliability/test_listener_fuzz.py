@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,16 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from bot.db.models import AuditEntry, Feedback, Recommendation
-from bot.service import NPOService
-from bot.settings import Settings
-from bot.slack.app import create_app
 from bot.slack.serve import wsgi_app
-from core.npo import NPOConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
-from tests.fakes import FakeHit, FakeRetriever
+from tests.reliability.test_delivery import SECRET, _instance
 from tests.slack_fake import FakeSlackAPI, fake_slack, signed_headers
 
-SECRET = "fuzz-secret"
 ACTIONS = [
     "npo_like",
     "npo_override",
@@ -191,22 +185,7 @@ def fuzz_app(
     upgrade(url)
     engine = make_engine(url)
     with fake_slack() as api:
-        service = NPOService(
-            engine,
-            FakeRetriever([FakeHit("link-optic", 0.85, "replace_optic")]),
-            rego_engine,
-            NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7),
-            np.random.default_rng(0),
-        )
-        settings_ = Settings.model_validate(
-            {
-                "slack_bot_token": "xoxb",
-                "slack_signing_secret": SECRET,
-                "slack_api_url": api.url,
-                "incident_channels": "C9",
-            }
-        )
-        yield create_app(settings_, service, lambda pb: [], lambda pb: None), api, engine
+        yield _instance(api, engine, rego_engine, incident_channels="C9"), api, engine
     engine.dispose()
 
 
