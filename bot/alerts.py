@@ -9,6 +9,7 @@ reported in the thread.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -205,7 +206,8 @@ def wsgi_handler(
     """``POST /alertmanager``: bearer token (when configured), JSON, 200 with counts."""
 
     def handle(environ: dict[str, Any]) -> tuple[str, bytes]:
-        if token and environ.get("HTTP_AUTHORIZATION", "") != f"Bearer {token}":
+        sent = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if token and not hmac.compare_digest(sent, f"Bearer {token}".encode()):  # constant time
             return "401 Unauthorized", b'{"error": "bad or missing bearer token"}'
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -41,14 +41,26 @@ def _instance(
     api: FakeSlackAPI, engine: Engine, rego_engine: RegoPolicyEngine, incident_channels: str = ""
 ) -> App:
     """One bot replica: the real Bolt app over the service, against the fake Web API."""
-    service = NPOService(
+    return create_app(
+        replica_settings(api, incident_channels),
+        replica_service(engine, rego_engine),
+        lambda pb: [],
+        lambda pb: None,
+    )
+
+
+def replica_service(engine: Engine, rego_engine: RegoPolicyEngine) -> NPOService:
+    return NPOService(
         engine,
         FakeRetriever([FakeHit("link-optic", 0.85, "replace_optic")]),
         rego_engine,
         NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7),
         np.random.default_rng(0),
     )
-    settings = Settings.model_validate(
+
+
+def replica_settings(api: FakeSlackAPI, incident_channels: str = "") -> Settings:
+    return Settings.model_validate(
         {
             "slack_bot_token": "xoxb",
             "slack_signing_secret": SECRET,
@@ -56,7 +68,6 @@ def _instance(
             "incident_channels": incident_channels,
         }
     )
-    return create_app(settings, service, lambda pb: [], lambda pb: None)
 
 
 def _send(app: App, body: str, retry: int = 0, content_type: str = "application/json") -> int:
