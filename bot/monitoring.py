@@ -122,7 +122,9 @@ class MonitorTicker:
         return outcome
 
     def _tick(self, session: Session) -> TickOutcome:
-        monitor = load_monitor(session, self.config.monitor, lock=False)  # job lock held
+        # Locked on PostgreSQL too: votes update this document concurrently, and the save
+        # below would otherwise overwrite what they observed during the tick.
+        monitor = load_monitor(session.connection(), self.config.monitor, lock=True)
         log = self._log(session)
         live_row = session.exec(
             select(ModelVersion).where(col(ModelVersion.live).is_(True))
@@ -159,10 +161,17 @@ class MonitorTicker:
                 shadow_gain=shadow.gain if shadow.holdout else None,
             )
         )
-        save_monitor(session, monitor, self.clock())
+        save_monitor(session.connection(), monitor, self.clock())
         detail = {"reason": decision.reason, "ideal": ideal.value if ideal else None}
         action = f"monitor:{decision.action.value}"
-        audit(session, "scheduler", action, decision.playbook_id or "", detail, self.clock())
+        audit(
+            session.connection(),
+            "scheduler",
+            action,
+            decision.playbook_id or "",
+            detail,
+            self.clock(),
+        )
         return TickOutcome(
             decision.action, decision.reason, decision.playbook_id, ideal, shadow, retrain, version
         )

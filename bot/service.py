@@ -19,16 +19,27 @@ from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.db.batch_writes import BatchWrites
 from bot.db.engine import read_only, table_of, transaction
+from bot.db.feedback_rows import (
+    StoredVote,
+    arm_of,
+    claim_event,
+    claimed,
+    decisions,
+    replace_vote,
+    scenario_history,
+    stored_vote,
+    voters,
+    withdraw_vote,
+)
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
     AuditEntry,
-    BanditArm,
     Feedback,
     Incident,
     ModelVersion,
@@ -37,7 +48,16 @@ from bot.db.models import (
     Recommendation,
     ScenarioScoreRow,
 )
-from bot.db.state import audit, load_monitor, save_monitor
+from bot.db.scores import Key as ScoreKey
+from bot.db.scores import ScoreBook
+from bot.db.state import (
+    audit,
+    audit_row,
+    load_bandit,
+    load_monitor,
+    save_bandit,
+    save_monitor,
+)
 from bot.extract import extract_scenario
 from bot.stats import PlaybookStats, playbook_stats
 from core.bandit import ThresholdBandit
@@ -118,8 +138,8 @@ class _Batch:
     arms: dict[str, int] = field(default_factory=dict)  # recommendation id → arm index
     decisions: dict[str, Decision] = field(default_factory=dict)
     # (recommendation, operator) → the stored vote, or None until a replacement loads it
-    votes: dict[tuple[str, str], Feedback | None] = field(default_factory=dict)
-    scores: dict[tuple[str, str], ScenarioScoreRow] = field(default_factory=dict)
+    votes: dict[tuple[str, str], StoredVote | None] = field(default_factory=dict)
+    scores: ScoreBook = field(default_factory=ScoreBook)
     writes: BatchWrites = field(default_factory=BatchWrites)
 
 
@@ -163,17 +183,17 @@ def set_paused(
     now: dt.datetime,
 ) -> bool:
     """Pause or resume a playbook by hand (audited); returns whether anything changed."""
-    with transaction(engine) as session:
-        monitor = load_monitor(session, config.monitor, lock=True)
+    with engine.begin() as conn:
+        monitor = load_monitor(conn, config.monitor, lock=True)
         if paused == (playbook_id in monitor.state.paused):
             return False
         if paused:
             monitor.pause(playbook_id)
         else:
             monitor.resume(playbook_id)
-        save_monitor(session, monitor, now)
+        save_monitor(conn, monitor, now)
         action = "pause" if paused else "resume"
-        audit(session, actor, f"playbook:{action}", playbook_id, {"reason": reason}, now)
+        audit(conn, actor, f"playbook:{action}", playbook_id, {"reason": reason}, now)
         return True
 
 
@@ -199,7 +219,6 @@ class NPOService:
         self.classify = classify
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
-        self._locking = engine.dialect.name == "postgresql"
         self._feedback_writer = GroupCommit(self._record_batch)
         self._reader = read_only(engine)
 
@@ -236,12 +255,9 @@ class NPOService:
         stored = decision_to_dict(decision)
         now = self.clock()
         incident_id, rec_id = uuid.uuid4().hex, uuid.uuid4().hex
-        with transaction(self.engine) as session:
-            if incident.source_event_id and not self._claim_event(
-                session, incident.source_event_id
-            ):
+        with self.engine.begin() as conn:
+            if incident.source_event_id and not claim_event(conn, incident.source_event_id, now):
                 return self._existing(incident.source_event_id)
-            conn = session.connection()  # three plain inserts: no ORM objects needed
             conn.execute(
                 insert(table_of(Incident)),
                 {
@@ -301,11 +317,12 @@ class NPOService:
     ) -> tuple[Prior, set[str], dict[str, ScenarioScore], ThresholdBandit, list[float]]:
         """Prior, paused playbooks, this scenario's refined scores, bandit, recent losses."""
         with Session(self._reader) as session:
+            conn = session.connection()
             return (
                 self._prior(session),
-                set(self._monitor(session, lock=False).state.paused),
+                set(load_monitor(conn, self.config.monitor, lock=False).state.paused),
                 self._local_scores(session, context_key),
-                self._bandit_of(self._bandit_rows(session, lock=False)),
+                load_bandit(conn, self.config.bandit, lock=False),
                 self._recent_losses(session),
             )
 
@@ -371,8 +388,8 @@ class NPOService:
     def _record_batch(self, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
         for attempt in range(5):
             try:
-                with transaction(self.engine) as session, session.no_autoflush:
-                    return self._record_all(session, batch)
+                with self.engine.begin() as conn:
+                    return self._record_all(conn, batch)
             except IntegrityError:
                 # A concurrent writer stored the same event (or the first score of the same
                 # scenario) between our read and our write: the next attempt sees it. A
@@ -384,72 +401,54 @@ class NPOService:
     def withdraw_feedback(
         self, recommendation_id: str, operator_id: str, source_event_id: str
     ) -> FeedbackResult:
-        with transaction(self.engine) as session:
-            if not self._claim_event(session, source_event_id):
+        now = self.clock()
+        with self.engine.begin() as conn:
+            if not claim_event(conn, source_event_id, now):
                 return FeedbackResult(FeedbackStatus.DUPLICATE)
-            self._monitor(session, lock=True)  # serialise learning updates
-            current = self._vote(session, recommendation_id, operator_id)
+            load_monitor(conn, self.config.monitor, lock=True)  # serialise learning updates
+            current = stored_vote(conn, recommendation_id, operator_id)
             if current is None or current.withdrawn:
                 return FeedbackResult(FeedbackStatus.NOTHING_TO_WITHDRAW)
-            arms = self._bandit_rows(session, lock=True)
-            bandit = self._bandit_of(arms)
-            rec = session.get(Recommendation, recommendation_id)
-            assert rec is not None
-            self._take_back(bandit, rec.arm_index, current)
-            self._save_bandit(arms, bandit)
-            current.withdrawn, current.updated_at = True, self.clock()
-            session.add(current)
-            session.flush()
-            local = self._replay_score(session, current.playbook_id, current.context_key, {})
-            self._audit(session, operator_id, "withdraw", recommendation_id, {"kind": current.kind})
+            bandit = load_bandit(conn, self.config.bandit, lock=True)
+            self._take_back(bandit, arm_of(conn, recommendation_id), current)
+            save_bandit(conn, bandit)
+            withdraw_vote(conn, current.id, now)
+            scores = ScoreBook()
+            local = self._replay_score(conn, current.playbook_id, current.context_key, scores)
+            scores.flush(conn, now)
+            audit(conn, operator_id, "withdraw", recommendation_id, {"kind": current.kind}, now)
             return FeedbackResult(FeedbackStatus.WITHDRAWN, None, local, current.playbook_id)
 
-    def _record_all(self, session: Session, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
+    def _record_all(self, conn: Connection, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
         """Apply a batch of votes in order: a few queries up front, one write per table."""
-        arms = self._bandit_rows(session, lock=True)
         loaded = _Batch(
-            monitor=self._monitor(session, lock=True),  # serialises every learning update
-            bandit=self._bandit_of(arms),
+            monitor=load_monitor(conn, self.config.monitor, lock=True),  # serialises learning
+            bandit=load_bandit(conn, self.config.bandit, lock=True),
         )
-        conn = session.connection()  # plain rows: no ORM objects for what is only read
-        event_ids = {fb.source_event_id for fb in batch}
-        loaded.claimed.update(
-            conn.execute(
-                select(ProcessedEvent.event_id).where(col(ProcessedEvent.event_id).in_(event_ids))
-            ).scalars()
-        )
+        loaded.claimed |= claimed(conn, {fb.source_event_id for fb in batch})
         rec_ids = {fb.recommendation_id for fb in batch}
-        for rec_id, arm_index, decision_json in conn.execute(
-            select(Recommendation.id, Recommendation.arm_index, Recommendation.decision_json).where(
-                col(Recommendation.id).in_(rec_ids)
-            )
-        ):
+        for rec_id, arm_index, decision_json in decisions(conn, rec_ids):
             loaded.arms[rec_id] = arm_index
             loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
-        for rec_id, operator_id in conn.execute(
-            select(Feedback.recommendation_id, Feedback.operator_id).where(
-                col(Feedback.recommendation_id).in_(rec_ids)
-            )
-        ):
-            loaded.votes[(rec_id, operator_id)] = None  # loaded only if it is replaced
-        playbooks = {c.playbook_id for d in loaded.decisions.values() for c in d.candidates}
-        contexts = {d.scenario.context_key for d in loaded.decisions.values()}
-        if playbooks:
-            for score in session.exec(
-                select(ScenarioScoreRow).where(
-                    col(ScenarioScoreRow.playbook_id).in_(playbooks),
-                    col(ScenarioScoreRow.context_key).in_(contexts),
-                )
-            ):
-                loaded.scores[(score.playbook_id, score.context_key)] = score
-        results = [self._record(session, fb, loaded) for fb in batch]
-        loaded.writes.flush(session)
+        loaded.votes.update(dict.fromkeys(voters(conn, rec_ids)))  # loaded if replaced
+        loaded.scores.load(
+            conn,
+            (
+                (c.playbook_id, d.scenario.context_key)
+                for d in loaded.decisions.values()
+                for c in d.candidates
+            ),
+        )
+        results = [self._record(conn, fb, loaded) for fb in batch]
+        loaded.writes.flush(conn)
         if any(r.changed for r in results):
-            self._save_bandit(arms, loaded.bandit)
-            self._save_monitor(session, loaded.monitor)
+            now = self.clock()
+            loaded.scores.flush(conn, now)
+            save_bandit(conn, loaded.bandit)
+            save_monitor(conn, loaded.monitor, now)
         return results
 
-    def _record(self, session: Session, fb: FeedbackInput, loaded: _Batch) -> FeedbackResult:
+    def _record(self, conn: Connection, fb: FeedbackInput, loaded: _Batch) -> FeedbackResult:
         if fb.source_event_id in loaded.claimed:
             return FeedbackResult(FeedbackStatus.DUPLICATE)
         now = self.clock()
@@ -484,12 +483,13 @@ class NPOService:
         }
         local = None
         replaced_kind = None
+        context_key = decision.scenario.context_key
         if not replaced:  # the common case: a first vote, appended in bulk
-            loaded.votes[key] = None  # stored by this batch, not loaded
+            loaded.votes[key] = None  # stored by this batch: loaded only if it is replaced
             loaded.writes.votes.append(
                 {
                     "recommendation_id": fb.recommendation_id,
-                    "context_key": decision.scenario.context_key,
+                    "context_key": context_key,
                     "operator_id": fb.operator_id,
                     "source_event_id": fb.source_event_id,
                     "created_at": now,
@@ -498,31 +498,23 @@ class NPOService:
             )
             if target is not None:
                 local = self._extend_score(
-                    session,
-                    target.playbook_id,
-                    decision.scenario.context_key,
-                    target.model_prior,
-                    fb.kind,
-                    loaded.scores,
+                    (target.playbook_id, context_key), target.model_prior, fb.kind, loaded.scores
                 )
         else:  # a later vote replaces the earlier one: history changes, replay it
-            loaded.writes.flush(session)
-            previous = loaded.votes[key] or self._vote(session, *key)
+            loaded.writes.flush(conn)
+            previous = loaded.votes[key] or stored_vote(conn, *key)
             assert previous is not None
             if not previous.withdrawn:
                 self._take_back(loaded.bandit, arm_index, previous)
-            replaced_kind, replaced_playbook = previous.kind, previous.playbook_id
-            for name, value in fields.items():
-                setattr(previous, name, value)
-            session.add(previous)
-            session.flush()
-            loaded.votes[key] = previous
+            replaced_kind = previous.kind
+            replace_vote(conn, previous.id, fields)
+            loaded.votes[key] = None  # changed: read again if replaced again
             if target is not None:
                 local = self._replay_score(
-                    session, target.playbook_id, previous.context_key, loaded.scores
+                    conn, target.playbook_id, previous.context_key, loaded.scores
                 )
-            if replaced_playbook not in ("", fields["playbook_id"]):
-                self._replay_score(session, replaced_playbook, previous.context_key, loaded.scores)
+            if previous.playbook_id not in ("", fields["playbook_id"]):
+                self._replay_score(conn, previous.playbook_id, previous.context_key, loaded.scores)
         self._bandit_apply(loaded.bandit, arm_index, score, fb.kind)
         loaded.monitor.observe(fb.kind, loss, target.playbook_id if target else None)
         if fb.kind is FeedbackKind.OVERRIDE:
@@ -535,32 +527,20 @@ class NPOService:
                 }
             )
         loaded.writes.judged.add(fb.recommendation_id)
+        detail = {
+            "playbook": fields["playbook_id"],
+            "reason": fb.reason,
+            "source": fb.source,
+            "replaced": replaced_kind,
+            "loss": round(loss, 4),
+        }
         loaded.writes.audits.append(
-            {
-                "actor": fb.operator_id,
-                "action": f"feedback:{fb.kind.value}",
-                "subject": fb.recommendation_id,
-                "detail_json": json.dumps(
-                    {
-                        "playbook": fields["playbook_id"],
-                        "reason": fb.reason,
-                        "source": fb.source,
-                        "replaced": replaced_kind,
-                        "loss": round(loss, 4),
-                    }
-                ),
-                "created_at": now,
-            }
+            audit_row(
+                fb.operator_id, f"feedback:{fb.kind.value}", fb.recommendation_id, detail, now
+            )
         )
         status = FeedbackStatus.REPLACED if replaced else FeedbackStatus.STORED
         return FeedbackResult(status, loss, local, fields["playbook_id"] or None)
-
-    def _claim_event(self, session: Session, event_id: str) -> bool:
-        if session.get(ProcessedEvent, event_id) is not None:
-            return False
-        session.add(ProcessedEvent(event_id=event_id))
-        session.flush()  # a concurrent claim fails here with IntegrityError → retried
-        return True
 
     @staticmethod
     def _target(decision: Decision, playbook_id: str | None) -> Candidate | None:
@@ -569,13 +549,6 @@ class NPOService:
             wanted = decision.candidates[0].playbook_id
         return next((c for c in decision.candidates if c.playbook_id == wanted), None)
 
-    def _vote(self, session: Session, rec_id: str, operator: str) -> Feedback | None:
-        return session.exec(
-            select(Feedback).where(
-                Feedback.recommendation_id == rec_id, Feedback.operator_id == operator
-            )
-        ).first()
-
     def _bandit_apply(
         self, bandit: ThresholdBandit, arm_index: int, score: float, kind: FeedbackKind
     ) -> None:
@@ -583,77 +556,44 @@ class NPOService:
         if self.config.threshold_mode is ThresholdMode.THOMPSON and signal(kind).label is not None:
             bandit.update(arm_index, score, kind)
 
-    def _take_back(self, bandit: ThresholdBandit, arm_index: int, row: Feedback) -> None:
+    def _take_back(self, bandit: ThresholdBandit, arm_index: int, vote: StoredVote) -> None:
         """Take back one stored vote's evidence: the exact inverse of the undiscounted update."""
-        if self.config.threshold_mode is not ThresholdMode.THOMPSON or row.label is None:
+        if self.config.threshold_mode is not ThresholdMode.THOMPSON or vote.label is None:
             return
-        accepted, rejected = row.weight * row.label, row.weight * (1.0 - row.label)
+        accepted, rejected = vote.weight * vote.label, vote.weight * (1.0 - vote.label)
         arms = np.asarray(bandit.arms)
         if bandit.config.counterfactual:
-            mask = (arms >= arms[arm_index]) & (arms <= row.score)
+            mask = (arms >= arms[arm_index]) & (arms <= vote.score)
         else:
             mask = np.zeros(len(arms), dtype=bool)
-            mask[arm_index] = row.score >= arms[arm_index]
+            mask[arm_index] = vote.score >= arms[arm_index]
         bandit.alpha[mask] = np.maximum(1.0, bandit.alpha[mask] - accepted)
         bandit.beta[mask] = np.maximum(1.0, bandit.beta[mask] - rejected)
 
     def _extend_score(
-        self,
-        session: Session,
-        playbook_id: str,
-        context_key: str,
-        prior: float,
-        kind: FeedbackKind,
-        scores: dict[tuple[str, str], ScenarioScoreRow],
+        self, key: ScoreKey, prior: float, kind: FeedbackKind, scores: ScoreBook
     ) -> float | None:
         """A new vote is the latest in its scenario's history: one refinement step, O(1)."""
         if signal(kind).label is None:
             return None
-        key = (playbook_id, context_key)
-        row = scores.get(key)
-        current = ScenarioScore(row.value, row.observations) if row else ScenarioScore(prior)
-        score = current.refined(kind, self.config.scoring.eta)
-        if row is None:
-            row = scores[key] = ScenarioScoreRow(
-                playbook_id=playbook_id, context_key=context_key, value=score.value
-            )
-        row.value, row.observations, row.updated_at = score.value, score.observations, self.clock()
-        session.add(row)
+        score = (scores.get(key) or ScenarioScore(prior)).refined(kind, self.config.scoring.eta)
+        scores.set(key, score)
         return score.value
 
     def _replay_score(
-        self,
-        session: Session,
-        playbook_id: str,
-        context_key: str,
-        scores: dict[tuple[str, str], ScenarioScoreRow],
+        self, conn: Connection, playbook_id: str, context_key: str, scores: ScoreBook
     ) -> float | None:
         """The scenario score is a pure function of its current votes, in time order."""
-        votes = session.exec(
-            select(Feedback)
-            .where(
-                Feedback.playbook_id == playbook_id,
-                Feedback.context_key == context_key,
-                col(Feedback.withdrawn).is_(False),
-            )
-            .order_by(col(Feedback.created_at), col(Feedback.id))
-        ).all()
         key = (playbook_id, context_key)
-        row = scores.get(key) or session.get(ScenarioScoreRow, key)
-        if not votes:
-            if row is not None:
-                session.delete(row)
-                scores.pop(key, None)
+        scores.load(conn, [key])
+        history = scenario_history(conn, playbook_id, context_key)
+        if not history:
+            scores.set(key, None)
             return None
-        score = ScenarioScore(votes[0].prior)
-        for vote in votes:
-            score = score.refined(FeedbackKind(vote.kind), self.config.scoring.eta)
-        if row is None:
-            row = scores[key] = ScenarioScoreRow(
-                playbook_id=playbook_id, context_key=context_key, value=score.value
-            )
-        row.value, row.observations, row.updated_at = score.value, score.observations, self.clock()
-        session.add(row)
+        score = ScenarioScore(history[0][1])
+        for kind, _prior in history:
+            score = score.refined(FeedbackKind(kind), self.config.scoring.eta)
+        scores.set(key, score)
         return score.value
 
     # -- state --------------------------------------------------------------------------
@@ -703,36 +643,6 @@ class NPOService:
             local_score=local.value if local else None,
         )
 
-    def _bandit_rows(self, session: Session, lock: bool) -> list[BanditArm]:
-        query = select(BanditArm).order_by(col(BanditArm.arm_index))
-        if lock and self._locking:
-            query = query.with_for_update()
-        rows = list(session.exec(query).all())
-        arms = self.config.bandit.arms
-        if [r.threshold for r in rows] != list(arms):
-            for r in rows:
-                session.delete(r)
-            session.flush()
-            rows = [BanditArm(arm_index=i, threshold=a) for i, a in enumerate(arms)]
-            session.add_all(rows)
-            session.flush()
-        return rows
-
-    def _bandit_of(self, rows: Sequence[BanditArm]) -> ThresholdBandit:
-        return ThresholdBandit(self.config.bandit, [r.alpha for r in rows], [r.beta for r in rows])
-
-    @staticmethod
-    def _save_bandit(rows: Sequence[BanditArm], bandit: ThresholdBandit) -> None:
-        for row in rows:
-            row.alpha = float(bandit.alpha[row.arm_index])
-            row.beta = float(bandit.beta[row.arm_index])
-
-    def _monitor(self, session: Session, lock: bool) -> MetaMonitor:
-        return load_monitor(session, self.config.monitor, lock)
-
-    def _save_monitor(self, session: Session, monitor: MetaMonitor) -> None:
-        save_monitor(session, monitor, self.clock())
-
     def _recent_losses(self, session: Session, n: int = 20) -> list[float]:
         rows = session.exec(
             select(Feedback.loss)
@@ -741,11 +651,6 @@ class NPOService:
             .limit(n)
         ).all()
         return [float(x) for x in reversed(rows)]
-
-    def _audit(
-        self, session: Session, actor: str, action: str, subject: str, detail: dict[str, Any]
-    ) -> None:
-        audit(session, actor, action, subject, detail, self.clock())
 
     # -- reading ------------------------------------------------------------------------
     def stats(self, playbook_id: str | None = None) -> list[PlaybookStats]:
@@ -757,8 +662,8 @@ class NPOService:
         )
 
     def paused(self) -> set[str]:
-        with Session(self._reader) as session:
-            return set(self._monitor(session, lock=False).state.paused)
+        with self._reader.connect() as conn:
+            return set(load_monitor(conn, self.config.monitor, lock=False).state.paused)
 
     def verbosity(self, operator_id: str, default: str) -> str:
         with Session(self._reader) as session:
@@ -774,4 +679,11 @@ class NPOService:
             )
             prefs.verbosity, prefs.updated_at = verbosity, self.clock()
             session.add(prefs)
-            self._audit(session, operator_id, "prefs", operator_id, {"verbosity": verbosity})
+            audit(
+                session.connection(),
+                operator_id,
+                "prefs",
+                operator_id,
+                {"verbosity": verbosity},
+                self.clock(),
+            )

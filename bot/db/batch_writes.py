@@ -2,8 +2,8 @@
 
 Per-vote rows (the claimed delivery, the vote, its audit entry, a retrain request) are
 plain dicts inserted in bulk: building and flushing an ORM object per row cost more than
-the whole database round trip. Rows a batch updates many times (a scenario score, the
-bandit arms, the monitor document) stay ORM objects and are written once, at the flush.
+the whole database round trip. Rows a batch changes many times (scenario scores, bandit
+arms, the monitor document) are written once by their own modules.
 """
 
 from __future__ import annotations
@@ -11,11 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, update
-from sqlmodel import Session, col
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
 from bot.db.models import AuditEntry, Feedback, ProcessedEvent, Recommendation, RetrainRequest
+
+_INSERTS = {
+    name: insert(table_of(model))
+    for name, model in (
+        ("events", ProcessedEvent),
+        ("votes", Feedback),
+        ("audits", AuditEntry),
+        ("retrains", RetrainRequest),
+    )
+}
+_RECS = table_of(Recommendation)
+_JUDGED = (
+    update(_RECS).where(_RECS.c.id.in_(bindparam("ids", expanding=True))).values(status="judged")
+)
 
 
 @dataclass(slots=True)
@@ -26,24 +40,17 @@ class BatchWrites:
     retrains: list[dict[str, Any]] = field(default_factory=list)
     judged: set[str] = field(default_factory=set)
 
-    def flush(self, session: Session) -> None:
+    def flush(self, conn: Connection) -> None:
         """Write everything pending (also before a query that must see it)."""
-        connection = session.connection()
-        tables: tuple[tuple[type[Any], list[dict[str, Any]]], ...] = (
-            (ProcessedEvent, self.events),
-            (Feedback, self.votes),
-            (AuditEntry, self.audits),
-            (RetrainRequest, self.retrains),
-        )
-        for model, rows in tables:
+        for name, rows in (
+            ("events", self.events),
+            ("votes", self.votes),
+            ("audits", self.audits),
+            ("retrains", self.retrains),
+        ):
             if rows:
-                connection.execute(insert(table_of(model)), rows)
+                conn.execute(_INSERTS[name], rows)
                 rows.clear()
         if self.judged:
-            connection.execute(
-                update(Recommendation)
-                .where(col(Recommendation.id).in_(self.judged))
-                .values(status="judged")
-            )
+            conn.execute(_JUDGED, {"ids": sorted(self.judged)})
             self.judged.clear()
-        session.flush()

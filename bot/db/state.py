@@ -1,4 +1,11 @@
-"""Shared rows every writer touches: the meta-monitor's state document and the audit log."""
+"""Shared rows every writer touches: the meta-monitor's state document, the bandit arms and
+the audit log.
+
+Plain Core statements on a connection, built once: these run in every vote's transaction,
+where building ORM objects and statements cost more than the database round trips.
+Session users pass ``session.connection()``; no ORM object of these tables is ever held,
+so nothing can go stale behind them.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +13,103 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection
 
-from bot.db.models import AuditEntry, MonitorStateRow
+from bot.db.engine import table_of
+from bot.db.models import AuditEntry, BanditArm, MonitorStateRow
+from core.bandit import BanditConfig, ThresholdBandit
 from core.monitor import MetaMonitor, MonitorConfig, MonitorState, PageHinkley
 
+_MONITOR = table_of(MonitorStateRow)
+_ARMS = table_of(BanditArm)
+_AUDIT = table_of(AuditEntry)
 
-def load_monitor(session: Session, config: MonitorConfig, lock: bool) -> MetaMonitor:
+_READ_MONITOR = select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1)
+_WRITE_MONITOR = (
+    update(_MONITOR)
+    .where(_MONITOR.c.id == 1)
+    .values(state_json=bindparam("state"), updated_at=bindparam("now"))
+)
+_READ_ARMS = select(_ARMS.c.threshold, _ARMS.c.alpha, _ARMS.c.beta).order_by(_ARMS.c.arm_index)
+_WRITE_ARM = (
+    update(_ARMS)
+    .where(_ARMS.c.arm_index == bindparam("i"))
+    .values(alpha=bindparam("a"), beta=bindparam("b"))
+)
+
+
+def _locking(conn: Connection, lock: bool) -> bool:
+    return lock and conn.dialect.name == "postgresql"
+
+
+def load_monitor(conn: Connection, config: MonitorConfig, lock: bool) -> MetaMonitor:
     """The monitor as stored (created on first use); ``lock`` row-locks it on PostgreSQL,
     which serialises every learning update behind it."""
-    locking = lock and session.get_bind().dialect.name == "postgresql"
-    row = session.get(MonitorStateRow, 1, with_for_update=locking)
-    if row is None:
+    query = _READ_MONITOR.with_for_update() if _locking(conn, lock) else _READ_MONITOR
+    stored = conn.execute(query).scalar_one_or_none()
+    if stored is None:
         fresh = MonitorState(ph=PageHinkley(config.ph_delta, config.ph_threshold))
-        row = MonitorStateRow(id=1, state_json=json.dumps(fresh.to_dict()))
-        session.add(row)
-        session.flush()
-    return MetaMonitor(config, MonitorState.from_dict(json.loads(row.state_json)))
+        stored = json.dumps(fresh.to_dict())
+        conn.execute(insert(_MONITOR), {"id": 1, "state_json": stored, "updated_at": _now()})
+    return MetaMonitor(config, MonitorState.from_dict(json.loads(stored)))
 
 
-def save_monitor(session: Session, monitor: MetaMonitor, now: dt.datetime) -> None:
-    row = session.get(MonitorStateRow, 1) or MonitorStateRow(id=1, state_json="{}")
-    row.state_json, row.updated_at = json.dumps(monitor.state.to_dict()), now
-    session.add(row)
+def save_monitor(conn: Connection, monitor: MetaMonitor, now: dt.datetime) -> None:
+    """Store the monitor (loaded earlier in the same transaction, so its row exists)."""
+    conn.execute(_WRITE_MONITOR, {"state": json.dumps(monitor.state.to_dict()), "now": now})
+
+
+def load_bandit(conn: Connection, config: BanditConfig, lock: bool) -> ThresholdBandit:
+    """The threshold arms' posteriors; the arms are (re)created from (1, 1) when the
+    configured thresholds differ from the stored ones."""
+    query = _READ_ARMS.with_for_update() if _locking(conn, lock) else _READ_ARMS
+    rows = conn.execute(query).all()
+    if [r.threshold for r in rows] != list(config.arms):
+        conn.execute(delete(_ARMS))
+        conn.execute(
+            insert(_ARMS),
+            [
+                {"arm_index": i, "threshold": t, "alpha": 1.0, "beta": 1.0}
+                for i, t in enumerate(config.arms)
+            ],
+        )
+        return ThresholdBandit(config)
+    return ThresholdBandit(config, [r.alpha for r in rows], [r.beta for r in rows])
+
+
+def save_bandit(conn: Connection, bandit: ThresholdBandit) -> None:
+    conn.execute(
+        _WRITE_ARM,
+        [
+            {"i": i, "a": float(a), "b": float(b)}
+            for i, (a, b) in enumerate(zip(bandit.alpha, bandit.beta, strict=True))
+        ],
+    )
+
+
+def audit_row(
+    actor: str, action: str, subject: str, detail: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "detail_json": json.dumps(detail),
+        "created_at": now,
+    }
 
 
 def audit(
-    session: Session,
+    conn: Connection,
     actor: str,
     action: str,
     subject: str,
     detail: dict[str, Any],
     now: dt.datetime,
 ) -> None:
-    session.add(
-        AuditEntry(
-            actor=actor,
-            action=action,
-            subject=subject,
-            detail_json=json.dumps(detail),
-            created_at=now,
-        )
-    )
+    conn.execute(insert(_AUDIT), audit_row(actor, action, subject, detail, now))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,119 @@
+"""Statements of the feedback path: claimed deliveries, the decisions votes refer to, and
+the votes themselves. Built once and run on a plain connection, because every vote's
+transaction runs them (see ``bot.db.state``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from bot.db.engine import table_of
+from bot.db.models import Feedback, ProcessedEvent, Recommendation
+
+_EVENTS = table_of(ProcessedEvent)
+_RECS = table_of(Recommendation)
+_VOTES = table_of(Feedback)
+
+_IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("id"))
+_CLAIMED = select(_EVENTS.c.event_id).where(
+    _EVENTS.c.event_id.in_(bindparam("ids", expanding=True))
+)
+_DECISIONS = select(_RECS.c.id, _RECS.c.arm_index, _RECS.c.decision_json).where(
+    _RECS.c.id.in_(bindparam("ids", expanding=True))
+)
+_ARM_OF = select(_RECS.c.arm_index).where(_RECS.c.id == bindparam("id"))
+_VOTERS = select(_VOTES.c.recommendation_id, _VOTES.c.operator_id).where(
+    _VOTES.c.recommendation_id.in_(bindparam("ids", expanding=True))
+)
+_VOTE = select(
+    _VOTES.c.id,
+    _VOTES.c.kind,
+    _VOTES.c.label,
+    _VOTES.c.weight,
+    _VOTES.c.score,
+    _VOTES.c.playbook_id,
+    _VOTES.c.context_key,
+    _VOTES.c.withdrawn,
+).where(_VOTES.c.recommendation_id == bindparam("rec"), _VOTES.c.operator_id == bindparam("op"))
+_WITHDRAW = (
+    update(_VOTES)
+    .where(_VOTES.c.id == bindparam("vote_id"))
+    .values(withdrawn=True, updated_at=bindparam("now"))
+)
+_HISTORY = (
+    select(_VOTES.c.kind, _VOTES.c.prior)
+    .where(
+        _VOTES.c.playbook_id == bindparam("pb"),
+        _VOTES.c.context_key == bindparam("ctx"),
+        _VOTES.c.withdrawn.is_(False),
+    )
+    .order_by(_VOTES.c.created_at, _VOTES.c.id)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVote:
+    """What replacing or withdrawing a vote needs to know of it."""
+
+    id: int
+    kind: str
+    label: float | None
+    weight: float
+    score: float
+    playbook_id: str
+    context_key: str
+    withdrawn: bool
+
+
+def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:
+    """Mark a delivery handled; False if it already was. A concurrent claim of the same id
+    fails the transaction with IntegrityError (the caller retries and then sees it)."""
+    if conn.execute(_IS_CLAIMED, {"id": event_id}).first() is not None:
+        return False
+    conn.execute(insert(_EVENTS), {"event_id": event_id, "created_at": now})
+    return True
+
+
+def claimed(conn: Connection, event_ids: Collection[str]) -> set[str]:
+    return set(conn.execute(_CLAIMED, {"ids": sorted(event_ids)}).scalars())
+
+
+def decisions(conn: Connection, rec_ids: Collection[str]) -> list[tuple[str, int, str]]:
+    """(recommendation id, bandit arm index, stored decision JSON) of each that exists."""
+    rows = conn.execute(_DECISIONS, {"ids": sorted(rec_ids)})
+    return [(rec_id, arm, decision) for rec_id, arm, decision in rows]
+
+
+def arm_of(conn: Connection, rec_id: str) -> int:
+    return int(conn.execute(_ARM_OF, {"id": rec_id}).scalar_one())
+
+
+def voters(conn: Connection, rec_ids: Collection[str]) -> set[tuple[str, str]]:
+    """(recommendation id, operator id) of every stored vote on these recommendations."""
+    return {(rec, op) for rec, op in conn.execute(_VOTERS, {"ids": sorted(rec_ids)})}
+
+
+def stored_vote(conn: Connection, rec_id: str, operator_id: str) -> StoredVote | None:
+    row = conn.execute(_VOTE, {"rec": rec_id, "op": operator_id}).first()
+    return StoredVote(*row) if row is not None else None
+
+
+def replace_vote(conn: Connection, vote_id: int, fields: dict[str, Any]) -> None:
+    conn.execute(update(_VOTES).where(_VOTES.c.id == vote_id).values(**fields))
+
+
+def withdraw_vote(conn: Connection, vote_id: int, now: dt.datetime) -> None:
+    conn.execute(_WITHDRAW, {"vote_id": vote_id, "now": now})
+
+
+def scenario_history(
+    conn: Connection, playbook_id: str, context_key: str
+) -> list[tuple[str, float]]:
+    """(kind, model prior at the time) of the scenario's current votes, oldest first."""
+    rows = conn.execute(_HISTORY, {"pb": playbook_id, "ctx": context_key})
+    return [(kind, prior) for kind, prior in rows]
