@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from bot.cli import main
 from bot.db.engine import make_engine
 from bot.db.models import ModelVersion, MonitorDecisionRow, RetrainRequest, SchedulerState
+from bot.db.state import load_monitor, save_monitor
 from bot.monitoring import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
@@ -255,3 +256,32 @@ def test_the_scheduler_schedules_every_job(engine: Engine, rego_engine: RegoPoli
         "monitor_tick",
         "stats_snapshot",
     ]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_vote_during_a_tick_is_not_overwritten_by_the_ticks_save(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """A vote holds the monitor row while the tick starts; the tick must wait for it and
+    build on what the vote observed, not save over it with what it read before."""
+    clock = FakeClock()
+    config = _config(monitor=MonitorConfig(min_labels=1000))  # the tick holds
+    service = _service(engine, rego_engine, clock, config)
+    rec = service.recommend(IncidentInput(TEXT, "console"))
+    service.record_feedback(FeedbackInput(rec.recommendation_id, "U1", FeedbackKind.LIKE, "e1"))
+    ticker = MonitorTicker(engine, config, clock, INTERVAL)
+    with engine.connect() as vote:  # a vote in flight, as the feedback path writes it
+        with vote.begin():
+            monitor = load_monitor(vote, config.monitor, lock=True)
+            tick = threading.Thread(target=ticker.tick, kwargs={"force": True})
+            tick.start()
+            tick.join(0.5)  # the tick reaches the monitor document meanwhile
+            monitor.observe(FeedbackKind.LIKE, 0.1, "link-optic")
+            save_monitor(vote, monitor, clock())
+        tick.join(10)
+    assert not tick.is_alive()
+    with engine.connect() as conn:
+        state = load_monitor(conn, config.monitor, lock=False).state
+    assert state.labels_since_retrain == 2  # the stored vote and the one during the tick
+    with Session(engine) as s:
+        assert s.exec(select(MonitorDecisionRow)).one().action == "hold"
