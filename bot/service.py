@@ -18,19 +18,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import insert, update
+import numpy.typing as npt
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.db.batch_writes import BatchWrites
-from bot.db.engine import read_only, table_of, transaction
+from bot.db.engine import read_only, transaction
 from bot.db.feedback_rows import (
     StoredVote,
     arm_of,
     claim_event,
     claimed,
     decisions,
+    is_claimed,
+    recent_losses,
     replace_vote,
     scenario_history,
     stored_vote,
@@ -39,22 +41,20 @@ from bot.db.feedback_rows import (
 )
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
-    AuditEntry,
     Feedback,
-    Incident,
-    ModelVersion,
     OperatorPrefs,
-    ProcessedEvent,
     Recommendation,
-    ScenarioScoreRow,
 )
+from bot.db.recommendation_rows import operator_verbosity, store_message_ts, store_recommendation
 from bot.db.scores import Key as ScoreKey
-from bot.db.scores import ScoreBook
+from bot.db.scores import ScoreBook, scenario_scores
 from bot.db.state import (
     audit,
     audit_row,
+    live_model,
     load_bandit,
     load_monitor,
+    model_weights,
     save_bandit,
     save_monitor,
 )
@@ -219,6 +219,7 @@ class NPOService:
         self.classify = classify
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
+        self._odds: tuple[bytes, npt.NDArray[np.float64]] | None = None
         self._feedback_writer = GroupCommit(self._record_batch)
         self._reader = read_only(engine)
 
@@ -249,8 +250,7 @@ class NPOService:
             propensity, policy = 1.0 / len(bandit.arms), "random"
         else:
             arm = bandit.choose(self.rng)
-            odds = thompson_propensities(bandit.alpha, bandit.beta, self._mc_rng, draws=1000)
-            propensity, policy = max(float(odds[arm.index]), 1e-3), "thompson"
+            propensity, policy = max(float(self._propensities(bandit)[arm.index]), 1e-3), "thompson"
         decision = decide(scenario, candidates, arm, self.spe, losses)
         stored = decision_to_dict(decision)
         now = self.clock()
@@ -258,9 +258,11 @@ class NPOService:
         with self.engine.begin() as conn:
             if incident.source_event_id and not claim_event(conn, incident.source_event_id, now):
                 return self._existing(incident.source_event_id)
-            conn.execute(
-                insert(table_of(Incident)),
-                {
+            chosen = decision.chosen.playbook_id if decision.chosen else None
+            verdict = decision.explanation.compliance.verdict.value
+            store_recommendation(
+                conn,
+                incident={
                     "id": incident_id,
                     "source": incident.source,
                     "channel": incident.channel,
@@ -271,64 +273,65 @@ class NPOService:
                     "context_key": scenario.context_key,
                     "created_at": now,
                 },
-            )
-            conn.execute(
-                insert(table_of(Recommendation)),
-                {
+                recommendation={
                     "id": rec_id,
                     "source_event_id": incident.source_event_id,
                     "incident_id": incident_id,
                     "outcome": decision.outcome.value,
-                    "playbook_id": decision.chosen.playbook_id if decision.chosen else None,
+                    "playbook_id": chosen,
                     "score": decision.explanation.visual.score,
                     "threshold": arm.threshold,
                     "arm_index": arm.index,
                     "propensity": propensity,
                     "policy": policy,
-                    "spe_verdict": decision.explanation.compliance.verdict.value,
+                    "spe_verdict": verdict,
                     "decision_json": json.dumps(stored),
                     "channel": incident.channel,
                     "message_ts": "",
                     "status": "open",
                     "created_at": now,
                 },
-            )
-            conn.execute(
-                insert(table_of(AuditEntry)),
-                {
-                    "actor": incident.reporter or incident.source,
-                    "action": "recommend",
-                    "subject": rec_id,
-                    "detail_json": json.dumps(
-                        {
-                            "outcome": decision.outcome.value,
-                            "playbook": decision.chosen.playbook_id if decision.chosen else None,
-                            "threshold": arm.threshold,
-                            "verdict": decision.explanation.compliance.verdict.value,
-                        }
-                    ),
-                    "created_at": now,
-                },
+                audit=audit_row(
+                    incident.reporter or incident.source,
+                    "recommend",
+                    rec_id,
+                    {
+                        "outcome": decision.outcome.value,
+                        "playbook": chosen,
+                        "threshold": arm.threshold,
+                        "verdict": verdict,
+                    },
+                    now,
+                ),
             )
         return Recorded(rec_id, decision)
 
     def _decision_state(
         self, context_key: str
     ) -> tuple[Prior, set[str], dict[str, ScenarioScore], ThresholdBandit, list[float]]:
-        """Prior, paused playbooks, this scenario's refined scores, bandit, recent losses."""
-        with Session(self._reader) as session:
-            conn = session.connection()
+        """Prior, paused playbooks, this scenario's refined scores, bandit, recent losses:
+        read in one snapshot."""
+        with self._reader.connect() as conn:
             return (
-                self._prior(session),
+                self._prior(conn),
                 set(load_monitor(conn, self.config.monitor, lock=False).state.paused),
-                self._local_scores(session, context_key),
+                scenario_scores(conn, context_key),
                 load_bandit(conn, self.config.bandit, lock=False),
-                self._recent_losses(session),
+                recent_losses(conn),
             )
 
+    def _propensities(self, bandit: ThresholdBandit) -> npt.NDArray[np.float64]:
+        """P(Thompson sampling picks each arm), for off-policy evaluation. The posterior
+        only changes with votes, so the estimate is reused until it does."""
+        posterior = bandit.alpha.tobytes() + bandit.beta.tobytes()
+        if self._odds is None or self._odds[0] != posterior:
+            odds = thompson_propensities(bandit.alpha, bandit.beta, self._mc_rng, draws=1000)
+            self._odds = (posterior, odds)
+        return self._odds[1]
+
     def _already_handled(self, event_id: str) -> bool:
-        with Session(self._reader) as session:
-            return session.get(ProcessedEvent, event_id) is not None
+        with self._reader.connect() as conn:
+            return is_claimed(conn, event_id)
 
     def _existing(self, event_id: str) -> Recorded:
         with Session(self._reader) as session:
@@ -355,12 +358,8 @@ class NPOService:
             ]
 
     def attach_message(self, recommendation_id: str, channel: str, message_ts: str) -> None:
-        with transaction(self.engine) as session:
-            session.connection().execute(
-                update(Recommendation)
-                .where(col(Recommendation.id) == recommendation_id)
-                .values(channel=channel, message_ts=message_ts)
-            )
+        with self.engine.begin() as conn:
+            store_message_ts(conn, recommendation_id, channel, message_ts)
 
     def recommendation_for_message(self, channel: str, message_ts: str) -> str | None:
         with Session(self._reader) as session:
@@ -597,29 +596,14 @@ class NPOService:
         return score.value
 
     # -- state --------------------------------------------------------------------------
-    def _prior(self, session: Session) -> Prior:
-        live_id = session.exec(
-            select(ModelVersion.id).where(col(ModelVersion.live).is_(True))
-        ).first()
+    def _prior(self, conn: Connection) -> Prior:
+        live_id = live_model(conn)
         if live_id is None:
             return SimilarityPrior()
         if self._model_cache is None or self._model_cache[0] != live_id:
-            weights = session.exec(
-                select(ModelVersion.weights_json).where(ModelVersion.id == live_id)
-            ).one()  # read only when the live model changed: it can be large
+            weights = model_weights(conn, live_id)  # only when the live model changed: large
             self._model_cache = (live_id, LogisticModel.from_dict(json.loads(weights)))
         return self._model_cache[1]
-
-    def _local_scores(self, session: Session, context_key: str) -> dict[str, ScenarioScore]:
-        """The refined score of every playbook judged in this scenario (a handful)."""
-        rows = session.connection().execute(
-            select(
-                ScenarioScoreRow.playbook_id,
-                ScenarioScoreRow.value,
-                ScenarioScoreRow.observations,
-            ).where(ScenarioScoreRow.context_key == context_key)
-        )
-        return {pb: ScenarioScore(value, n) for pb, value, n in rows}
 
     def _candidate(
         self, scenario: Scenario, hit: PlaybookHit, prior: Prior, local: ScenarioScore | None
@@ -643,15 +627,6 @@ class NPOService:
             local_score=local.value if local else None,
         )
 
-    def _recent_losses(self, session: Session, n: int = 20) -> list[float]:
-        rows = session.exec(
-            select(Feedback.loss)
-            .where(col(Feedback.withdrawn).is_(False))
-            .order_by(col(Feedback.updated_at).desc())
-            .limit(n)
-        ).all()
-        return [float(x) for x in reversed(rows)]
-
     # -- reading ------------------------------------------------------------------------
     def stats(self, playbook_id: str | None = None) -> list[PlaybookStats]:
         return playbook_stats(self.engine, playbook_id)
@@ -666,9 +641,8 @@ class NPOService:
             return set(load_monitor(conn, self.config.monitor, lock=False).state.paused)
 
     def verbosity(self, operator_id: str, default: str) -> str:
-        with Session(self._reader) as session:
-            prefs = session.get(OperatorPrefs, operator_id)
-            return prefs.verbosity if prefs else default
+        with self._reader.connect() as conn:
+            return operator_verbosity(conn, operator_id) or default
 
     def set_verbosity(self, operator_id: str, verbosity: str) -> None:
         if verbosity not in {"brief", "full"}:

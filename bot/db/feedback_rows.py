@@ -54,6 +54,12 @@ _HISTORY = (
     )
     .order_by(_VOTES.c.created_at, _VOTES.c.id)
 )
+_RECENT_LOSSES = (
+    select(_VOTES.c.loss)
+    .where(_VOTES.c.withdrawn.is_(False))
+    .order_by(_VOTES.c.updated_at.desc())
+    .limit(bindparam("n"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +76,14 @@ class StoredVote:
     withdrawn: bool
 
 
+def is_claimed(conn: Connection, event_id: str) -> bool:
+    return conn.execute(_IS_CLAIMED, {"id": event_id}).first() is not None
+
+
 def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:
     """Mark a delivery handled; False if it already was. A concurrent claim of the same id
     fails the transaction with IntegrityError (the caller retries and then sees it)."""
-    if conn.execute(_IS_CLAIMED, {"id": event_id}).first() is not None:
+    if is_claimed(conn, event_id):
         return False
     conn.execute(insert(_EVENTS), {"event_id": event_id, "created_at": now})
     return True
@@ -117,3 +127,8 @@ def scenario_history(
     """(kind, model prior at the time) of the scenario's current votes, oldest first."""
     rows = conn.execute(_HISTORY, {"pb": playbook_id, "ctx": context_key})
     return [(kind, prior) for kind, prior in rows]
+
+
+def recent_losses(conn: Connection, n: int = 20) -> list[float]:
+    """The alignment losses of the last ``n`` current votes, oldest first."""
+    return [float(x) for x in reversed(conn.execute(_RECENT_LOSSES, {"n": n}).scalars().all())]

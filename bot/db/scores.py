@@ -26,6 +26,9 @@ _READ = select(
     _SCORES.c.playbook_id.in_(bindparam("playbooks", expanding=True)),
     _SCORES.c.context_key.in_(bindparam("contexts", expanding=True)),
 )
+_OF_CONTEXT = select(_SCORES.c.playbook_id, _SCORES.c.value, _SCORES.c.observations).where(
+    _SCORES.c.context_key == bindparam("ctx")
+)
 _MATCH = and_(_SCORES.c.playbook_id == bindparam("pb"), _SCORES.c.context_key == bindparam("ctx"))
 _UPDATE = (
     update(_SCORES)
@@ -33,6 +36,12 @@ _UPDATE = (
     .values(value=bindparam("v"), observations=bindparam("n"), updated_at=bindparam("now"))
 )
 _DELETE = delete(_SCORES).where(_MATCH)
+
+
+def scenario_scores(conn: Connection, context_key: str) -> dict[str, ScenarioScore]:
+    """The refined score of every playbook judged in this context (a handful)."""
+    rows = conn.execute(_OF_CONTEXT, {"ctx": context_key})
+    return {pb: ScenarioScore(value, n) for pb, value, n in rows}
 
 
 @dataclass(slots=True)

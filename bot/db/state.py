@@ -1,5 +1,5 @@
-"""Shared rows every writer touches: the meta-monitor's state document, the bandit arms and
-the audit log.
+"""Shared rows every decision reads and every writer touches: the meta-monitor's state
+document, the bandit arms, the live model and the audit log.
 
 Plain Core statements on a connection, built once: these run in every vote's transaction,
 where building ORM objects and statements cost more than the database round trips.
@@ -17,13 +17,14 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
-from bot.db.models import AuditEntry, BanditArm, MonitorStateRow
+from bot.db.models import AuditEntry, BanditArm, ModelVersion, MonitorStateRow
 from core.bandit import BanditConfig, ThresholdBandit
 from core.monitor import MetaMonitor, MonitorConfig, MonitorState, PageHinkley
 
 _MONITOR = table_of(MonitorStateRow)
 _ARMS = table_of(BanditArm)
 _AUDIT = table_of(AuditEntry)
+_MODELS = table_of(ModelVersion)
 
 _READ_MONITOR = select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1)
 _WRITE_MONITOR = (
@@ -37,6 +38,9 @@ _WRITE_ARM = (
     .where(_ARMS.c.arm_index == bindparam("i"))
     .values(alpha=bindparam("a"), beta=bindparam("b"))
 )
+
+_LIVE_MODEL = select(_MODELS.c.id).where(_MODELS.c.live.is_(True))
+_MODEL_WEIGHTS = select(_MODELS.c.weights_json).where(_MODELS.c.id == bindparam("id"))
 
 
 def _locking(conn: Connection, lock: bool) -> bool:
@@ -86,6 +90,15 @@ def save_bandit(conn: Connection, bandit: ThresholdBandit) -> None:
             for i, (a, b) in enumerate(zip(bandit.alpha, bandit.beta, strict=True))
         ],
     )
+
+
+def live_model(conn: Connection) -> int | None:
+    """The id of the model that gives priors now, if a retrain has been accepted."""
+    return conn.execute(_LIVE_MODEL).scalars().first()
+
+
+def model_weights(conn: Connection, model_id: int) -> str:
+    return str(conn.execute(_MODEL_WEIGHTS, {"id": model_id}).scalar_one())
 
 
 def audit_row(
