@@ -2,12 +2,13 @@
 
 The floor of one recommendation is one query embedding plus one Chroma query; the bot's
 path adds BM25, scoring, the bandit, the SPE, persistence and the Web API call.
+"Posted" ends when the fake Web API receives ``chat.postMessage`` (the operator sees it);
+"handler" ends when the bot has also stored the message's ts, which nobody waits for.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -97,13 +98,6 @@ def run(playbooks: int, incidents: int, burst: int) -> dict[str, Any]:
         index_s = time.perf_counter() - started
         searcher = HybridSearcher(store, embedder)
 
-        floor = []
-        for i in range(incidents):
-            q = QUERIES[i % len(QUERIES)] + f" #{i}"
-            t = time.perf_counter()
-            store.query(embedder.embed([q])[0], 5)
-            floor.append((time.perf_counter() - t) * 1000)
-
         url = f"sqlite:///{tmp}/npo.db"
         upgrade(url)
         engine = make_engine(url)
@@ -119,14 +113,25 @@ def run(playbooks: int, incidents: int, burst: int) -> dict[str, Any]:
             )
             client = web_client(settings)
             ctx = slack_context(settings, service, lambda pb: [], lambda pb: None, client)
-            recommend = []
+            floor, posted_ms, handler_ms = [], [], []
+            # Interleaved, so both see the same machine: the floor of incident i, then i.
             for i in range(incidents):
+                text = QUERIES[i % len(QUERIES)] + f" #{i}"
+                t = time.perf_counter()
+                store.query(embedder.embed([text])[0], 5)
+                floor.append((time.perf_counter() - t) * 1000)
                 incident = IncidentInput(
-                    QUERIES[i % len(QUERIES)] + f" #{i}", "bench", channel="C1", thread_ts="1.0"
+                    text,
+                    "slack",
+                    channel="C1",
+                    thread_ts=f"{i}.0",
+                    reporter="U1",
+                    source_event_id=f"EvR{i}",  # as a Slack event: checked and claimed
                 )
                 t = time.perf_counter()
                 flows.post_recommendation(ctx, client, incident)
-                recommend.append((time.perf_counter() - t) * 1000)
+                handler_ms.append((time.perf_counter() - t) * 1000)
+                posted_ms.append((api.last_received("chat.postMessage") - t) * 1000)
             posted = len(api.of("chat.postMessage"))
 
             app = app_for(settings, ctx, client)
@@ -162,12 +167,15 @@ def run(playbooks: int, incidents: int, burst: int) -> dict[str, Any]:
         "index_s": index_s,
         "ack_p50_ms": pct(acks, 50),
         "ack_p99_ms": pct(acks, 99),
-        "recommend_p50_ms": pct(recommend, 50),
-        "recommend_p99_ms": pct(recommend, 99),
+        "recommend_p50_ms": pct(posted_ms, 50),
+        "recommend_p99_ms": pct(posted_ms, 99),
         "floor_p50_ms": pct(floor, 50),
         "floor_p99_ms": pct(floor, 99),
-        "ratio_p50": pct(recommend, 50) / pct(floor, 50),
-        "ratio_p99": pct(recommend, 99) / pct(floor, 99),
+        "ratio_p50": pct(posted_ms, 50) / pct(floor, 50),
+        "ratio_p99": pct(posted_ms, 99) / pct(floor, 99),
+        "recommend_handler_p50_ms": pct(handler_ms, 50),
+        "recommend_handler_p99_ms": pct(handler_ms, 99),
+        "handler_ratio_p50": pct(handler_ms, 50) / pct(floor, 50),
+        "handler_ratio_p99": pct(handler_ms, 99) / pct(floor, 99),
         "recommendations_posted": posted,
-        "median_check": statistics.median(recommend),
     }

@@ -124,7 +124,7 @@ class MonitorTicker:
     def _tick(self, session: Session) -> TickOutcome:
         # Locked on PostgreSQL too: votes update this document concurrently, and the save
         # below would otherwise overwrite what they observed during the tick.
-        monitor = load_monitor(session.connection(), self.config.monitor, lock=True)
+        monitor = load_monitor(session.connection(), self.config.monitor)
         log = self._log(session)
         live_row = session.exec(
             select(ModelVersion).where(col(ModelVersion.live).is_(True))

@@ -55,6 +55,8 @@ from bot.db.state import (
     load_bandit,
     load_monitor,
     model_weights,
+    read_bandit,
+    read_monitor,
     save_bandit,
     save_monitor,
 )
@@ -184,7 +186,7 @@ def set_paused(
 ) -> bool:
     """Pause or resume a playbook by hand (audited); returns whether anything changed."""
     with engine.begin() as conn:
-        monitor = load_monitor(conn, config.monitor, lock=True)
+        monitor = load_monitor(conn, config.monitor)
         if paused == (playbook_id in monitor.state.paused):
             return False
         if paused:
@@ -314,9 +316,9 @@ class NPOService:
         with self._reader.connect() as conn:
             return (
                 self._prior(conn),
-                set(load_monitor(conn, self.config.monitor, lock=False).state.paused),
+                set(read_monitor(conn, self.config.monitor).state.paused),
                 scenario_scores(conn, context_key),
-                load_bandit(conn, self.config.bandit, lock=False),
+                read_bandit(conn, self.config.bandit),
                 recent_losses(conn),
             )
 
@@ -404,11 +406,11 @@ class NPOService:
         with self.engine.begin() as conn:
             if not claim_event(conn, source_event_id, now):
                 return FeedbackResult(FeedbackStatus.DUPLICATE)
-            load_monitor(conn, self.config.monitor, lock=True)  # serialise learning updates
+            load_monitor(conn, self.config.monitor)  # serialise learning updates
             current = stored_vote(conn, recommendation_id, operator_id)
             if current is None or current.withdrawn:
                 return FeedbackResult(FeedbackStatus.NOTHING_TO_WITHDRAW)
-            bandit = load_bandit(conn, self.config.bandit, lock=True)
+            bandit = load_bandit(conn, self.config.bandit)
             self._take_back(bandit, arm_of(conn, recommendation_id), current)
             save_bandit(conn, bandit)
             withdraw_vote(conn, current.id, now)
@@ -421,8 +423,8 @@ class NPOService:
     def _record_all(self, conn: Connection, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
         """Apply a batch of votes in order: a few queries up front, one write per table."""
         loaded = _Batch(
-            monitor=load_monitor(conn, self.config.monitor, lock=True),  # serialises learning
-            bandit=load_bandit(conn, self.config.bandit, lock=True),
+            monitor=load_monitor(conn, self.config.monitor),  # serialises learning
+            bandit=load_bandit(conn, self.config.bandit),
         )
         loaded.claimed |= claimed(conn, {fb.source_event_id for fb in batch})
         rec_ids = {fb.recommendation_id for fb in batch}
@@ -638,7 +640,7 @@ class NPOService:
 
     def paused(self) -> set[str]:
         with self._reader.connect() as conn:
-            return set(load_monitor(conn, self.config.monitor, lock=False).state.paused)
+            return set(read_monitor(conn, self.config.monitor).state.paused)
 
     def verbosity(self, operator_id: str, default: str) -> str:
         with self._reader.connect() as conn:

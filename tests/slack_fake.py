@@ -18,6 +18,7 @@ from slack_sdk.signature import SignatureVerifier
 class FakeSlackAPI:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.received_at: list[float] = []  # time.perf_counter() of each call in ``calls``
         self.scripted: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self._ts = 1_700_000_000
@@ -73,6 +74,7 @@ class FakeSlackAPI:
             if scripted:
                 return scripted.pop(0)
             self.calls.append((method, params))
+            self.received_at.append(time.perf_counter())
             self._ts += 1
             ts = f"{self._ts}.000100"
         if method == "auth.test":
@@ -101,6 +103,15 @@ class FakeSlackAPI:
     def of(self, method: str) -> list[dict[str, Any]]:
         with self._lock:
             return [p for m, p in self.calls if m == method]
+
+    def last_received(self, method: str) -> float:
+        """When the latest call of ``method`` arrived (``time.perf_counter()``)."""
+        with self._lock:
+            return next(
+                t
+                for (m, _), t in zip(reversed(self.calls), reversed(self.received_at), strict=True)
+                if m == method
+            )
 
     def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

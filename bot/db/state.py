@@ -43,18 +43,27 @@ _LIVE_MODEL = select(_MODELS.c.id).where(_MODELS.c.live.is_(True))
 _MODEL_WEIGHTS = select(_MODELS.c.weights_json).where(_MODELS.c.id == bindparam("id"))
 
 
-def _locking(conn: Connection, lock: bool) -> bool:
-    return lock and conn.dialect.name == "postgresql"
+def _fresh_monitor(config: MonitorConfig) -> MonitorState:
+    return MonitorState(ph=PageHinkley(config.ph_delta, config.ph_threshold))
 
 
-def load_monitor(conn: Connection, config: MonitorConfig, lock: bool) -> MetaMonitor:
-    """The monitor as stored (created on first use); ``lock`` row-locks it on PostgreSQL,
-    which serialises every learning update behind it."""
-    query = _READ_MONITOR.with_for_update() if _locking(conn, lock) else _READ_MONITOR
-    stored = conn.execute(query).scalar_one_or_none()
+def read_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
+    """The monitor as last committed, for decisions and reports: never writes, so it is
+    safe in a read-only transaction (a fresh monitor until a writer has stored one)."""
+    stored = conn.execute(_READ_MONITOR).scalar_one_or_none()
+    state = MonitorState.from_dict(json.loads(stored)) if stored else _fresh_monitor(config)
+    return MetaMonitor(config, state)
+
+
+def load_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
+    """The monitor for a writer that will save it: row-locked on PostgreSQL, which
+    serialises every learning update behind it, and created on first use."""
+    locking = conn.dialect.name == "postgresql"
+    stored = conn.execute(
+        _READ_MONITOR.with_for_update() if locking else _READ_MONITOR
+    ).scalar_one_or_none()
     if stored is None:
-        fresh = MonitorState(ph=PageHinkley(config.ph_delta, config.ph_threshold))
-        stored = json.dumps(fresh.to_dict())
+        stored = json.dumps(_fresh_monitor(config).to_dict())
         conn.execute(insert(_MONITOR), {"id": 1, "state_json": stored, "updated_at": _now()})
     return MetaMonitor(config, MonitorState.from_dict(json.loads(stored)))
 
@@ -64,11 +73,20 @@ def save_monitor(conn: Connection, monitor: MetaMonitor, now: dt.datetime) -> No
     conn.execute(_WRITE_MONITOR, {"state": json.dumps(monitor.state.to_dict()), "now": now})
 
 
-def load_bandit(conn: Connection, config: BanditConfig, lock: bool) -> ThresholdBandit:
-    """The threshold arms' posteriors; the arms are (re)created from (1, 1) when the
-    configured thresholds differ from the stored ones."""
-    query = _READ_ARMS.with_for_update() if _locking(conn, lock) else _READ_ARMS
-    rows = conn.execute(query).all()
+def read_bandit(conn: Connection, config: BanditConfig) -> ThresholdBandit:
+    """The arms' posteriors as last committed; never writes (fresh arms from (1, 1) until a
+    writer has stored the configured ones)."""
+    rows = conn.execute(_READ_ARMS).all()
+    if [r.threshold for r in rows] != list(config.arms):
+        return ThresholdBandit(config)
+    return ThresholdBandit(config, [r.alpha for r in rows], [r.beta for r in rows])
+
+
+def load_bandit(conn: Connection, config: BanditConfig) -> ThresholdBandit:
+    """The arms for a writer that will save them: row-locked on PostgreSQL, and
+    (re)created from (1, 1) when the configured thresholds differ from the stored ones."""
+    locking = conn.dialect.name == "postgresql"
+    rows = conn.execute(_READ_ARMS.with_for_update() if locking else _READ_ARMS).all()
     if [r.threshold for r in rows] != list(config.arms):
         conn.execute(delete(_ARMS))
         conn.execute(

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from bot.cli import main
 from bot.db.engine import make_engine
 from bot.db.models import ModelVersion, MonitorDecisionRow, RetrainRequest, SchedulerState
-from bot.db.state import load_monitor, save_monitor
+from bot.db.state import load_monitor, read_monitor, save_monitor
 from bot.monitoring import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
@@ -272,7 +272,7 @@ def test_a_vote_during_a_tick_is_not_overwritten_by_the_ticks_save(
     ticker = MonitorTicker(engine, config, clock, INTERVAL)
     with engine.connect() as vote:  # a vote in flight, as the feedback path writes it
         with vote.begin():
-            monitor = load_monitor(vote, config.monitor, lock=True)
+            monitor = load_monitor(vote, config.monitor)
             tick = threading.Thread(target=ticker.tick, kwargs={"force": True})
             tick.start()
             tick.join(0.5)  # the tick reaches the monitor document meanwhile
@@ -281,7 +281,7 @@ def test_a_vote_during_a_tick_is_not_overwritten_by_the_ticks_save(
         tick.join(10)
     assert not tick.is_alive()
     with engine.connect() as conn:
-        state = load_monitor(conn, config.monitor, lock=False).state
+        state = read_monitor(conn, config.monitor).state
     assert state.labels_since_retrain == 2  # the stored vote and the one during the tick
     with Session(engine) as s:
         assert s.exec(select(MonitorDecisionRow)).one().action == "hold"

@@ -269,6 +269,31 @@ def test_concurrent_writers_lose_no_update(engine: Engine, rego_engine: RegoPoli
         assert json.loads(state.state_json)["labels_since_retrain"] == 80
 
 
+def test_concurrent_recommendations_on_a_fresh_database_all_land(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """Decisions read in read-only transactions; reading state nobody has stored yet (no
+    monitor document, no arms) must not write, or concurrent readers fail on SQLite."""
+    service = _service(engine, rego_engine, threshold_mode=ThresholdMode.THOMPSON)
+    errors: list[BaseException] = []
+
+    def burst(worker: int) -> None:
+        try:
+            for i in range(5):
+                service.recommend(IncidentInput(f"CRC errors on leaf-{worker} #{i}", "console"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=burst, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _count(engine, Recommendation) == 40
+    assert _count(engine, MonitorStateRow) == 0  # reading created nothing
+
+
 def test_operator_preferences(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
     svc = _service(engine, rego_engine)
     assert svc.verbosity("U1", "full") == "full"
