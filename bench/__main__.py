@@ -25,15 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench import ingest, pipeline
+from bench import ingest, pipeline, retrain
 from bot.native import load_torch_first
 from bot.policies import read_policy_modules
 from bot.settings import PROJECT_ROOT
 from bot.simulation import run_all
-from core.feedback import FeedbackKind
-from core.model import Example, FitConfig, fit
 from core.policy import Action, MemoisedEngine
 from core.rego import RegoPolicyEngine
 from core.scenario import Scenario
@@ -69,54 +65,6 @@ def bench_spe(repeats: int) -> dict[str, float]:
     return {"spe_eval_ms_p50": median_ms(engine), "spe_memoised_ms_p50": median_ms(memo)}
 
 
-def _synthetic_log(rows: int, rng: np.random.Generator) -> list[Example]:
-    kinds = [FeedbackKind.LIKE, FeedbackKind.OVERRIDE, FeedbackKind.NEUTRAL, FeedbackKind.SKIPPED]
-    components = ["link", "switch", "server", "service"]
-    hours = ["night", "morning", "afternoon", "evening"]
-    log = []
-    pbs = rng.integers(0, 40, rows)
-    comps = rng.integers(0, 4, rows)
-    hrs = rng.integers(0, 4, rows)
-    sev = rng.integers(0, 4, rows)
-    sims = rng.uniform(0.3, 0.9, rows)
-    ks = rng.choice(4, rows, p=[0.5, 0.25, 0.15, 0.1])
-    for i in range(rows):
-        ctx = {
-            "component": components[comps[i]],
-            "hour": hours[hrs[i]],
-            "severity": ("low", "medium", "high", "critical")[sev[i]],
-        }
-        log.append(Example(f"pb-{pbs[i]}", ctx, float(sims[i]), kinds[ks[i]]))
-    return log
-
-
-def _retrain_child(rows: int, out: Any) -> None:
-    log = _synthetic_log(rows, np.random.default_rng(0))
-    start = time.perf_counter()
-    model = fit(log, FitConfig())
-    out.put((time.perf_counter() - start, model.trained_on))
-
-
-def bench_retrain(rows: int) -> dict[str, float]:
-    """Fit in a child process, so the peak memory reported is the retrain's own."""
-    import multiprocessing as mp
-    import resource
-
-    ctx = mp.get_context("spawn")  # a fresh interpreter: the peak is the retrain's own
-    queue = ctx.Queue()
-    child = ctx.Process(target=_retrain_child, args=(rows, queue))
-    child.start()
-    elapsed, trained = queue.get()
-    child.join()
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    label = f"{rows // 1_000_000}m" if rows >= 1_000_000 else f"{rows // 1000}k"
-    return {
-        f"retrain_{label}_s": elapsed,
-        f"retrain_{label}_rows": trained,
-        f"retrain_{label}_peak_mb": peak_mb,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run")
@@ -136,15 +84,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         ("ingest", lambda: ingest.run(tmp, 200 if quick else 2000)),
-        ("retrain 100k", lambda: bench_retrain(10_000 if quick else 100_000)),
-        ("retrain 1M", lambda: bench_retrain(100_000 if quick else 1_000_000)),
+        ("retrain 100k", lambda: retrain.run(10_000 if quick else 100_000)),
+        ("retrain 1M", lambda: retrain.run(100_000 if quick else 1_000_000)),
         ("simulate", lambda: bench_simulate(100 if quick else 400, 2 if quick else 5)),
         ("spe", lambda: bench_spe(200 if quick else 2000)),
     ]
     started = time.perf_counter()
     for name, step in steps:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        results.update(step())
+        figures = step()
+        for key, value in figures.items():  # as it goes: a long run shows progress
+            print(
+                f"  {key} = {value:.3f}" if isinstance(value, float) else f"  {key} = {value}",
+                file=sys.stderr,
+                flush=True,
+            )
+        results.update(figures)
     one, two = results["simulate_1w_episodes_per_s"], results.get("simulate_2w_episodes_per_s")
     results["simulate_episodes_per_s"] = max(one, two or one)
     results["retrain_1m_s"] = results.get("retrain_1m_s", results.get("retrain_100k_s"))

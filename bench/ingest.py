@@ -68,7 +68,9 @@ def run(tmp: str, events: int) -> dict[str, Any]:
         r = _throughput(f"sqlite:///{tmp}/ingest-{writers}.db", writers, events)
         out[f"ingest_sqlite_{writers}w_per_s"] = r["per_s"]
         out[f"ingest_sqlite_{writers}w_exact"] = r["stored"] == r["expected"]
-    out["ingest_sqlite_per_s"] = out["ingest_sqlite_1w_per_s"]
+    # The headline is 8 writers: Slack delivers votes concurrently (one HTTP request thread
+    # each), and concurrent votes are what group commit batches. 1 writer is reported too.
+    out["ingest_sqlite_per_s"] = out["ingest_sqlite_8w_per_s"]
     try:
         admin = create_engine(PG, connect_args={"connect_timeout": 3})
         for writers in (1, 8):
