@@ -57,16 +57,15 @@ class ScoreBook:
         wanted = set(keys) - self.loaded
         if not wanted:
             return
-        self.loaded |= wanted
         playbooks = sorted({pb for pb, _ in wanted})
         contexts = sorted({ctx for _, ctx in wanted})
         for pb, ctx, value, n in conn.execute(
             _READ, {"playbooks": playbooks, "contexts": contexts}
         ):
-            if (pb, ctx) not in self.current:
+            if (pb, ctx) not in self.loaded:  # what this batch has seen may have changed
                 self.current[(pb, ctx)] = ScenarioScore(value, n)
                 self.stored.add((pb, ctx))
-        self.loaded |= {(pb, ctx) for pb in playbooks for ctx in contexts}
+        self.loaded |= {(pb, ctx) for pb in playbooks for ctx in contexts}  # ⊇ wanted
 
     def get(self, key: Key) -> ScenarioScore | None:
         assert key in self.loaded, f"score {key} read before it was loaded"
