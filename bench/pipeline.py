@@ -8,7 +8,6 @@ path adds BM25, scoring, the bandit, the SPE, persistence and the Web API call.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.playbook import lint_folder
 from retrieval.search import HybridSearcher
 from retrieval.store import ChunkStore, chroma_client
-from tests.slack_fake import fake_slack, signed_headers
+from tests.slack_fake import event_body, fake_slack, signed_headers
 
 SECRET = "bench-secret"
 QUERIES = [
@@ -137,22 +136,14 @@ def run(playbooks: int, incidents: int, burst: int) -> dict[str, Any]:
             app = app_for(settings, ctx, client)
             acks = []
             for i in range(burst):
-                body = json.dumps(
-                    {
-                        "type": "event_callback",
-                        "team_id": "T1",
-                        "api_app_id": "A1",
-                        "event_id": f"EvB{i}",
-                        "event_time": int(time.time()),
-                        "event": {
-                            "type": "app_mention",
-                            "user": "U1",
-                            "text": "<@UBOT> " + QUERIES[i % len(QUERIES)],
-                            "ts": f"{1000 + i}.0",
-                            "channel": "C1",
-                        },
-                    }
-                )
+                mention = {
+                    "type": "app_mention",
+                    "user": "U1",
+                    "text": "<@UBOT> " + QUERIES[i % len(QUERIES)],
+                    "ts": f"{1000 + i}.0",
+                    "channel": "C1",
+                }
+                body = event_body(mention, f"EvB{i}")
                 req = BoltRequest(
                     body=body, headers=signed_headers(SECRET, body, "application/json")
                 )

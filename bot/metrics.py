@@ -6,7 +6,8 @@ request latency is measured per process. Each app gets its own registry (nothing
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -47,20 +48,9 @@ class AlignmentCollector(Collector):
             ticks = s.exec(
                 select(MonitorDecisionRow.action, func.count()).group_by(MonitorDecisionRow.action)
             ).all()
-        decisions = CounterMetricFamily("npo_decisions", "Decisions by outcome", labels=["outcome"])
-        for outcome, n in outcomes:
-            decisions.add_metric([outcome], n)
-        yield decisions
-        spe = CounterMetricFamily(
-            "npo_spe_verdicts", "SPE verdicts of decisions", labels=["verdict"]
-        )
-        for verdict, n in verdicts:
-            spe.add_metric([verdict], n)
-        yield spe
-        feedback = CounterMetricFamily("npo_feedback", "Current feedback by kind", labels=["kind"])
-        for kind, n in kinds:
-            feedback.add_metric([kind], n)
-        yield feedback
+        yield _counter("npo_decisions", "Decisions by outcome", "outcome", outcomes)
+        yield _counter("npo_spe_verdicts", "SPE verdicts of decisions", "verdict", verdicts)
+        yield _counter("npo_feedback", "Current feedback by kind", "kind", kinds)
         totals: dict[str, dict[str, tuple[int, float]]] = {}
         for pb, kind, n, mean in per_pb:
             totals.setdefault(pb, {})[kind] = (int(n), float(mean or 0.0))
@@ -75,16 +65,19 @@ class AlignmentCollector(Collector):
             rate.add_metric([pb], by_kind.get("override", (0, 0.0))[0] / judged if judged else 0.0)
         yield loss
         yield rate
-        retrain = CounterMetricFamily("npo_retrains", "Retrains by result", labels=["result"])
-        for accepted, n in retrains:
-            retrain.add_metric(["accepted" if accepted else "rejected"], n)
-        yield retrain
-        monitor = CounterMetricFamily(
-            "npo_monitor_ticks", "Meta-monitor ticks by action", labels=["action"]
-        )
-        for action, n in ticks:
-            monitor.add_metric([action], n)
-        yield monitor
+        results = [("accepted" if accepted else "rejected", n) for accepted, n in retrains]
+        yield _counter("npo_retrains", "Retrains by result", "result", results)
+        yield _counter("npo_monitor_ticks", "Meta-monitor ticks by action", "action", ticks)
+
+
+def _counter(
+    name: str, documentation: str, label: str, rows: Iterable[tuple[Any, int]]
+) -> CounterMetricFamily:
+    """One counter family with one sample per (label value, count) row."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, n in rows:
+        family.add_metric([str(value)], n)
+    return family
 
 
 class Metrics:

@@ -124,7 +124,8 @@ class MonitorTicker:
     def _tick(self, session: Session) -> TickOutcome:
         # Locked on PostgreSQL too: votes update this document concurrently, and the save
         # below would otherwise overwrite what they observed during the tick.
-        monitor = load_monitor(session.connection(), self.config.monitor)
+        conn = session.connection()
+        monitor = load_monitor(conn, self.config.monitor)
         log = self._log(session)
         live_row = session.exec(
             select(ModelVersion).where(col(ModelVersion.live).is_(True))
@@ -161,17 +162,10 @@ class MonitorTicker:
                 shadow_gain=shadow.gain if shadow.holdout else None,
             )
         )
-        save_monitor(session.connection(), monitor, self.clock())
+        save_monitor(conn, monitor, self.clock())
         detail = {"reason": decision.reason, "ideal": ideal.value if ideal else None}
         action = f"monitor:{decision.action.value}"
-        audit(
-            session.connection(),
-            "scheduler",
-            action,
-            decision.playbook_id or "",
-            detail,
-            self.clock(),
-        )
+        audit(conn, "scheduler", action, decision.playbook_id or "", detail, self.clock())
         return TickOutcome(
             decision.action, decision.reason, decision.playbook_id, ideal, shadow, retrain, version
         )

@@ -1,5 +1,5 @@
 """A small fake of the Slack Web API on 127.0.0.1 (port 0) that records every call, and
-helpers that sign request bodies the way Slack does (v0 signatures)."""
+helpers that build request bodies as Slack sends them and sign them (v0 signatures)."""
 
 from __future__ import annotations
 
@@ -142,3 +142,49 @@ def signed_headers(
         "x-slack-request-timestamp": [timestamp],
         "x-slack-signature": [signature],
     }
+
+
+def event_body(event: dict[str, Any], event_id: str) -> str:
+    """An Events API delivery (``event_callback``) of ``event``."""
+    return json.dumps(
+        {
+            "token": "x",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": event,
+        }
+    )
+
+
+def button_payload(
+    action_id: str, value: str, user: str, channel: str, message_ts: str
+) -> dict[str, Any]:
+    """A ``block_actions`` payload: ``user`` clicked a button of the message at ``message_ts``."""
+    return {
+        "type": "block_actions",
+        "user": {"id": user},
+        "trigger_id": f"trig{time.monotonic_ns()}",
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "token": "x",
+        "container": {"type": "message", "channel_id": channel, "message_ts": message_ts},
+        "channel": {"id": channel},
+        "message": {"ts": message_ts},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "npo_feedback",
+                "value": value,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def form_body(payload: dict[str, Any]) -> str:
+    """An interaction as Slack posts it: the JSON payload in a form field."""
+    return "payload=" + urllib.parse.quote(json.dumps(payload))

@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -25,7 +24,14 @@ from bot.slack.app import create_app
 from core.npo import NPOConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
 from tests.fakes import FakeHit, FakeRetriever
-from tests.slack_fake import FakeSlackAPI, fake_slack, signed_headers
+from tests.slack_fake import (
+    FakeSlackAPI,
+    button_payload,
+    event_body,
+    fake_slack,
+    form_body,
+    signed_headers,
+)
 
 SECRET = "rel-secret"
 TEXT = "<@UBOT> CRC errors on leaf-1:eth1/3 redundancy=2 in maintenance window"
@@ -91,22 +97,8 @@ def test_every_event_delivered_three_times_to_two_instances_is_stored_once(
     apps = [_instance(slack, engine, rego_engine), _instance(slack, second_engine, rego_engine)]
     events = 10
     for i in range(events):
-        body = json.dumps(
-            {
-                "type": "event_callback",
-                "team_id": "T1",
-                "api_app_id": "A1",
-                "event_id": f"EvR{i}",
-                "event_time": int(time.time()),
-                "event": {
-                    "type": "app_mention",
-                    "user": "U1",
-                    "text": TEXT,
-                    "ts": f"{100 + i}.0",
-                    "channel": "C1",
-                },
-            }
-        )
+        mention = {"type": "app_mention", "user": "U1", "text": TEXT, "ts": f"{100 + i}.0"}
+        body = event_body({**mention, "channel": "C1"}, f"EvR{i}")
         for retry in range(3):
             for app in apps:
                 assert _send(app, body, retry) == 200
@@ -117,19 +109,7 @@ def test_every_event_delivered_three_times_to_two_instances_is_stored_once(
     # feedback: each click delivered to both instances, three times
     recs = [r.id for r in Session(engine).exec(select(Recommendation)).all()]
     for rec_id in recs:
-        payload = {
-            "type": "block_actions",
-            "user": {"id": "U9"},
-            "trigger_id": "t",
-            "team": {"id": "T1"},
-            "api_app_id": "A1",
-            "token": "x",
-            "container": {"type": "message", "channel_id": "C1", "message_ts": "1.0"},
-            "actions": [
-                {"action_id": "npo_like", "value": rec_id, "type": "button", "action_ts": "7.7"}
-            ],
-        }
-        body = "payload=" + quote(json.dumps(payload))
+        body = form_body(button_payload("npo_like", rec_id, "U9", "C1", "1.0"))
         for _ in range(3):
             for app in apps:
                 _send(app, body, content_type="application/x-www-form-urlencoded")

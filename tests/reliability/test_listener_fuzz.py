@@ -5,13 +5,12 @@ afterwards the same app still handles real traffic."""
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +23,14 @@ from bot.db.models import AuditEntry, Feedback, Recommendation
 from bot.slack.serve import wsgi_app
 from core.rego import RegoPolicyEngine
 from tests.reliability.test_delivery import SECRET, _instance
-from tests.slack_fake import FakeSlackAPI, fake_slack, signed_headers
+from tests.slack_fake import (
+    FakeSlackAPI,
+    button_payload,
+    event_body,
+    fake_slack,
+    form_body,
+    signed_headers,
+)
 
 ACTIONS = [
     "npo_like",
@@ -50,16 +56,7 @@ def maybe(right: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 def _event(ev: dict[str, Any], n: int) -> str:
-    return json.dumps(
-        {
-            "type": "event_callback",
-            "team_id": "T1",
-            "api_app_id": "A1",
-            "event_id": f"EvF{n}",
-            "event_time": int(time.time()),
-            "event": ev,
-        }
-    )
+    return event_body(ev, f"EvF{n}")
 
 
 events = st.fixed_dictionaries(
@@ -243,7 +240,7 @@ def test_malformed_payloads_never_crash_a_listener_nor_change_state(
         status = _dispatch(app, _event(ev, SENT["n"]), "application/json")
     elif kind in ("action", "view"):
         payload = data.draw(actions if kind == "action" else views)
-        body = "payload=" + quote(json.dumps(payload))
+        body = form_body(payload)
         status = _dispatch(app, body, "application/x-www-form-urlencoded")
     else:
         status = _dispatch(app, urlencode(data.draw(commands)), "application/x-www-form-urlencoded")
@@ -274,16 +271,7 @@ def test_after_the_fuzz_real_traffic_still_works(
     api.wait_for("chat.postMessage")
     with Session(engine) as session:
         rec_id = session.exec(select(Recommendation.id)).one()
-    click = {
-        "type": "block_actions",
-        "user": {"id": "U1"},
-        "trigger_id": "t",
-        "team": {"id": "T1"},
-        "api_app_id": "A1",
-        "container": {"type": "message", "channel_id": "C1", "message_ts": "1.0"},
-        "actions": [{"action_id": "npo_skip", "value": rec_id, "action_ts": "78.0"}],
-    }
-    body = "payload=" + quote(json.dumps(click))
+    body = form_body(button_payload("npo_skip", rec_id, "U1", "C1", "1.0"))
     assert _dispatch(app, body, "application/x-www-form-urlencoded") == 200
     deadline = time.monotonic() + 10
     while _counts(engine)[1] < 1 and time.monotonic() < deadline:

@@ -26,8 +26,8 @@ from bot.slack.app import app_for, slack_context, web_client
 from bot.slack.serve import http_server
 from core.rego import RegoPolicyEngine
 from tests.reliability.test_delivery import SECRET, TEXT, replica_service, replica_settings
-from tests.slack.test_app import _button, _rec_id, service_message_ts
-from tests.slack_fake import FakeSlackAPI, fake_slack
+from tests.slack.test_app import _rec_id, service_message_ts
+from tests.slack_fake import FakeSlackAPI, button_payload, event_body, fake_slack, form_body
 
 TOKEN = "am-token"
 CHANNEL = "C1"
@@ -130,22 +130,11 @@ def bot(engine: Engine, rego_engine: RegoPolicyEngine) -> Iterator[Bot]:
 
 def _mention(event_id: str) -> str:
     event = {"type": "app_mention", "user": "U1", "text": TEXT, "ts": "1.0", "channel": CHANNEL}
-    return json.dumps(
-        {
-            "type": "event_callback",
-            "team_id": "T1",
-            "api_app_id": "A1",
-            "event_id": event_id,
-            "event_time": int(time.time()),
-            "event": event,
-        }
-    )
+    return event_body(event, event_id)
 
 
 def _click(rec_id: str, message_ts: str) -> str:
-    return "payload=" + urllib.parse.quote(
-        json.dumps(_button("npo_like", rec_id, "U7", message_ts))
-    )
+    return form_body(button_payload("npo_like", rec_id, "U7", CHANNEL, message_ts))
 
 
 def _pause() -> str:

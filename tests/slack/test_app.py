@@ -23,7 +23,14 @@ from bot.slack.app import create_app
 from core.npo import NPOConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
 from tests.fakes import FakeHit, FakeRetriever
-from tests.slack_fake import FakeSlackAPI, fake_slack, signed_headers
+from tests.slack_fake import (
+    FakeSlackAPI,
+    button_payload,
+    event_body,
+    fake_slack,
+    form_body,
+    signed_headers,
+)
 
 SECRET = "test-signing-secret"
 CHANNEL = "CINC"
@@ -71,17 +78,7 @@ def _app(api: FakeSlackAPI, service: NPOService, **extra: object) -> App:
 
 
 def _event(event: dict[str, Any], event_id: str | None = None) -> str:
-    return json.dumps(
-        {
-            "token": "x",
-            "team_id": "T1",
-            "api_app_id": "A1",
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(_ids)}",
-            "event_time": int(time.time()),
-            "event": event,
-        }
-    )
+    return event_body(event, event_id or f"Ev{next(_ids)}")
 
 
 def _send(
@@ -98,8 +95,7 @@ def _send(
 
 
 def _interaction(app: App, payload: dict[str, Any]) -> BoltResponse:
-    body = "payload=" + urllib.parse.quote(json.dumps(payload))
-    return _send(app, body, "application/x-www-form-urlencoded")
+    return _send(app, form_body(payload), "application/x-www-form-urlencoded")
 
 
 def _command(app: App, api: FakeSlackAPI, text: str, user: str = "U1") -> BoltResponse:
@@ -126,26 +122,7 @@ def _mention(app: App, api: FakeSlackAPI, event_id: str | None = None) -> dict[s
 
 
 def _button(action_id: str, value: str, user: str, message_ts: str) -> dict[str, Any]:
-    return {
-        "type": "block_actions",
-        "user": {"id": user},
-        "trigger_id": f"trig{next(_ids)}",
-        "team": {"id": "T1"},
-        "api_app_id": "A1",
-        "token": "x",
-        "container": {"type": "message", "channel_id": CHANNEL, "message_ts": message_ts},
-        "channel": {"id": CHANNEL},
-        "message": {"ts": message_ts},
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "npo_feedback",
-                "value": value,
-                "type": "button",
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
+    return button_payload(action_id, value, user, CHANNEL, message_ts)
 
 
 def _blocks_text(message: dict[str, Any]) -> str:
