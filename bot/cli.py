@@ -265,10 +265,12 @@ def _cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_playbook_state(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
+    from bot.library import Library
     from bot.service import set_paused
     from bot.wiring import migrated_engine
 
     paused = args.playbook_action == "pause"
+    library = Library.load(settings.playbooks_dir, settings.submissions_folder)
     changed = set_paused(
         migrated_engine(settings),
         settings.npo_config(),
@@ -277,6 +279,7 @@ def _cmd_playbook_state(args: argparse.Namespace, settings: Settings) -> int:
         args.actor,
         args.reason or "",
         dt.datetime.now(dt.UTC),
+        known=library.has,
     )
     state = "paused" if paused else "resumed"
     print(f"{args.id} {state}" if changed else f"{args.id} was already {state}")

@@ -29,6 +29,9 @@ class Library:
             for pb in lint_folder(folder).playbooks
         }
 
+    def has(self, playbook_id: str) -> bool:
+        return playbook_id in self._playbooks
+
     def steps(self, playbook_id: str) -> list[str]:
         pb = self._playbooks.get(playbook_id)
         if pb is None:

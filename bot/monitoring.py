@@ -1,25 +1,29 @@
-"""Scheduled meta-monitoring: one tick reads the feedback log, runs the shadow retrain
-(M*), lets the meta-monitor M decide, and carries the decision out (controlled retrain,
-or pausing a playbook) — exactly once per interval however many replicas run it.
+"""Scheduled meta-monitoring: one tick reads the live feedback log, runs the shadow
+retrain (M*), lets the meta-monitor M decide on signals derived from the live votes, and
+carries the decision out (controlled retrain, or pausing a playbook) — exactly once per
+interval however many replicas run it.
 
-Exactly once: the tick body runs in one transaction that first takes a lock (PostgreSQL:
-``pg_try_advisory_xact_lock``, the loser skips; SQLite: ``BEGIN IMMEDIATE`` already
-serialises writers) and then checks the ``scheduler_state`` row, so a replica that comes
-second, or a process that restarts, sees the tick as done and does nothing.
+The reading and fitting happen on a read-only snapshot, outside any lock. Exactly once:
+the short transaction that saves the outcome first takes a lock (PostgreSQL:
+``pg_try_advisory_xact_lock``, the loser skips; SQLite: ``BEGIN IMMEDIATE`` serialises
+writers) and then checks the ``scheduler_state`` row, so a replica that comes second, or a
+process that restarts, sees the tick as done and does nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+import sqlalchemy as sa
+from sqlalchemy import text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
-from bot.db.engine import transaction
+from bot.db.engine import read_only, table_of, transaction
 from bot.db.models import (
     Feedback,
     ModelVersion,
@@ -28,12 +32,23 @@ from bot.db.models import (
     RetrainRequest,
     SchedulerState,
 )
-from bot.db.state import audit, load_monitor, save_monitor
+from bot.db.state import (
+    audit,
+    live_model,
+    load_monitor,
+    model_weights,
+    read_monitor,
+    save_monitor,
+)
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
 from core.feedback import FeedbackKind
 from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
-from core.monitor import MonitorAction
+from core.monitor import LoggedVote, MonitorAction, MonitorDecision
 from core.npo import NPOConfig, RetrainResult, evaluate_candidate
+
+log = logging.getLogger(__name__)
+_VOTES = table_of(Feedback)
+_MODELS = table_of(ModelVersion)
 
 _LOCK_KEY = 0x4E504F  # "NPO": one advisory lock for the scheduled jobs
 
@@ -74,10 +89,11 @@ def _try_lock(session: Session) -> bool:
     return bool(session.exec(text(f"SELECT pg_try_advisory_xact_lock({_LOCK_KEY})")).one()[0])  # type: ignore[call-overload]
 
 
-def _due(session: Session, job: str, now: dt.datetime, interval: dt.timedelta) -> bool:
-    state = session.get(
-        SchedulerState, job, with_for_update=session.get_bind().dialect.name == "postgresql"
-    )
+def _due(
+    session: Session, job: str, now: dt.datetime, interval: dt.timedelta, lock: bool = True
+) -> bool:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    state = session.get(SchedulerState, job, with_for_update=lock and postgres)
     if state is None:
         return True
     last = (
@@ -92,6 +108,33 @@ def _mark_run(session: Session, job: str, now: dt.datetime) -> None:
     session.add(state)
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What one tick reads, in one read-only transaction (no lock held)."""
+
+    live_id: int | None
+    live: Prior
+    trained_upto: int
+    log: list[Example]  # live labelled votes, by seq
+    votes: list[LoggedVote]  # every live vote, by seq
+    newest: int  # seq of the newest live vote
+    read_at: dt.datetime
+
+
+_LIVE_VOTES = (
+    sa.select(
+        _VOTES.c.seq,
+        _VOTES.c.playbook_id,
+        _VOTES.c.context_json,
+        _VOTES.c.similarity,
+        _VOTES.c.kind,
+        _VOTES.c.loss,
+    )
+    .where(_VOTES.c.withdrawn.is_(False))
+    .order_by(_VOTES.c.seq, _VOTES.c.id)
+)
+
+
 class MonitorTicker:
     def __init__(
         self,
@@ -104,52 +147,111 @@ class MonitorTicker:
         self.engine, self.config, self.clock = engine, config, clock
         self.interval = interval
         self.notify = notify or (lambda message: None)
+        self._reader = read_only(engine)
+        self._model_cache: tuple[int, LogisticModel] | None = None
 
     def tick(self, force: bool = False) -> TickOutcome | None:
-        """Run one tick if it is due (``force``: now); None when another replica has it."""
+        """Run one tick if it is due (``force``: now); None when another replica has it.
+
+        The log is read and both models are fitted outside any lock, on a snapshot: votes
+        keep flowing during the fits. Only deciding and saving take the lock, which is
+        also where "due" is checked again, so a tick still runs once across replicas.
+        """
         now = self.clock()
+        if not force and not self._due_now(now):
+            return None
+        snap = self._snapshot(now)
+        shadow, _ = evaluate_candidate(snap.log, snap.trained_upto, snap.live, self.config)
+        with self._reader.connect() as conn:
+            monitor = read_monitor(conn, self.config.monitor)
+        signals = monitor.signals(snap.votes)
+        decision = monitor.decide(signals)
+        model = None
+        if decision.action is MonitorAction.RETRAIN and shadow.accepted:
+            model = fit(snap.log, self.config.fit)  # the accepted model sees everything
         with transaction(self.engine) as session:
             if not _try_lock(session):
                 return None
             if not force and not _due(session, "monitor_tick", now, self.interval):
                 return None
-            outcome = self._tick(session)
+            if live_model(session.connection()) != snap.live_id:
+                log.info("monitor tick skipped: the live model changed while it computed")
+                return None
+            outcome = self._commit(session, snap, shadow, decision, model)
             _mark_run(session, "monitor_tick", now)
         if outcome.action is MonitorAction.PAUSE_PLAYBOOK:
             self.notify(f":pause_button: Playbook `{outcome.playbook_id}` paused: {outcome.reason}")
-        elif outcome.action is MonitorAction.RETRAIN and "Page" in outcome.reason:
+        elif outcome.action is MonitorAction.RETRAIN and signals.drift_detected:
             self.notify(f":chart_with_upwards_trend: Drift: {outcome.reason}")
         return outcome
 
-    def _tick(self, session: Session) -> TickOutcome:
-        # Locked on PostgreSQL too: votes update this document concurrently, and the save
-        # below would otherwise overwrite what they observed during the tick.
+    def _due_now(self, now: dt.datetime) -> bool:
+        with Session(self._reader) as session:
+            return _due(session, "monitor_tick", now, self.interval, lock=False)
+
+    def _snapshot(self, now: dt.datetime) -> _Snapshot:
+        """The live votes as columns (no ORM objects: a million rows), the live model."""
+        with self._reader.connect() as conn:
+            live_id = live_model(conn)
+            rows = conn.execute(_LIVE_VOTES).all()
+            trained_upto = 0
+            if live_id is not None:
+                trained_upto = int(
+                    conn.execute(
+                        sa.select(_MODELS.c.trained_upto).where(_MODELS.c.id == live_id)
+                    ).scalar_one()
+                )
+            live = self._live(conn, live_id)
+        contexts: dict[str, dict[str, str]] = {}  # many votes share a context: parse once
+        log: list[Example] = []
+        votes: list[LoggedVote] = []
+        for seq, playbook, context_json, similarity, kind_name, loss in rows:
+            kind = FeedbackKind(kind_name)
+            votes.append(LoggedVote(seq, kind, loss, playbook or None))
+            if not playbook or kind is FeedbackKind.SKIPPED:
+                continue
+            context = contexts.get(context_json)
+            if context is None:
+                context = contexts[context_json] = json.loads(context_json)
+            log.append(Example(playbook, context, similarity, kind, seq))
+        newest = votes[-1].seq if votes else 0
+        return _Snapshot(live_id, live, trained_upto, log, votes, newest, now)
+
+    def _live(self, conn: Connection, live_id: int | None) -> Prior:
+        if live_id is None:
+            return SimilarityPrior()
+        if self._model_cache is None or self._model_cache[0] != live_id:
+            model = LogisticModel.from_dict(json.loads(model_weights(conn, live_id)))
+            self._model_cache = (live_id, model)
+        return self._model_cache[1]
+
+    def _commit(
+        self,
+        session: Session,
+        snap: _Snapshot,
+        shadow: RetrainResult,
+        decision: MonitorDecision,
+        model: LogisticModel | None,
+    ) -> TickOutcome:
+        """Carry the decision out on the current monitor document (locked), in one
+        transaction: a pause or resume made by a person meanwhile is kept."""
         conn = session.connection()
         monitor = load_monitor(conn, self.config.monitor)
-        log = self._log(session)
-        live_row = session.exec(
-            select(ModelVersion).where(col(ModelVersion.live).is_(True))
-        ).first()
-        live: Prior = (
-            LogisticModel.from_dict(json.loads(live_row.weights_json))
-            if live_row
-            else SimilarityPrior()
-        )
-        trained_upto = live_row.trained_on if live_row else 0
-        shadow, _ = evaluate_candidate(log, trained_upto, live, self.config)
         ideal = None
         if shadow.holdout:
             ideal = MonitorAction.RETRAIN if shadow.accepted else MonitorAction.HOLD
-        decision = monitor.decide()
         retrain: RetrainResult | None = None
         version: int | None = None
         if decision.action is MonitorAction.PAUSE_PLAYBOOK and decision.playbook_id:
             monitor.pause(decision.playbook_id)
         elif decision.action is MonitorAction.RETRAIN:
-            retrain, version = self._retrain(session, shadow, log, live_row)
-            monitor.retrained()
+            retrain, version = self._retrain(session, shadow, snap, model)
+            monitor.retrained(snap.newest)
             for req in session.exec(
-                select(RetrainRequest).where(col(RetrainRequest.handled_at).is_(None))
+                select(RetrainRequest).where(
+                    col(RetrainRequest.handled_at).is_(None),
+                    col(RetrainRequest.created_at) <= snap.read_at,
+                )
             ):
                 req.handled_at = self.clock()
                 session.add(req)
@@ -174,8 +276,8 @@ class MonitorTicker:
         self,
         session: Session,
         shadow: RetrainResult,
-        log: list[Example],
-        live_row: ModelVersion | None,
+        snap: _Snapshot,
+        model: LogisticModel | None,
     ) -> tuple[RetrainResult, int | None]:
         """Controlled retrain: the candidate replaces the live model only if the shadow
         evaluation showed it lowers hold-out loss by δ; otherwise it is recorded as rejected."""
@@ -185,10 +287,12 @@ class MonitorTicker:
             "holdout": shadow.holdout,
             "reason": shadow.reason,
         }
-        if not shadow.accepted:
+        trained_upto = snap.log[-1].seq if snap.log else 0
+        if not shadow.accepted or model is None:
             session.add(
                 ModelVersion(
-                    trained_on=len(log),
+                    trained_on=len(snap.log),
+                    trained_upto=trained_upto,
                     live=False,
                     accepted=False,
                     metrics_json=json.dumps(metrics),
@@ -196,12 +300,11 @@ class MonitorTicker:
                 )
             )
             return shadow, None
-        model = fit(log, self.config.fit)
-        if live_row is not None:
-            live_row.live = False
-            session.add(live_row)
+        if snap.live_id is not None:
+            session.execute(update(_MODELS).where(_MODELS.c.id == snap.live_id).values(live=False))
         version = ModelVersion(
-            trained_on=len(log),
+            trained_on=len(snap.log),
+            trained_upto=trained_upto,
             live=True,
             accepted=True,
             metrics_json=json.dumps(metrics),
@@ -210,18 +313,6 @@ class MonitorTicker:
         session.add(version)
         session.flush()
         return shadow, version.id
-
-    def _log(self, session: Session) -> list[Example]:
-        rows = session.exec(
-            select(Feedback)
-            .where(col(Feedback.withdrawn).is_(False), col(Feedback.label).is_not(None))
-            .order_by(col(Feedback.created_at), col(Feedback.id))
-        ).all()
-        return [
-            Example(r.playbook_id, json.loads(r.context_json), r.similarity, FeedbackKind(r.kind))
-            for r in rows
-            if r.playbook_id
-        ]
 
 
 def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta) -> int:

@@ -27,7 +27,6 @@ from bot.db.batch_writes import BatchWrites
 from bot.db.engine import read_only, transaction
 from bot.db.feedback_rows import (
     StoredVote,
-    arm_of,
     claim_event,
     claimed,
     decisions,
@@ -53,21 +52,23 @@ from bot.db.state import (
     audit_row,
     live_model,
     load_bandit,
+    load_clock,
     load_monitor,
     model_weights,
     read_bandit,
+    read_clock,
     read_monitor,
     save_bandit,
+    save_clock,
     save_monitor,
 )
 from bot.extract import extract_scenario
 from bot.stats import PlaybookStats, playbook_stats
-from core.bandit import ThresholdBandit
+from core.bandit import ArmDelta, ThresholdBandit
 from core.codec import decision_from_dict, decision_to_dict
 from core.decision import Candidate, Decision, decide
 from core.feedback import FeedbackKind, alignment_loss, signal
 from core.model import LogisticModel, Prior, SimilarityPrior
-from core.monitor import MetaMonitor
 from core.npo import NPOConfig, ThresholdMode
 from core.ope import thompson_propensities
 from core.policy import Action, SafetyPolicyEngine
@@ -134,10 +135,9 @@ class FeedbackInput:
 class _Batch:
     """What one batch of votes reads, loaded up front, and what it will write."""
 
-    monitor: MetaMonitor
+    step: int  # the learning clock: one step per applied vote
     bandit: ThresholdBandit
     claimed: set[str] = field(default_factory=set)
-    arms: dict[str, int] = field(default_factory=dict)  # recommendation id → arm index
     decisions: dict[str, Decision] = field(default_factory=dict)
     # (recommendation, operator) → the stored vote, or None until a replacement loads it
     votes: dict[tuple[str, str], StoredVote | None] = field(default_factory=dict)
@@ -175,6 +175,10 @@ class FeedbackResult:
         }
 
 
+class UnknownPlaybookError(ValueError):
+    """A playbook id that is not in the library (nothing to pause or resume)."""
+
+
 def set_paused(
     engine: Engine,
     config: NPOConfig,
@@ -183,8 +187,12 @@ def set_paused(
     actor: str,
     reason: str,
     now: dt.datetime,
+    known: Callable[[str], bool] | None = None,
 ) -> bool:
-    """Pause or resume a playbook by hand (audited); returns whether anything changed."""
+    """Pause or resume a playbook by hand (audited); returns whether anything changed.
+    ``known`` says which ids exist: anything else is refused (``UnknownPlaybookError``)."""
+    if known is not None and not known(playbook_id):
+        raise UnknownPlaybookError(f"no playbook {playbook_id!r} in the library")
     with engine.begin() as conn:
         monitor = load_monitor(conn, config.monitor)
         if paused == (playbook_id in monitor.state.paused):
@@ -192,7 +200,7 @@ def set_paused(
         if paused:
             monitor.pause(playbook_id)
         else:
-            monitor.resume(playbook_id)
+            monitor.resume(playbook_id, read_clock(conn)[0])
         save_monitor(conn, monitor, now)
         action = "pause" if paused else "resume"
         audit(conn, actor, f"playbook:{action}", playbook_id, {"reason": reason}, now)
@@ -406,12 +414,12 @@ class NPOService:
         with self.engine.begin() as conn:
             if not claim_event(conn, source_event_id, now):
                 return FeedbackResult(FeedbackStatus.DUPLICATE)
-            load_monitor(conn, self.config.monitor)  # serialise learning updates
+            _, bandit_steps = load_clock(conn)  # serialises learning updates
             current = stored_vote(conn, recommendation_id, operator_id)
             if current is None or current.withdrawn:
                 return FeedbackResult(FeedbackStatus.NOTHING_TO_WITHDRAW)
-            bandit = load_bandit(conn, self.config.bandit)
-            self._take_back(bandit, arm_of(conn, recommendation_id), current)
+            bandit = load_bandit(conn, self.config.bandit, bandit_steps)
+            self._take_back(bandit, current)
             save_bandit(conn, bandit)
             withdraw_vote(conn, current.id, now)
             scores = ScoreBook()
@@ -422,14 +430,11 @@ class NPOService:
 
     def _record_all(self, conn: Connection, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
         """Apply a batch of votes in order: a few queries up front, one write per table."""
-        loaded = _Batch(
-            monitor=load_monitor(conn, self.config.monitor),  # serialises learning
-            bandit=load_bandit(conn, self.config.bandit),
-        )
+        step, bandit_steps = load_clock(conn)  # serialises learning updates
+        loaded = _Batch(step=step, bandit=load_bandit(conn, self.config.bandit, bandit_steps))
         loaded.claimed |= claimed(conn, {fb.source_event_id for fb in batch})
         rec_ids = {fb.recommendation_id for fb in batch}
-        for rec_id, arm_index, decision_json in decisions(conn, rec_ids):
-            loaded.arms[rec_id] = arm_index
+        for rec_id, _arm_index, decision_json in decisions(conn, rec_ids):
             loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
         loaded.votes.update(dict.fromkeys(voters(conn, rec_ids)))  # loaded if replaced
         loaded.scores.load(
@@ -443,10 +448,9 @@ class NPOService:
         results = [self._record(conn, fb, loaded) for fb in batch]
         loaded.writes.flush(conn)
         if any(r.changed for r in results):
-            now = self.clock()
-            loaded.scores.flush(conn, now)
+            loaded.scores.flush(conn, self.clock())
             save_bandit(conn, loaded.bandit)
-            save_monitor(conn, loaded.monitor, now)
+            save_clock(conn, loaded.step, loaded.bandit.steps)
         return results
 
     def _record(self, conn: Connection, fb: FeedbackInput, loaded: _Batch) -> FeedbackResult:
@@ -458,7 +462,6 @@ class NPOService:
         decision = loaded.decisions.get(fb.recommendation_id)
         if decision is None:
             return FeedbackResult(FeedbackStatus.UNKNOWN_RECOMMENDATION)
-        arm_index = loaded.arms[fb.recommendation_id]
         target = self._target(decision, fb.playbook_id)
         if target is None and fb.kind is not FeedbackKind.SKIPPED:
             return FeedbackResult(FeedbackStatus.NOT_A_CANDIDATE)
@@ -467,6 +470,15 @@ class NPOService:
         sig = signal(fb.kind)
         key = (fb.recommendation_id, fb.operator_id)
         replaced = key in loaded.votes
+        previous: StoredVote | None = None
+        if replaced:  # the earlier vote's evidence goes before the new vote's comes in
+            loaded.writes.flush(conn)
+            previous = loaded.votes[key] or stored_vote(conn, *key)
+            assert previous is not None
+            if not previous.withdrawn:
+                self._take_back(loaded.bandit, previous)
+        loaded.step += 1
+        delta = self._bandit_apply(loaded.bandit, decision, target, fb.kind)
         fields: dict[str, Any] = {
             "playbook_id": target.playbook_id if target else "",
             "kind": fb.kind.value,
@@ -480,6 +492,8 @@ class NPOService:
             "similarity": target.similarity if target else 0.0,
             "context_json": json.dumps(decision.scenario.context()),
             "withdrawn": False,
+            "seq": loaded.step,
+            "bandit_json": json.dumps(delta.to_dict()) if delta else "{}",
             "updated_at": now,
         }
         local = None
@@ -502,11 +516,7 @@ class NPOService:
                     (target.playbook_id, context_key), target.model_prior, fb.kind, loaded.scores
                 )
         else:  # a later vote replaces the earlier one: history changes, replay it
-            loaded.writes.flush(conn)
-            previous = loaded.votes[key] or stored_vote(conn, *key)
             assert previous is not None
-            if not previous.withdrawn:
-                self._take_back(loaded.bandit, arm_index, previous)
             replaced_kind = previous.kind
             replace_vote(conn, previous.id, fields)
             loaded.votes[key] = None  # changed: read again if replaced again
@@ -516,8 +526,6 @@ class NPOService:
                 )
             if previous.playbook_id not in ("", fields["playbook_id"]):
                 self._replay_score(conn, previous.playbook_id, previous.context_key, loaded.scores)
-        self._bandit_apply(loaded.bandit, arm_index, score, fb.kind)
-        loaded.monitor.observe(fb.kind, loss, target.playbook_id if target else None)
         if fb.kind is FeedbackKind.OVERRIDE:
             loaded.writes.retrains.append(
                 {
@@ -551,25 +559,33 @@ class NPOService:
         return next((c for c in decision.candidates if c.playbook_id == wanted), None)
 
     def _bandit_apply(
-        self, bandit: ThresholdBandit, arm_index: int, score: float, kind: FeedbackKind
-    ) -> None:
-        """Add one vote's evidence on the threshold arms."""
-        if self.config.threshold_mode is ThresholdMode.THOMPSON and signal(kind).label is not None:
-            bandit.update(arm_index, score, kind)
+        self,
+        bandit: ThresholdBandit,
+        decision: Decision,
+        target: Candidate | None,
+        kind: FeedbackKind,
+    ) -> ArmDelta | None:
+        """Add one vote's evidence on the threshold arms; what it added, to take it back.
 
-    def _take_back(self, bandit: ThresholdBandit, arm_index: int, vote: StoredVote) -> None:
-        """Take back one stored vote's evidence: the exact inverse of the undiscounted update."""
-        if self.config.threshold_mode is not ThresholdMode.THOMPSON or vote.label is None:
-            return
-        accepted, rejected = vote.weight * vote.label, vote.weight * (1.0 - vote.label)
-        arms = np.asarray(bandit.arms)
-        if bandit.config.counterfactual:
-            mask = (arms >= arms[arm_index]) & (arms <= vote.score)
-        else:
-            mask = np.zeros(len(arms), dtype=bool)
-            mask[arm_index] = vote.score >= arms[arm_index]
-        bandit.alpha[mask] = np.maximum(1.0, bandit.alpha[mask] - accepted)
-        bandit.beta[mask] = np.maximum(1.0, bandit.beta[mask] - rejected)
+        Only a candidate the operator was shown as the recommendation credits an arm: a
+        vote on a blocked decision or on a candidate listed in an abstention tells no arm
+        what it would have earned by surfacing it."""
+        if self.config.threshold_mode is not ThresholdMode.THOMPSON or decision.arm is None:
+            return None
+        surfaced = (
+            target is not None
+            and decision.chosen is not None
+            and (decision.chosen.playbook_id == target.playbook_id)
+        )
+        arm = bandit.nearest_arm(decision.arm.threshold)
+        return bandit.update(arm, target.score if target else 0.0, kind, surfaced)
+
+    @staticmethod
+    def _take_back(bandit: ThresholdBandit, vote: StoredVote) -> None:
+        """Take back exactly what one stored vote added to the arms (also with discount)."""
+        stored = json.loads(vote.bandit_json or "{}")
+        if stored:
+            bandit.take_back(ArmDelta.from_dict(stored))
 
     def _extend_score(
         self, key: ScoreKey, prior: float, kind: FeedbackKind, scores: ScoreBook

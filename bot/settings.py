@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     monitor_min_labels: int = Field(10, description="New labels a retrain needs (hold-out).")
     pause_override_rate: float = Field(0.6, description="Override rate that pauses a playbook.")
 
+    # Learning state and who may change it.
+    arms_migration: str = Field(
+        "",
+        pattern="^(|map|reset)$",
+        description="When NPO_ARMS changed: map (nearest stored arm) or reset; empty refuses.",
+    )
+    playbook_admins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="User ids who may pause or resume playbooks in Slack (empty: nobody)."
+    )
+
     slack_bot_token: str | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "NPO_SLACK_BOT_TOKEN")
     )
@@ -110,6 +120,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "incident_channels",
+        "playbook_admins",
         "reviewer_users",
         "feedback_users",
         "override_users",

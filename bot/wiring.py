@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,12 +13,15 @@ from sqlalchemy.engine import Engine
 
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
+from bot.db.state import migrate_arms
 from bot.llm import LLMAugmenter
 from bot.monitoring import MonitorTicker
 from bot.native import load_torch_first
 from bot.policies import load_policy_engine
 from bot.service import NPOService
 from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,6 +42,25 @@ def migrated_engine(settings: Settings) -> Engine:
     return make_engine(url)
 
 
+def check_arms(settings: Settings, url: str) -> None:
+    """Refuse to start on arms that differ from the stored ones unless a migration is asked
+    for (NPO_ARMS_MIGRATION): learned posteriors are never lost silently."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            done = migrate_arms(
+                conn,
+                settings.npo_config().bandit,
+                settings.arms_migration,
+                "startup",
+                dt.datetime.now(dt.UTC),
+            )
+    finally:
+        engine.dispose()
+    if done:
+        log.warning("threshold arms migrated: %s", done)
+
+
 def build(settings: Settings, ingest: bool = True) -> Components:
     """Migrate the database, load the model, open the vector store (ingesting the bundled
     playbooks when they changed) and the SPE, and wire the service."""
@@ -49,6 +72,7 @@ def build(settings: Settings, ingest: bool = True) -> Components:
 
     url = database_url(settings)
     upgrade(url)
+    check_arms(settings, url)
     embedder = SentenceTransformerEmbedder(settings.embedding_model)
     store = ChunkStore(chroma_client(settings.chroma_folder, settings.chroma_url), embedder)
     folders = [settings.playbooks_dir]

@@ -50,6 +50,7 @@ class Example:
     context: Mapping[str, str]
     similarity: float
     kind: FeedbackKind
+    seq: int = 0  # learning step of the vote: orders the log, marks what a model has seen
 
 
 @dataclass(frozen=True, slots=True)

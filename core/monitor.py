@@ -3,13 +3,20 @@
 M reads the alignment-loss stream (EWMA, a Page–Hinkley drift test, overrides and labels
 since the last retrain, per-playbook override rates) and answers retrain / hold /
 pause-playbook with a reason. Fidelity compares M's answers with a reference policy M*.
+
+Every signal is computed at the tick from the *live* votes (withdrawn ones are gone,
+replaced ones appear once, in their new form); M keeps only the watermarks that say which
+votes came after the last retrain or resume, and the paused set.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from core.feedback import FeedbackKind
 
@@ -50,30 +57,41 @@ class MonitorConfig:
             raise ValueError(f"pause_min_decisions: {self.pause_min_decisions} must be >= 1")
 
 
-@dataclass(slots=True)
-class PageHinkley:
-    """Page–Hinkley test for an upward shift in the mean of a stream."""
+@dataclass(frozen=True, slots=True)
+class LoggedVote:
+    """One live vote as the monitor reads it. ``seq`` is the learning step at which the vote
+    (in its current form) was applied: it orders the stream and marks what a retrain saw."""
 
-    delta: float
-    threshold: float
-    count: int = 0
-    mean: float = 0.0
-    cumulative: float = 0.0
-    minimum: float = 0.0
+    seq: int
+    kind: FeedbackKind
+    loss: float
+    playbook_id: str | None = None
 
-    def add(self, x: float) -> bool:
-        """Add one value; True when an upward change is detected (and the test restarts)."""
-        self.count += 1
-        self.mean += (x - self.mean) / self.count
-        self.cumulative += x - self.mean - self.delta
-        self.minimum = min(self.minimum, self.cumulative)
-        if self.cumulative - self.minimum > self.threshold:
-            self.reset()
-            return True
-        return False
 
-    def reset(self) -> None:
-        self.count, self.mean, self.cumulative, self.minimum = 0, 0.0, 0.0, 0.0
+def page_hinkley(losses: npt.NDArray[np.float64], delta: float, threshold: float) -> float:
+    """The Page–Hinkley statistic for an upward shift in the mean of ``losses``: the largest
+    rise of the cumulative deviation above its running minimum. Drift when > threshold."""
+    if losses.size == 0:
+        return 0.0
+    n = np.arange(1, losses.size + 1, dtype=np.float64)
+    running_mean = np.cumsum(losses) / n
+    cumulative = np.cumsum(losses - running_mean - delta)
+    minimum = np.minimum.accumulate(np.minimum(cumulative, 0.0))
+    return float((cumulative - minimum).max())
+
+
+def ewma(losses: npt.NDArray[np.float64], alpha: float) -> float | None:
+    """Exponentially weighted mean, the first value as its start (None for no values).
+
+    Only the newest values matter ((1 − α)^k of the weight is left after k of them), so
+    the last 1,000 are enough and the cost does not grow with the log."""
+    if losses.size == 0:
+        return None
+    tail = losses[-1000:]
+    value = float(tail[0])
+    for x in tail[1:]:
+        value += alpha * (float(x) - value)
+    return value
 
 
 @dataclass(slots=True)
@@ -86,52 +104,53 @@ class PlaybookTally:
         return self.overrides / self.decisions if self.decisions else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class MonitorSignals:
+    """What M reads at a tick, derived from the live votes and the kept state.
+
+    Derived, never accumulated: a withdrawn or replaced vote is simply absent (or present in
+    its new form), so it can never keep steering the monitor."""
+
+    ewma: float | None
+    drift: float  # Page–Hinkley statistic over the losses since the last retrain
+    drift_detected: bool
+    labels_since_retrain: int
+    labels_at_retrain: int
+    overrides_since_retrain: int
+    playbooks: Mapping[str, PlaybookTally]
+
+    @property
+    def retrain_requested(self) -> bool:
+        """Every live override since the last retrain asks for a controlled retrain."""
+        return self.overrides_since_retrain > 0
+
+
 @dataclass(slots=True)
 class MonitorState:
-    """Everything M reads; survives restarts through ``to_dict``/``from_dict``."""
+    """What M keeps between ticks (survives restarts through ``to_dict``/``from_dict``);
+    every tally is recomputed from the live votes (``MetaMonitor.signals``)."""
 
-    ewma: float | None = None
-    labels_since_retrain: int = 0
-    labels_at_retrain: int = 0
-    overrides_since_retrain: int = 0
-    retrain_requested: bool = False
-    drift_detected: bool = False
-    ph: PageHinkley = field(default_factory=lambda: PageHinkley(0.02, 1.5))
-    playbooks: dict[str, PlaybookTally] = field(default_factory=dict)
+    retrained_at: int = 0  # learning step of the newest vote the last retrain decision saw
     paused: set[str] = field(default_factory=set)
+    resumed_at: dict[str, int] = field(default_factory=dict)  # playbook → step of its resume
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "ewma": self.ewma,
-            "labels_since_retrain": self.labels_since_retrain,
-            "labels_at_retrain": self.labels_at_retrain,
-            "overrides_since_retrain": self.overrides_since_retrain,
-            "retrain_requested": self.retrain_requested,
-            "drift_detected": self.drift_detected,
-            "ph": asdict(self.ph),
-            "playbooks": {k: asdict(v) for k, v in self.playbooks.items()},
+            "retrained_at": self.retrained_at,
             "paused": sorted(self.paused),
+            "resumed_at": dict(sorted(self.resumed_at.items())),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> MonitorState:
-        ph = data["ph"]
-        playbooks = data["playbooks"]
-        paused = data["paused"]
-        assert isinstance(ph, Mapping)
-        assert isinstance(playbooks, Mapping)
+        paused = data.get("paused", [])
+        resumed = data.get("resumed_at", {})
         assert isinstance(paused, Sequence)
-        ewma = data["ewma"]
+        assert isinstance(resumed, Mapping)
         return cls(
-            ewma=None if ewma is None else float(ewma),  # type: ignore[arg-type]
-            labels_since_retrain=int(data["labels_since_retrain"]),  # type: ignore[call-overload]
-            labels_at_retrain=int(data["labels_at_retrain"]),  # type: ignore[call-overload]
-            overrides_since_retrain=int(data["overrides_since_retrain"]),  # type: ignore[call-overload]
-            retrain_requested=bool(data["retrain_requested"]),
-            drift_detected=bool(data["drift_detected"]),
-            ph=PageHinkley(**ph),
-            playbooks={str(k): PlaybookTally(**v) for k, v in playbooks.items()},
+            retrained_at=int(data.get("retrained_at", 0)),  # type: ignore[call-overload]
             paused={str(p) for p in paused},
+            resumed_at={str(k): int(v) for k, v in resumed.items()},
         )
 
 
@@ -143,32 +162,49 @@ class MonitorDecision:
 
 
 class MetaMonitor:
-    """Policy M. ``observe`` folds in one decision's loss; ``decide`` runs one tick."""
+    """Policy M. ``signals`` reads the live votes; ``decide`` runs one tick on them."""
 
     def __init__(self, config: MonitorConfig | None = None, state: MonitorState | None = None):
         self.config = config or MonitorConfig()
-        self.state = state or MonitorState(
-            ph=PageHinkley(self.config.ph_delta, self.config.ph_threshold)
+        self.state = state or MonitorState()
+
+    def signals(self, votes: Sequence[LoggedVote]) -> MonitorSignals:
+        """The tick's view of ``votes`` (the live votes, any order)."""
+        s, c = self.state, self.config
+        ordered = sorted(votes, key=lambda v: v.seq)
+        losses = np.fromiter((v.loss for v in ordered), dtype=np.float64, count=len(ordered))
+        since = np.fromiter(
+            (v.seq > s.retrained_at for v in ordered), dtype=bool, count=len(ordered)
+        )
+        labelled = np.fromiter(
+            (v.kind is not FeedbackKind.SKIPPED for v in ordered), dtype=bool, count=len(ordered)
+        )
+        overrides = sum(
+            1
+            for v, new in zip(ordered, since, strict=True)
+            if new and v.kind is FeedbackKind.OVERRIDE
+        )
+        tallies: dict[str, PlaybookTally] = {}
+        for v in ordered:
+            if v.playbook_id is None or v.seq <= s.resumed_at.get(v.playbook_id, 0):
+                continue
+            tally = tallies.setdefault(v.playbook_id, PlaybookTally())
+            tally.decisions += 1
+            tally.overrides += v.kind is FeedbackKind.OVERRIDE
+        drift = page_hinkley(losses[since], c.ph_delta, c.ph_threshold)
+        return MonitorSignals(
+            ewma=ewma(losses, c.ewma_alpha),
+            drift=drift,
+            drift_detected=drift > c.ph_threshold,
+            labels_since_retrain=int((labelled & since).sum()),
+            labels_at_retrain=int((labelled & ~since).sum()),
+            overrides_since_retrain=overrides,
+            playbooks=tallies,
         )
 
-    def observe(self, kind: FeedbackKind, loss: float, playbook_id: str | None = None) -> None:
+    def decide(self, sig: MonitorSignals) -> MonitorDecision:
         s, c = self.state, self.config
-        s.ewma = loss if s.ewma is None else s.ewma + c.ewma_alpha * (loss - s.ewma)
-        if s.ph.add(loss):
-            s.drift_detected = True
-        if kind is not FeedbackKind.SKIPPED:
-            s.labels_since_retrain += 1
-        if kind is FeedbackKind.OVERRIDE:
-            s.overrides_since_retrain += 1
-            s.retrain_requested = True  # every override asks for a controlled retrain
-        if playbook_id is not None:
-            tally = s.playbooks.setdefault(playbook_id, PlaybookTally())
-            tally.decisions += 1
-            tally.overrides += kind is FeedbackKind.OVERRIDE
-
-    def decide(self) -> MonitorDecision:
-        s, c = self.state, self.config
-        for pb, tally in sorted(s.playbooks.items()):
+        for pb, tally in sorted(sig.playbooks.items()):
             if (
                 pb not in s.paused
                 and tally.decisions >= c.pause_min_decisions
@@ -180,61 +216,61 @@ class MetaMonitor:
                     f"({tally.override_rate:.0%} ≥ {c.pause_override_rate:.0%})",
                     pb,
                 )
-        if s.labels_since_retrain == 0:
+        if sig.labels_since_retrain == 0:
             return MonitorDecision(MonitorAction.HOLD, "no new labels since the last retrain")
-        if s.drift_detected:
+        if sig.drift_detected:
             return MonitorDecision(
-                MonitorAction.RETRAIN, "Page–Hinkley detected an upward shift in alignment loss"
+                MonitorAction.RETRAIN,
+                f"Page–Hinkley detected an upward shift in alignment loss "
+                f"(statistic {sig.drift:.2f} > {c.ph_threshold:.2f})",
             )
-        if s.labels_since_retrain < c.min_labels:
-            pending = " (a retrain request is pending)" if s.retrain_requested else ""
+        if sig.labels_since_retrain < c.min_labels:
+            pending = " (a retrain request is pending)" if sig.retrain_requested else ""
             return MonitorDecision(
                 MonitorAction.HOLD,
-                f"{s.labels_since_retrain} new labels since the last retrain, "
+                f"{sig.labels_since_retrain} new labels since the last retrain, "
                 f"fewer than the {c.min_labels} a fair hold-out test needs{pending}",
             )
-        ewma = s.ewma or 0.0
-        if ewma > c.ewma_bound:
+        ewma_now = sig.ewma or 0.0
+        if ewma_now > c.ewma_bound:
             return MonitorDecision(
                 MonitorAction.RETRAIN,
-                f"loss EWMA {ewma:.3f} > {c.ewma_bound:.3f} "
-                f"with {s.labels_since_retrain} new labels",
+                f"loss EWMA {ewma_now:.3f} > {c.ewma_bound:.3f} "
+                f"with {sig.labels_since_retrain} new labels",
             )
-        growth = s.labels_since_retrain / max(1, s.labels_at_retrain)
-        if s.retrain_requested and growth >= c.min_growth:
+        growth = sig.labels_since_retrain / max(1, sig.labels_at_retrain)
+        if sig.retrain_requested and growth >= c.min_growth:
             return MonitorDecision(
                 MonitorAction.RETRAIN,
-                f"{s.overrides_since_retrain} override(s) requested a retrain and "
-                f"{s.labels_since_retrain} new labels add {growth:.0%} to the "
-                f"{s.labels_at_retrain} the model was fitted on",
+                f"{sig.overrides_since_retrain} override(s) requested a retrain and "
+                f"{sig.labels_since_retrain} new labels add {growth:.0%} to the "
+                f"{sig.labels_at_retrain} the model was fitted on",
             )
-        if s.retrain_requested:
+        if sig.retrain_requested:
             return MonitorDecision(
                 MonitorAction.HOLD,
-                f"retrain requested, but {s.labels_since_retrain} new labels add only "
-                f"{growth:.0%} to the {s.labels_at_retrain} the model was fitted on "
-                f"(< {c.min_growth:.0%}); loss EWMA {ewma:.3f} ≤ {c.ewma_bound:.3f}",
+                f"retrain requested, but {sig.labels_since_retrain} new labels add only "
+                f"{growth:.0%} to the {sig.labels_at_retrain} the model was fitted on "
+                f"(< {c.min_growth:.0%}); loss EWMA {ewma_now:.3f} ≤ {c.ewma_bound:.3f}",
             )
         return MonitorDecision(
             MonitorAction.HOLD,
-            f"no override since the last retrain and loss EWMA {ewma:.3f} ≤ {c.ewma_bound:.3f}",
+            f"no override since the last retrain and loss EWMA {ewma_now:.3f} ≤ {c.ewma_bound:.3f}",
         )
 
-    def retrained(self) -> None:
-        """Reset the since-last-retrain counters (accepted or rejected alike)."""
-        s = self.state
-        s.labels_at_retrain += s.labels_since_retrain
-        s.labels_since_retrain = 0
-        s.overrides_since_retrain = 0
-        s.retrain_requested = False
-        s.drift_detected = False
+    def retrained(self, upto: int) -> None:
+        """A retrain decision (accepted or rejected alike) saw every vote up to step
+        ``upto``: the since-last-retrain tallies start after it."""
+        self.state.retrained_at = max(self.state.retrained_at, upto)
 
     def pause(self, playbook_id: str) -> None:
         self.state.paused.add(playbook_id)
 
-    def resume(self, playbook_id: str) -> None:
+    def resume(self, playbook_id: str, now: int) -> None:
+        """Back into recommendations, with a clean tally: only votes after step ``now``
+        count towards pausing it again."""
         self.state.paused.discard(playbook_id)
-        self.state.playbooks.pop(playbook_id, None)
+        self.state.resumed_at[playbook_id] = now
 
 
 def fidelity(decisions: Sequence[MonitorAction], ideal: Sequence[MonitorAction]) -> float:

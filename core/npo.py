@@ -25,7 +25,13 @@ from core.model import (
     SimilarityPrior,
     fit,
 )
-from core.monitor import MetaMonitor, MonitorAction, MonitorConfig, MonitorDecision
+from core.monitor import (
+    LoggedVote,
+    MetaMonitor,
+    MonitorAction,
+    MonitorConfig,
+    MonitorDecision,
+)
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
 from core.scoring import ScoreTable, ScoringConfig
@@ -129,14 +135,15 @@ def evaluate_candidate(
 ) -> tuple[RetrainResult, LogisticModel | None]:
     """Fit a candidate and compare it with the live prior on feedback neither has seen.
 
-    ``log`` is the labelled feedback in time order; the live prior was fitted on its first
-    ``trained_upto`` entries. The hold-out is the newest ``holdout_fraction`` of the
-    feedback that arrived after that (never shuffled); the candidate trains on everything
-    before it. Holding out older feedback would score the live model on its own training
-    data and bias the test towards keeping it.
+    ``log`` is the live labelled feedback ordered by ``seq``; the live prior was fitted on
+    the votes up to step ``trained_upto`` (a watermark, so withdrawals elsewhere in the log
+    cannot shift it). The hold-out is the newest ``holdout_fraction`` of the feedback newer
+    than the watermark (never shuffled); the candidate trains on everything before it.
+    Holding out older feedback would score the live model on its own training data and
+    bias the test towards keeping it.
     """
     rc = config.retrain
-    fresh = len(log) - trained_upto
+    fresh = sum(1 for ex in log if ex.seq > trained_upto)
     n_hold = max(rc.min_holdout, int(fresh * rc.holdout_fraction))
     if fresh < n_hold + rc.min_holdout:
         reason = (
@@ -171,9 +178,11 @@ class NPO:
         self.bandit = ThresholdBandit(self.config.bandit)
         self.monitor = MetaMonitor(self.config.monitor)
         self.prior: Prior = SimilarityPrior()
-        self.log: list[Example] = []
+        self.log: list[Example] = []  # labelled votes, for retrains
+        self.votes: list[LoggedVote] = []  # every vote, for the monitor
+        self.step = 0  # learning clock: one step per vote
         self.hasher = FeatureHasher(self.config.fit.dim)
-        self.trained_upto = 0  # log entries the live prior was fitted on
+        self.trained_upto = 0  # learning step of the newest vote the live prior was fitted on
         self.losses: list[float] = []
         self.retrains_accepted = 0
         self.retrains_rejected = 0
@@ -217,16 +226,18 @@ class NPO:
         score = target.score if target else 0.0
         loss = alignment_loss(kind, score, self.config.skip_loss)
         self.losses.append(loss)
-        self.monitor.observe(kind, loss, playbook_id if target else None)
+        self.step += 1
+        self.votes.append(LoggedVote(self.step, kind, loss, playbook_id if target else None))
         if target is None or signal(kind).label is None:
             return loss
         context = decision.scenario.context()
-        self.log.append(Example(target.playbook_id, context, target.similarity, kind))
+        self.log.append(Example(target.playbook_id, context, target.similarity, kind, self.step))
         if self.config.learn:
             sid = (target.playbook_id, decision.scenario.context_key)
             self.scores.update(sid, kind, target.model_prior)
             if decision.arm is not None and self.config.threshold_mode is ThresholdMode.THOMPSON:
-                self.bandit.update(decision.arm.index, score, kind)
+                surfaced = decision.chosen is not None and decision.chosen is target
+                self.bandit.update(decision.arm.index, score, kind, surfaced)
         return loss
 
     def evaluate_retrain(self) -> tuple[RetrainResult, LogisticModel | None]:
@@ -239,11 +250,11 @@ class NPO:
             self.prior = fit(
                 self.log, self.config.fit, self.hasher
             )  # the accepted model sees everything
-            self.trained_upto = len(self.log)
+            self.trained_upto = self.step
             self.retrains_accepted += 1
         else:
             self.retrains_rejected += 1
-        self.monitor.retrained()
+        self.monitor.retrained(self.step)
         return result
 
     def tick(self) -> TickReport:
@@ -252,7 +263,7 @@ class NPO:
         if not self.config.learn:
             hold = MonitorDecision(MonitorAction.HOLD, "learning disabled")
             return TickReport(hold, shadow, candidate)
-        decision = self.monitor.decide()
+        decision = self.monitor.decide(self.monitor.signals(self.votes))
         if decision.action is MonitorAction.PAUSE_PLAYBOOK and decision.playbook_id:
             self.monitor.pause(decision.playbook_id)
         elif decision.action is MonitorAction.RETRAIN:

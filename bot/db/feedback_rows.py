@@ -26,7 +26,6 @@ _CLAIMED = select(_EVENTS.c.event_id).where(
 _DECISIONS = select(_RECS.c.id, _RECS.c.arm_index, _RECS.c.decision_json).where(
     _RECS.c.id.in_(bindparam("ids", expanding=True))
 )
-_ARM_OF = select(_RECS.c.arm_index).where(_RECS.c.id == bindparam("id"))
 _VOTERS = select(_VOTES.c.recommendation_id, _VOTES.c.operator_id).where(
     _VOTES.c.recommendation_id.in_(bindparam("ids", expanding=True))
 )
@@ -39,6 +38,7 @@ _VOTE = select(
     _VOTES.c.playbook_id,
     _VOTES.c.context_key,
     _VOTES.c.withdrawn,
+    _VOTES.c.bandit_json,
 ).where(_VOTES.c.recommendation_id == bindparam("rec"), _VOTES.c.operator_id == bindparam("op"))
 _WITHDRAW = (
     update(_VOTES)
@@ -52,7 +52,7 @@ _HISTORY = (
         _VOTES.c.context_key == bindparam("ctx"),
         _VOTES.c.withdrawn.is_(False),
     )
-    .order_by(_VOTES.c.created_at, _VOTES.c.id)
+    .order_by(_VOTES.c.seq, _VOTES.c.id)
 )
 _RECENT_LOSSES = (
     select(_VOTES.c.loss)
@@ -74,6 +74,7 @@ class StoredVote:
     playbook_id: str
     context_key: str
     withdrawn: bool
+    bandit_json: str  # what it added to the arms (empty when it added nothing)
 
 
 def is_claimed(conn: Connection, event_id: str) -> bool:
@@ -99,10 +100,6 @@ def decisions(conn: Connection, rec_ids: Collection[str]) -> list[tuple[str, int
     return [(rec_id, arm, decision) for rec_id, arm, decision in rows]
 
 
-def arm_of(conn: Connection, rec_id: str) -> int:
-    return int(conn.execute(_ARM_OF, {"id": rec_id}).scalar_one())
-
-
 def voters(conn: Connection, rec_ids: Collection[str]) -> set[tuple[str, str]]:
     """(recommendation id, operator id) of every stored vote on these recommendations."""
     return {(rec, op) for rec, op in conn.execute(_VOTERS, {"ids": sorted(rec_ids)})}
@@ -124,7 +121,8 @@ def withdraw_vote(conn: Connection, vote_id: int, now: dt.datetime) -> None:
 def scenario_history(
     conn: Connection, playbook_id: str, context_key: str
 ) -> list[tuple[str, float]]:
-    """(kind, model prior at the time) of the scenario's current votes, oldest first."""
+    """(kind, model prior at the time) of the scenario's current votes, in the order they
+    were applied (a replaced vote counts where its new form was applied)."""
     rows = conn.execute(_HISTORY, {"pb": playbook_id, "ctx": context_key})
     return [(kind, prior) for kind, prior in rows]
 

@@ -73,6 +73,11 @@ class Feedback(SQLModel, table=True):
     source: str = ""  # button | reaction | modal | console | expiry
     source_event_id: str = Field(unique=True)
     withdrawn: bool = False
+    # The learning step at which this vote (in its current form) was applied: orders the
+    # log for the monitor and marks what a retrain has seen. A replacement gets a new one.
+    seq: int = Field(default=0, index=True)
+    # What the vote added to the threshold arms (core.bandit.ArmDelta), to take it back.
+    bandit_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=_now, index=True)
     updated_at: dt.datetime = Field(default_factory=_now)
 
@@ -101,6 +106,17 @@ class BanditArm(SQLModel, table=True):
     beta: float = 1.0
 
 
+class LearningClock(SQLModel, table=True):
+    """One row: the learning step (one per applied vote) and the bandit's own step count.
+    Every vote's transaction locks it, which serialises learning updates."""
+
+    __tablename__ = "learning_clock"
+
+    id: int = Field(default=1, primary_key=True)
+    step: int = 0
+    bandit_steps: int = 0
+
+
 class MonitorStateRow(SQLModel, table=True):
     __tablename__ = "monitor_state"
 
@@ -126,6 +142,7 @@ class MonitorDecisionRow(SQLModel, table=True):
 class ModelVersion(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     trained_on: int
+    trained_upto: int = 0  # learning step of the newest vote the model was fitted on
     live: bool = Field(default=False, index=True)
     accepted: bool
     metrics_json: str = Field(sa_column=Column(Text, nullable=False))

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from bot.db.engine import table_of
-from bot.db.models import AuditEntry, BanditArm, ModelVersion, MonitorStateRow
+from bot.db.models import AuditEntry, BanditArm, LearningClock, ModelVersion, MonitorStateRow
 from core.bandit import BanditConfig, ThresholdBandit
-from core.monitor import MetaMonitor, MonitorConfig, MonitorState, PageHinkley
+from core.monitor import MetaMonitor, MonitorConfig, MonitorState
 
 _MONITOR = table_of(MonitorStateRow)
 _ARMS = table_of(BanditArm)
 _AUDIT = table_of(AuditEntry)
 _MODELS = table_of(ModelVersion)
+_CLOCK = table_of(LearningClock)
 
 _READ_MONITOR = select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1)
 _WRITE_MONITOR = (
@@ -43,8 +45,42 @@ _LIVE_MODEL = select(_MODELS.c.id).where(_MODELS.c.live.is_(True))
 _MODEL_WEIGHTS = select(_MODELS.c.weights_json).where(_MODELS.c.id == bindparam("id"))
 
 
+_READ_CLOCK = select(_CLOCK.c.step, _CLOCK.c.bandit_steps).where(_CLOCK.c.id == 1)
+_WRITE_CLOCK = (
+    update(_CLOCK)
+    .where(_CLOCK.c.id == 1)
+    .values(step=bindparam("step"), bandit_steps=bindparam("bandit_steps"))
+)
+
+
+class ArmsChangedError(ValueError):
+    """The configured threshold arms differ from the ones the stored posteriors belong to."""
+
+
 def _fresh_monitor(config: MonitorConfig) -> MonitorState:
-    return MonitorState(ph=PageHinkley(config.ph_delta, config.ph_threshold))
+    return MonitorState()
+
+
+def read_clock(conn: Connection) -> tuple[int, int]:
+    """(learning step, bandit steps) as last committed; (0, 0) before the first vote."""
+    row = conn.execute(_READ_CLOCK).first()
+    return (int(row.step), int(row.bandit_steps)) if row else (0, 0)
+
+
+def load_clock(conn: Connection) -> tuple[int, int]:
+    """The clock for a writer of learning state: row-locked on PostgreSQL (every vote's
+    transaction takes this lock first, which serialises learning updates; SQLite's
+    BEGIN IMMEDIATE already does), created on first use."""
+    locking = conn.dialect.name == "postgresql"
+    row = conn.execute(_READ_CLOCK.with_for_update() if locking else _READ_CLOCK).first()
+    if row is None:
+        conn.execute(insert(_CLOCK), {"id": 1, "step": 0, "bandit_steps": 0})
+        return 0, 0
+    return int(row.step), int(row.bandit_steps)
+
+
+def save_clock(conn: Connection, step: int, bandit_steps: int) -> None:
+    conn.execute(_WRITE_CLOCK, {"step": step, "bandit_steps": bandit_steps})
 
 
 def read_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
@@ -82,22 +118,80 @@ def read_bandit(conn: Connection, config: BanditConfig) -> ThresholdBandit:
     return ThresholdBandit(config, [r.alpha for r in rows], [r.beta for r in rows])
 
 
-def load_bandit(conn: Connection, config: BanditConfig) -> ThresholdBandit:
-    """The arms for a writer that will save them: row-locked on PostgreSQL, and
-    (re)created from (1, 1) when the configured thresholds differ from the stored ones."""
+def load_bandit(conn: Connection, config: BanditConfig, steps: int = 0) -> ThresholdBandit:
+    """The arms for a writer that will save them: row-locked on PostgreSQL, created from
+    (1, 1) on first use. Stored arms that differ from the configured ones are never reset
+    silently (the learned posteriors would be lost): see ``migrate_arms``."""
     locking = conn.dialect.name == "postgresql"
     rows = conn.execute(_READ_ARMS.with_for_update() if locking else _READ_ARMS).all()
-    if [r.threshold for r in rows] != list(config.arms):
-        conn.execute(delete(_ARMS))
+    if not rows:
+        _write_fresh_arms(conn, config.arms)
+        return ThresholdBandit(config, steps=steps)
+    stored = tuple(float(r.threshold) for r in rows)
+    if stored != tuple(config.arms):
+        raise ArmsChangedError(arms_changed_message(stored, config.arms))
+    return ThresholdBandit(config, [r.alpha for r in rows], [r.beta for r in rows], steps)
+
+
+def arms_changed_message(stored: tuple[float, ...], configured: tuple[float, ...]) -> str:
+    return (
+        f"NPO_ARMS changed from {_arms(stored)} to {_arms(configured)}, but the learned "
+        "posteriors belong to the stored arms. Restore NPO_ARMS, or set "
+        "NPO_ARMS_MIGRATION=map to carry each stored posterior to the nearest new arm, or "
+        "NPO_ARMS_MIGRATION=reset to start the new arms from their prior (both audited)."
+    )
+
+
+def _arms(arms: tuple[float, ...]) -> str:
+    return ",".join(f"{a:g}" for a in arms)
+
+
+def _write_fresh_arms(conn: Connection, arms: tuple[float, ...]) -> None:
+    conn.execute(
+        insert(_ARMS),
+        [{"arm_index": i, "threshold": t, "alpha": 1.0, "beta": 1.0} for i, t in enumerate(arms)],
+    )
+
+
+def _nearest(rows: Sequence[Row[Any, Any, Any]], threshold: float) -> Row[Any, Any, Any]:
+    return min(rows, key=lambda r: (abs(float(r.threshold) - threshold), float(r.threshold)))
+
+
+def migrate_arms(
+    conn: Connection, config: BanditConfig, migration: str, actor: str, now: dt.datetime
+) -> str | None:
+    """Make the stored arms match the configured ones, as ``migration`` says (``"map"``:
+    each new arm takes the posterior of the nearest stored arm; ``"reset"``: from the
+    prior; ``""``: refuse). Returns what was done, or None when nothing had to change."""
+    locking = conn.dialect.name == "postgresql"
+    rows = conn.execute(_READ_ARMS.with_for_update() if locking else _READ_ARMS).all()
+    stored = tuple(float(r.threshold) for r in rows)
+    if not rows or stored == tuple(config.arms):
+        return None
+    if migration not in ("map", "reset"):
+        raise ArmsChangedError(arms_changed_message(stored, config.arms))
+    conn.execute(delete(_ARMS))
+    if migration == "reset":
+        _write_fresh_arms(conn, config.arms)
+    else:
+        nearest = [_nearest(rows, t) for t in config.arms]
         conn.execute(
             insert(_ARMS),
             [
-                {"arm_index": i, "threshold": t, "alpha": 1.0, "beta": 1.0}
-                for i, t in enumerate(config.arms)
+                {"arm_index": i, "threshold": t, "alpha": r.alpha, "beta": r.beta}
+                for i, (t, r) in enumerate(zip(config.arms, nearest, strict=True))
             ],
         )
-        return ThresholdBandit(config)
-    return ThresholdBandit(config, [r.alpha for r in rows], [r.beta for r in rows])
+    done = f"arms {_arms(stored)} → {_arms(config.arms)} ({migration})"
+    audit(
+        conn,
+        actor,
+        "bandit:arms",
+        "arms",
+        {"from": stored, "to": config.arms, "how": migration},
+        now,
+    )
+    return done
 
 
 def save_bandit(conn: Connection, bandit: ThresholdBandit) -> None:

@@ -1,4 +1,5 @@
-"""Who may give feedback and who may override: user ids or a user group from Settings."""
+"""Who may give feedback, who may override and who may pause playbooks: user ids or a user
+group from Settings."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ class Access:
         override_users: Collection[str] = (),
         group_members: Callable[[], Collection[str]] | None = None,
         ttl: float = 300.0,
+        playbook_admins: Collection[str] = (),
     ) -> None:
         self._feedback = set(feedback_users)
         self._override = set(override_users)
+        self._admins = set(playbook_admins)
         self._group_members = group_members
         self._ttl = ttl
         self._cached: tuple[float, set[str]] | None = None
@@ -36,6 +39,11 @@ class Access:
 
     def may_give_feedback(self, user: str) -> bool:
         return not self._restricted() or user in self._feedback or user in self._group()
+
+    def may_manage_playbooks(self, user: str) -> bool:
+        """Pausing or resuming a playbook changes what every operator is shown: only the
+        configured admins (NPO_PLAYBOOK_ADMINS) may; none configured means nobody."""
+        return user in self._admins
 
     def may_override(self, user: str) -> bool:
         if not self.may_give_feedback(user):

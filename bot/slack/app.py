@@ -63,7 +63,10 @@ def slack_context(
     return SlackContext(
         service=service,
         access=Access(
-            settings.feedback_users, settings.override_users, group_members if group else None
+            settings.feedback_users,
+            settings.override_users,
+            group_members if group else None,
+            playbook_admins=settings.playbook_admins,
         ),
         steps=steps,
         playbook_text=playbook_text,

@@ -180,3 +180,37 @@ def test_invalid_configuration_is_reported(
     code, _, err = _run(capsys, "demo")
     assert code == 2
     assert "eta" in err
+
+
+def test_pausing_an_unknown_playbook_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NPO_DATA_DIR", str(tmp_path))
+    code, _, err = _run(capsys, "playbook", "pause", "no-such-playbook")
+    assert code == 1
+    assert "no playbook 'no-such-playbook'" in err
+    code, out, _ = _run(capsys, "playbook", "pause", "link-flap-drain", "--actor", "ops")
+    assert (code, out.strip()) == (0, "link-flap-drain paused")
+
+
+def test_changed_arms_are_refused_at_start_unless_migrated(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.settings import Settings
+    from bot.wiring import check_arms, database_url, migrated_engine
+
+    monkeypatch.setenv("NPO_DATA_DIR", str(tmp_path))
+    first = Settings()
+    engine = migrated_engine(first)
+    from bot.db.state import load_bandit
+
+    with engine.begin() as conn:
+        load_bandit(conn, first.npo_config().bandit)  # the arms a first vote stores
+    engine.dispose()
+    monkeypatch.setenv("NPO_ARMS", "0.6,0.7,0.8")
+    changed = Settings()
+    with pytest.raises(ValueError, match="NPO_ARMS_MIGRATION=map"):
+        check_arms(changed, database_url(changed))
+    monkeypatch.setenv("NPO_ARMS_MIGRATION", "map")
+    check_arms(Settings(), database_url(changed))  # migrated and audited
+    check_arms(changed, database_url(changed))  # now they match: nothing to do

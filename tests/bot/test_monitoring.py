@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from bot.cli import main
 from bot.db.engine import make_engine
 from bot.db.models import ModelVersion, MonitorDecisionRow, RetrainRequest, SchedulerState
-from bot.db.state import load_monitor, read_monitor, save_monitor
+from bot.db.state import read_monitor
 from bot.monitoring import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
@@ -258,30 +258,40 @@ def test_the_scheduler_schedules_every_job(engine: Engine, rego_engine: RegoPoli
     ]
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_vote_during_a_tick_is_not_overwritten_by_the_ticks_save(
+def test_votes_flow_while_the_tick_computes_and_a_pause_made_meanwhile_is_kept(
     engine: Engine, rego_engine: RegoPolicyEngine
 ) -> None:
-    """A vote holds the monitor row while the tick starts; the tick must wait for it and
-    build on what the vote observed, not save over it with what it read before."""
+    """The tick reads and fits outside any lock: a vote committed while it computes is not
+    blocked, and a playbook a person pauses meanwhile stays paused after the tick saves."""
     clock = FakeClock()
     config = _config(monitor=MonitorConfig(min_labels=1000))  # the tick holds
     service = _service(engine, rego_engine, clock, config)
     rec = service.recommend(IncidentInput(TEXT, "console"))
     service.record_feedback(FeedbackInput(rec.recommendation_id, "U1", FeedbackKind.LIKE, "e1"))
     ticker = MonitorTicker(engine, config, clock, INTERVAL)
-    with engine.connect() as vote:  # a vote in flight, as the feedback path writes it
-        with vote.begin():
-            monitor = load_monitor(vote, config.monitor)
-            tick = threading.Thread(target=ticker.tick, kwargs={"force": True})
-            tick.start()
-            tick.join(0.5)  # the tick reaches the monitor document meanwhile
-            monitor.observe(FeedbackKind.LIKE, 0.1, "link-optic")
-            save_monitor(vote, monitor, clock())
-        tick.join(10)
+    started, release = threading.Event(), threading.Event()
+    compute = ticker._snapshot
+
+    def slow_snapshot(now: dt.datetime):  # type: ignore[no-untyped-def]
+        snap = compute(now)
+        started.set()
+        release.wait(10)
+        return snap
+
+    ticker._snapshot = slow_snapshot  # type: ignore[method-assign]
+    tick = threading.Thread(target=ticker.tick, kwargs={"force": True})
+    tick.start()
+    assert started.wait(10)
+    second = service.recommend(IncidentInput(TEXT, "console"))
+    stored = service.record_feedback(
+        FeedbackInput(second.recommendation_id, "U2", FeedbackKind.LIKE, "e2")
+    )
+    assert stored.status.value == "stored"  # not blocked by the computing tick
+    assert service.set_paused("link-drain", True, "U9", "flaky")
+    release.set()
+    tick.join(10)
     assert not tick.is_alive()
     with engine.connect() as conn:
-        state = read_monitor(conn, config.monitor).state
-    assert state.labels_since_retrain == 2  # the stored vote and the one during the tick
+        assert "link-drain" in read_monitor(conn, config.monitor).state.paused
     with Session(engine) as s:
         assert s.exec(select(MonitorDecisionRow)).one().action == "hold"

@@ -9,14 +9,16 @@ import threading
 
 import numpy as np
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
-from bot.db.migrate import current_revision, upgrade
+from bot.db.migrate import alembic_config, current_revision, upgrade
 from bot.db.models import (
     AuditEntry,
     BanditArm,
     Feedback,
+    LearningClock,
     MonitorStateRow,
     Recommendation,
     RetrainRequest,
@@ -55,7 +57,9 @@ def _count(engine: Engine, model: type) -> int:
 def test_migrations_are_idempotent(db_url: str) -> None:
     upgrade(db_url)
     upgrade(db_url)
-    assert current_revision(db_url) == "0001"
+    head = ScriptDirectory.from_config(alembic_config(db_url)).get_current_head()
+    assert head is not None
+    assert current_revision(db_url) == head
 
 
 def test_recommend_stores_the_decision_and_audits_it(
@@ -196,10 +200,13 @@ def test_a_batch_learns_exactly_what_one_by_one_learns(
             scores = sorted(
                 (r.playbook_id, r.value, r.observations) for r in s.exec(select(ScenarioScoreRow))
             )
-            votes = sorted((f.operator_id, f.kind, f.loss) for f in s.exec(select(Feedback)))
-            monitor = json.loads(s.exec(select(MonitorStateRow)).one().state_json)
+            votes = sorted(
+                (f.operator_id, f.kind, f.loss, f.seq, f.bandit_json)
+                for f in s.exec(select(Feedback))
+            )
+            clock = s.exec(select(LearningClock)).one()
             retrains = len(s.exec(select(RetrainRequest)).all())
-        return arms, scores, votes, monitor, retrains
+        return arms, scores, votes, (clock.step, clock.bandit_steps), retrains
 
     after_batch = state(engine)
     # Forget every vote and what was learned from it, then send the same votes one by one.
@@ -209,7 +216,7 @@ def test_a_batch_learns_exactly_what_one_by_one_learns(
                 s.delete(row)
         for arm in s.exec(select(BanditArm)):
             s.delete(arm)
-        s.delete(s.exec(select(MonitorStateRow)).one())
+        s.delete(s.exec(select(LearningClock)).one())
         from bot.db.models import ProcessedEvent
 
         for ev in s.exec(select(ProcessedEvent)):
@@ -264,9 +271,9 @@ def test_concurrent_writers_lose_no_update(engine: Engine, rego_engine: RegoPoli
         arms = s.exec(select(BanditArm)).all()
         assert sum(a.alpha for a in arms) - 5 == pytest.approx(2 * surfaced)
     with Session(engine) as s:
-        state = s.get(MonitorStateRow, 1)
-        assert state is not None
-        assert json.loads(state.state_json)["labels_since_retrain"] == 80
+        clock = s.get(LearningClock, 1)
+        assert clock is not None and clock.step == 80  # one learning step per vote
+        assert sorted(f.seq for f in s.exec(select(Feedback))) == list(range(1, 81))
 
 
 def test_concurrent_recommendations_on_a_fresh_database_all_land(

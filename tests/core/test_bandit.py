@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.bandit import BanditConfig, ThresholdBandit
+from core.bandit import ArmDelta, BanditConfig, ThresholdBandit
 from core.feedback import FeedbackKind
 
 
@@ -102,3 +102,43 @@ def test_invalid_posteriors() -> None:
         ThresholdBandit(alpha=[1, 1])
     with pytest.raises(ValueError, match="> 0"):
         ThresholdBandit(alpha=[0, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("counterfactual", [False, True])
+@pytest.mark.parametrize("discount", [1.0, 0.9])
+def test_take_back_is_the_exact_inverse_of_a_vote_also_with_discount(
+    counterfactual: bool, discount: float
+) -> None:
+    """A vote added, buried under later votes, then taken back leaves exactly what the later
+    votes alone would have left (the step it used still passed, as time does)."""
+    config = BanditConfig(discount=discount, counterfactual=counterfactual)
+    with_vote, without = ThresholdBandit(config), ThresholdBandit(config)
+    delta = with_vote.update(1, 0.85, FeedbackKind.LIKE)
+    without.update(1, 0.85, FeedbackKind.SKIPPED)  # a step with no evidence
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        arm, score = int(rng.integers(5)), float(rng.uniform())
+        kind = FeedbackKind.OVERRIDE if rng.uniform() < 0.4 else FeedbackKind.LIKE
+        with_vote.update(arm, score, kind)
+        without.update(arm, score, kind)
+    assert not np.allclose(with_vote.alpha, without.alpha)
+    with_vote.take_back(delta)
+    np.testing.assert_allclose(with_vote.alpha, without.alpha, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(with_vote.beta, without.beta, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("counterfactual", [False, True])
+def test_a_candidate_nobody_surfaced_credits_no_arm(counterfactual: bool) -> None:
+    """A vote on a blocked or abstained decision: no arm showed the candidate."""
+    bandit = ThresholdBandit(BanditConfig(counterfactual=counterfactual))
+    delta = bandit.update(0, 0.95, FeedbackKind.LIKE, surfaced=False)
+    assert bandit.alpha.tolist() == [1.0] * 5
+    assert bandit.beta.tolist() == [1.0] * 5
+    assert delta.alpha == (0.0,) * 5
+    assert bandit.steps == 1
+
+
+def test_arm_delta_round_trips_through_json() -> None:
+    bandit = ThresholdBandit(BanditConfig(counterfactual=True))
+    delta = bandit.update(1, 0.75, FeedbackKind.NEUTRAL)
+    assert ArmDelta.from_dict(json.loads(json.dumps(delta.to_dict()))) == delta

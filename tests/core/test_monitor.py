@@ -7,26 +7,51 @@ import pytest
 
 from core.feedback import FeedbackKind
 from core.monitor import (
+    LoggedVote,
     MetaMonitor,
     MonitorAction,
     MonitorConfig,
+    MonitorDecision,
     MonitorState,
-    PageHinkley,
     fidelity,
+    page_hinkley,
 )
 
 
 def test_page_hinkley_detects_an_upward_shift_and_not_noise() -> None:
     rng = np.random.default_rng(1)
-    ph = PageHinkley(delta=0.02, threshold=1.5)
-    assert not any(ph.add(float(x)) for x in rng.normal(0.1, 0.05, 500))
-    alarms = [ph.add(float(x)) for x in rng.normal(0.6, 0.05, 50)]
-    assert any(alarms)
-    assert alarms.index(True) < 10
+    calm = rng.normal(0.1, 0.05, 500)
+    assert page_hinkley(calm, delta=0.02, threshold=1.5) < 1.5
+    shifted = np.concatenate([calm, rng.normal(0.6, 0.05, 10)])
+    assert page_hinkley(shifted, delta=0.02, threshold=1.5) > 1.5
 
 
-def _monitor(**kwargs: object) -> MetaMonitor:
-    return MetaMonitor(MonitorConfig(**kwargs))  # type: ignore[arg-type]
+class _Monitor:
+    """A meta-monitor fed one vote at a time, as the in-memory loop does."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.monitor = MetaMonitor(MonitorConfig(**kwargs))  # type: ignore[arg-type]
+        self.votes: list[LoggedVote] = []
+        self.state = self.monitor.state
+
+    def observe(self, kind: FeedbackKind, loss: float, playbook: str | None = None) -> None:
+        self.votes.append(LoggedVote(len(self.votes) + 1, kind, loss, playbook))
+
+    def decide(self) -> MonitorDecision:
+        return self.monitor.decide(self.monitor.signals(self.votes))
+
+    def retrained(self) -> None:
+        self.monitor.retrained(len(self.votes))
+
+    def pause(self, playbook: str) -> None:
+        self.monitor.pause(playbook)
+
+    def resume(self, playbook: str) -> None:
+        self.monitor.resume(playbook, len(self.votes))
+
+
+def _monitor(**kwargs: object) -> _Monitor:
+    return _Monitor(**kwargs)
 
 
 def test_holds_without_labels() -> None:
@@ -92,15 +117,28 @@ def test_a_playbook_with_too_many_overrides_is_paused_then_resumed() -> None:
     assert m.decide().action is not MonitorAction.PAUSE_PLAYBOOK
     m.resume("bad-playbook")
     assert "bad-playbook" not in m.state.paused
+    assert m.decide().action is not MonitorAction.PAUSE_PLAYBOOK  # a clean tally after resume
 
 
 def test_retrained_resets_the_since_counters() -> None:
     m = _monitor()
     m.observe(FeedbackKind.OVERRIDE, 0.8)
     m.retrained()
-    s = m.state
+    s = m.monitor.signals(m.votes)
     assert (s.labels_since_retrain, s.overrides_since_retrain, s.retrain_requested) == (0, 0, False)
     assert s.labels_at_retrain == 1
+
+
+def test_withdrawn_votes_no_longer_steer_the_monitor() -> None:
+    """Eight add/remove cycles of an override leave no live vote: nothing to pause."""
+    m = _monitor(pause_min_decisions=8)
+    for _ in range(8):
+        m.observe(FeedbackKind.OVERRIDE, 0.9, "p")
+        m.votes.pop()  # withdrawn: the live log no longer holds it
+    signals = m.monitor.signals(m.votes)
+    assert signals.overrides_since_retrain == 0
+    assert signals.playbooks == {}
+    assert m.decide().action is MonitorAction.HOLD
 
 
 def test_state_round_trips_through_json() -> None:
@@ -108,6 +146,8 @@ def test_state_round_trips_through_json() -> None:
     for kind in (FeedbackKind.OVERRIDE, FeedbackKind.LIKE, FeedbackKind.NEUTRAL):
         m.observe(kind, 0.3, "p")
     m.pause("q")
+    m.retrained()
+    m.resume("p")
     restored = MonitorState.from_dict(json.loads(json.dumps(m.state.to_dict())))
     assert restored == m.state
 

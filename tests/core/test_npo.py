@@ -32,7 +32,7 @@ def test_feedback_refines_the_scenario_score_and_the_bandit() -> None:
     assert loss == pytest.approx(0.8)
     assert npo.scores.get(("drain", NIGHT.context_key)).value == pytest.approx(0.8 - 0.2 * 0.8)  # type: ignore[union-attr]
     assert npo.bandit.alpha.tolist() == fixed_alpha.tolist()  # fixed mode does not learn τ
-    assert npo.monitor.state.retrain_requested
+    assert npo.monitor.signals(npo.votes).retrain_requested
 
 
 def test_thompson_mode_updates_the_arm_used() -> None:

@@ -72,8 +72,12 @@ def service(
 
 def _app(api: FakeSlackAPI, service: NPOService, **extra: object) -> App:
     steps = {"link-optic": ["Drain the link", "Clean the connectors", "Replace the optic"]}
+    known = {"link-optic", "link-drain"}
     return create_app(
-        _settings(api, **extra), service, lambda pb: steps.get(pb, []), lambda pb: f"# {pb}"
+        _settings(api, **extra),
+        service,
+        lambda pb: steps.get(pb, []),
+        lambda pb: f"# {pb}" if pb in known else None,
     )
 
 
@@ -381,15 +385,23 @@ def test_playbook_command_shows_a_playbook(slack: FakeSlackAPI, service: NPOServ
     assert reply["text"] == "# link-optic"
 
 
-def test_pause_and_resume_from_slack_need_override_rights(
+def test_pause_and_resume_from_slack_need_playbook_admin_rights(
     slack: FakeSlackAPI, service: NPOService
 ) -> None:
-    app = _app(slack, service, feedback_users=("U1", "U2"), override_users=("U1",))
+    """Pausing changes what every operator is shown: override rights are not enough, and
+    with no admins configured nobody may; unknown ids are refused."""
+    nobody = _app(slack, service, override_users=("U1",))
+    refusal = json.loads(_command(nobody, slack, "playbook pause link-optic", "U1").body)["text"]
+    assert "not allowed" in refusal
+    assert "NPO_PLAYBOOK_ADMINS" in refusal  # says which setting grants it
+    app = _app(slack, service, override_users=("U1", "U2"), playbook_admins=("U1",))
 
     def command(user: str, text: str) -> str:
         return str(json.loads(_command(app, slack, text, user).body)["text"])
 
     assert "not allowed" in command("U2", "playbook pause link-optic")
+    assert service.paused() == set()
+    assert command("U1", "playbook pause no-such-playbook").startswith("No playbook")
     assert service.paused() == set()
     assert command("U1", "playbook pause link-optic") == "`link-optic` paused."
     assert service.paused() == {"link-optic"}

@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 from bot.slack import flows
 from bot.slack.blocks import submit_modal
 from bot.slack.flows import SlackContext
-from bot.slack.listeners import tolerant
+from bot.slack.listeners import log, tolerant
 from bot.slack.translate import PayloadError, command_ref, incident_from_command
 from bot.stats import alignment_report, divergence_report, format_report
 
@@ -43,8 +43,14 @@ def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
     words = arg.split()
     if len(words) == 2 and words[0] in {"pause", "resume"}:
         user = str(body["user_id"])
-        if not ctx.access.may_override(user):
-            return "Sorry, you are not allowed to pause or resume playbooks."
+        if not ctx.access.may_manage_playbooks(user):
+            log.warning("refused %s of playbook by %s: not a playbook admin", words[0], user)
+            return (
+                "Sorry, you are not allowed to pause or resume playbooks: ask an admin to add "
+                "your user id to NPO_PLAYBOOK_ADMINS."
+            )
+        if ctx.playbook_text(words[1]) is None:
+            return f"No playbook `{words[1]}`: nothing to {words[0]}."
         changed = ctx.service.set_paused(words[1], words[0] == "pause", user)
         state = "paused" if words[0] == "pause" else "resumed"
         return f"`{words[1]}` {state}." if changed else f"`{words[1]}` was already {state}."

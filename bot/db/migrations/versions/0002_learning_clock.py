@@ -1,0 +1,58 @@
+"""learning clock: votes carry their learning step and their contribution to the arms
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01
+
+Existing votes get their row id as their step (ids grow in the order votes arrived), and no
+recorded arm contribution (a vote stored before this revision is withdrawn from the score
+and the monitor, but its old arm evidence stays). A live model is taken to have seen every
+vote stored before it was created.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "learning_clock",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("step", sa.Integer(), nullable=False),
+        sa.Column("bandit_steps", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("feedback") as batch:
+        batch.add_column(sa.Column("seq", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("bandit_json", sa.Text(), nullable=False, server_default="{}"))
+        batch.create_index("ix_feedback_seq", ["seq"])
+    with op.batch_alter_table("modelversion") as batch:
+        batch.add_column(
+            sa.Column("trained_upto", sa.Integer(), nullable=False, server_default="0")
+        )
+    op.execute("UPDATE feedback SET seq = id")
+    op.execute(
+        "UPDATE modelversion SET trained_upto = (SELECT COALESCE(MAX(f.id), 0) FROM feedback f "
+        "WHERE f.created_at <= modelversion.created_at)"
+    )
+    op.execute(
+        "INSERT INTO learning_clock (id, step, bandit_steps) "
+        "SELECT 1, COALESCE(MAX(id), 0), COALESCE(MAX(id), 0) FROM feedback"
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("modelversion") as batch:
+        batch.drop_column("trained_upto")
+    with op.batch_alter_table("feedback") as batch:
+        batch.drop_index("ix_feedback_seq")
+        batch.drop_column("bandit_json")
+        batch.drop_column("seq")
+    op.drop_table("learning_clock")
