@@ -41,9 +41,11 @@ from bot.db.feedback_rows import (
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
     Feedback,
+    Incident,
     OperatorPrefs,
     Recommendation,
 )
+from bot.db.outbox_rows import accept, claim_unposted, claim_waiting, mark_decided
 from bot.db.recommendation_rows import operator_verbosity, store_message_ts, store_recommendation
 from bot.db.scores import Key as ScoreKey
 from bot.db.scores import ScoreBook, scenario_scores
@@ -103,6 +105,47 @@ class IncidentInput:
     reporter: str = ""
     hints: Mapping[str, object] = field(default_factory=dict)
     source_event_id: str | None = None  # set by adapters whose deliveries can repeat
+
+
+POST_LEASE = dt.timedelta(minutes=2)  # how long the worker that decided holds the post
+
+
+def incident_to_json(incident: IncidentInput) -> str:
+    return json.dumps(
+        {
+            "text": incident.text,
+            "source": incident.source,
+            "channel": incident.channel,
+            "thread_ts": incident.thread_ts,
+            "reporter": incident.reporter,
+            "hints": dict(incident.hints),
+            "source_event_id": incident.source_event_id,
+        }
+    )
+
+
+def incident_from_json(text: str) -> IncidentInput:
+    data = json.loads(text)
+    return IncidentInput(
+        text=str(data["text"]),
+        source=str(data["source"]),
+        channel=str(data["channel"]),
+        thread_ts=str(data["thread_ts"]),
+        reporter=str(data["reporter"]),
+        hints=dict(data["hints"]),
+        source_event_id=data["source_event_id"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UnpostedRecommendation:
+    """A stored decision whose message never reached Slack (its worker died)."""
+
+    recommendation_id: str
+    decision: Decision
+    channel: str
+    thread_ts: str
+    reporter: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +311,8 @@ class NPOService:
         with self.engine.begin() as conn:
             if incident.source_event_id and not claim_event(conn, incident.source_event_id, now):
                 return self._existing(incident.source_event_id)
+            if incident.source_event_id:
+                mark_decided(conn, incident.source_event_id, now)
             chosen = decision.chosen.playbook_id if decision.chosen else None
             verdict = decision.explanation.compliance.verdict.value
             store_recommendation(
@@ -299,6 +344,8 @@ class NPOService:
                     "channel": incident.channel,
                     "message_ts": "",
                     "status": "open",
+                    "post_state": "pending" if incident.channel else "none",
+                    "post_claimed_until": now + POST_LEASE if incident.channel else None,
                     "created_at": now,
                 },
                 audit=audit_row(
@@ -366,6 +413,50 @@ class NPOService:
             return [
                 Vote(r.operator_id, FeedbackKind(r.kind), r.playbook_id, r.reason) for r in rows
             ]
+
+    # -- the inbox and the outbox ------------------------------------------------------
+    def accept(self, incident: IncidentInput) -> bool:
+        """Durably note an incident before Slack is told it arrived (the ack): if this
+        process dies before deciding it, another replica or the next start does. False
+        when the same delivery was accepted already."""
+        if not incident.source_event_id:
+            raise ValueError("accept: an incident needs its delivery's event id")
+        with self.engine.begin() as conn:
+            return accept(conn, incident.source_event_id, incident_to_json(incident), self.clock())
+
+    def waiting_incidents(
+        self, older_than: dt.timedelta, lease: dt.timedelta = POST_LEASE, limit: int = 50
+    ) -> list[IncidentInput]:
+        """Accepted incidents nobody decided within ``older_than``, claimed for this caller."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            rows = claim_waiting(conn, now, now - older_than, lease, limit)
+        return [incident_from_json(text) for _, text in rows]
+
+    def unposted(
+        self, lease: dt.timedelta = POST_LEASE, limit: int = 50
+    ) -> list[UnpostedRecommendation]:
+        """Stored recommendations whose post nobody holds any more, claimed for this caller."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            ids = claim_unposted(conn, now, lease, limit)
+        out = []
+        with Session(self._reader) as session:
+            for rec_id in ids:
+                rec = session.get(Recommendation, rec_id)
+                if rec is None:
+                    continue
+                incident = session.get(Incident, rec.incident_id)
+                out.append(
+                    UnpostedRecommendation(
+                        rec.id,
+                        decision_from_dict(json.loads(rec.decision_json)),
+                        rec.channel,
+                        incident.thread_ts if incident else "",
+                        incident.reporter if incident else "",
+                    )
+                )
+        return out
 
     def attach_message(self, recommendation_id: str, channel: str, message_ts: str) -> None:
         with self.engine.begin() as conn:

@@ -22,6 +22,8 @@ class FakeSlackAPI:
         self.scripted: dict[str, list[tuple[int, dict[str, str], dict[str, Any]]]] = {}
         self._lock = threading.Lock()
         self._ts = 1_700_000_000
+        self._hanging: set[str] = set()
+        self._released = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,7 +60,13 @@ class FakeSlackAPI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/api/"
 
+    def hang(self, method: str) -> None:
+        """Calls of ``method`` are received but never answered (until ``close``): a Web
+        API call in flight when its process dies."""
+        self._hanging.add(method)
+
     def close(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -69,6 +77,9 @@ class FakeSlackAPI:
     def _answer(
         self, method: str, params: dict[str, Any]
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if method in self._hanging:
+            self._released.wait(600)
+            return 503, {}, {"ok": False, "error": "closed"}
         with self._lock:
             scripted = self.scripted.get(method)
             if scripted:

@@ -48,7 +48,26 @@ class Recommendation(SQLModel, table=True):
     channel: str = ""
     message_ts: str = Field(default="", index=True)
     status: str = Field(default="open", index=True)  # open | judged | expired
+    # The outbox: "pending" until the message is posted ("posted"); "none" when nothing is
+    # posted (console). The worker that stored it holds the post until ``post_claimed_until``;
+    # after that any replica may post it, once.
+    post_state: str = Field(default="none", index=True)
+    post_claimed_until: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=_now, index=True)
+
+
+class IncidentInbox(SQLModel, table=True):
+    """Incidents acknowledged to Slack but not yet decided: written before the ack, marked
+    done in the transaction that stores the recommendation, so a process killed between
+    the two loses nothing (another replica, or the next start, decides it)."""
+
+    __tablename__ = "incident_inbox"
+
+    event_id: str = Field(primary_key=True)
+    incident_json: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: dt.datetime = Field(default_factory=_now)
+    claimed_until: dt.datetime | None = None
+    done_at: dt.datetime | None = Field(default=None, index=True)
 
 
 class Feedback(SQLModel, table=True):

@@ -19,7 +19,7 @@ _INSERT_AUDIT = insert(table_of(AuditEntry))
 _ATTACH = (
     update(_RECS)
     .where(_RECS.c.id == bindparam("rec_id"))
-    .values(channel=bindparam("channel"), message_ts=bindparam("ts"))
+    .values(channel=bindparam("channel"), message_ts=bindparam("ts"), post_state="posted")
 )
 _VERBOSITY = select(_PREFS.c.verbosity).where(_PREFS.c.operator_id == bindparam("op"))
 

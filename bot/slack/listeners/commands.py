@@ -105,6 +105,8 @@ def register(app: App, ctx: SlackContext) -> None:
             ack(response_type="ephemeral", text="Opening the submission form…")
             return
         sub = SUBCOMMANDS.get(name.lower() or "help", SUBCOMMANDS["help"])
+        if name.lower() == "recommend" and arg.strip():
+            ctx.service.accept(incident_from_command(body, arg.strip()))  # before the ack
         ack(response_type="ephemeral", text=sub.reply(ctx, body, arg))
 
     def recommend_later(body: dict[str, Any], client: WebClient) -> None:

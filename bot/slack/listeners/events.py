@@ -2,35 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.service import FeedbackInput
+from bot.service import FeedbackInput, IncidentInput
 from bot.slack import flows
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import tolerant
-from bot.slack.translate import incident_from_event, reaction_ref
+from bot.slack.translate import PayloadError, incident_from_event, reaction_ref
+
+
+def _channel_incident(body: dict[str, Any], ctx: SlackContext) -> IncidentInput | None:
+    """A plain message in an incident channel is an incident; edits, bot posts, thread
+    replies and mentions (handled by app_mention) are not."""
+    event = body.get("event")
+    if not isinstance(event, dict):
+        return None
+    if event.get("subtype") or event.get("bot_id") or event.get("thread_ts"):
+        return None
+    incident = incident_from_event(body)  # checks every field used below
+    if incident.channel not in ctx.incident_channels or "<@" in str(event["text"]):
+        return None
+    return incident
 
 
 def register(app: App, ctx: SlackContext) -> None:
     def ack_event(ack: Ack) -> None:
         ack()
 
+    def accept_incidents(body: dict[str, Any], next: Callable[[], Any]) -> Any:
+        """Bolt answers Events API requests before any listener runs, so the inbox write
+        happens here, in a middleware, before the response: a process killed after Slack
+        heard "received" loses nothing. If it cannot be stored the request fails (500)
+        and Slack retries it."""
+        incident = _incident_of(body)
+        if incident is not None:
+            ctx.service.accept(incident)
+        return next()
+
+    def _incident_of(body: dict[str, Any]) -> IncidentInput | None:
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        if not isinstance(event, dict):
+            return None
+        try:
+            if event.get("type") == "app_mention":
+                return incident_from_event(body)
+            if event.get("type") == "message":
+                return _channel_incident(body, ctx)
+        except PayloadError:
+            return None  # the listener logs it
+        return None
+
+    app.middleware(accept_incidents)
+
     def on_mention(body: dict[str, Any], client: WebClient) -> None:
         flows.post_recommendation(ctx, client, incident_from_event(body))
 
     def on_message(body: dict[str, Any], client: WebClient) -> None:
-        event = body.get("event")
-        if not isinstance(event, dict):
-            return
-        if event.get("subtype") or event.get("bot_id") or event.get("thread_ts"):
-            return  # edits, bot posts and thread replies are not new incidents
-        incident = incident_from_event(body)  # checks every field used below
-        if incident.channel not in ctx.incident_channels or "<@" in str(event["text"]):
-            return  # mentions are handled by app_mention
-        flows.post_recommendation(ctx, client, incident)
+        incident = _channel_incident(body, ctx)
+        if incident is not None:
+            flows.post_recommendation(ctx, client, incident)
 
     def on_reaction_added(body: dict[str, Any], client: WebClient) -> None:
         ref = reaction_ref(body)

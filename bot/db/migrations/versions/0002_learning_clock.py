@@ -1,4 +1,7 @@
-"""learning clock: votes carry their learning step and their contribution to the arms
+"""learning clock, incident inbox and post outbox
+
+Votes carry their learning step and their contribution to the arms; incidents acknowledged
+to Slack wait in an inbox until decided; recommendations wait in an outbox until posted.
 
 Revision ID: 0002
 Revises: 0001
@@ -13,6 +16,7 @@ vote stored before it was created.
 from __future__ import annotations
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 revision = "0002"
@@ -37,6 +41,29 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("trained_upto", sa.Integer(), nullable=False, server_default="0")
         )
+    op.create_table(
+        "incident_inbox",
+        sa.Column("event_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("incident_json", sa.Text(), nullable=False),
+        sa.Column("received_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("claimed_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("done_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("event_id"),
+    )
+    op.create_index("ix_incident_inbox_done_at", "incident_inbox", ["done_at"])
+    with op.batch_alter_table("recommendation") as batch:
+        batch.add_column(
+            sa.Column(
+                "post_state",
+                sqlmodel.sql.sqltypes.AutoString(),
+                nullable=False,
+                server_default="posted",
+            )
+        )
+        batch.add_column(
+            sa.Column("post_claimed_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
+        )
+        batch.create_index("ix_recommendation_post_state", ["post_state"])
     op.execute("UPDATE feedback SET seq = id")
     op.execute(
         "UPDATE modelversion SET trained_upto = (SELECT COALESCE(MAX(f.id), 0) FROM feedback f "
@@ -49,6 +76,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("recommendation") as batch:
+        batch.drop_index("ix_recommendation_post_state")
+        batch.drop_column("post_claimed_until")
+        batch.drop_column("post_state")
+    op.drop_index("ix_incident_inbox_done_at", "incident_inbox")
+    op.drop_table("incident_inbox")
     with op.batch_alter_table("modelversion") as batch:
         batch.drop_column("trained_upto")
     with op.batch_alter_table("feedback") as batch:

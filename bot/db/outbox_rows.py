@@ -1,0 +1,106 @@
+"""Statements of the inbox (incidents acknowledged, not yet decided) and the outbox
+(recommendations stored, not yet posted). Each item is claimed with a lease, so a slow
+worker keeps its item and a dead one's item is taken over by any replica, once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from bot.db.engine import table_of
+from bot.db.models import IncidentInbox, Recommendation
+
+_INBOX = table_of(IncidentInbox)
+_RECS = table_of(Recommendation)
+
+_IN_INBOX = select(_INBOX.c.event_id).where(_INBOX.c.event_id == bindparam("id"))
+_DONE = (
+    update(_INBOX)
+    .where(_INBOX.c.event_id == bindparam("id"), _INBOX.c.done_at.is_(None))
+    .values(done_at=bindparam("now"))
+)
+_WAITING = (
+    select(_INBOX.c.event_id, _INBOX.c.incident_json)
+    .where(
+        _INBOX.c.done_at.is_(None),
+        _INBOX.c.received_at < bindparam("before"),
+        or_(_INBOX.c.claimed_until.is_(None), _INBOX.c.claimed_until < bindparam("now")),
+    )
+    .order_by(_INBOX.c.received_at)
+    .limit(bindparam("limit"))
+)
+_CLAIM_INCIDENT = (
+    update(_INBOX)
+    .where(
+        _INBOX.c.event_id == bindparam("id"),
+        _INBOX.c.done_at.is_(None),
+        or_(_INBOX.c.claimed_until.is_(None), _INBOX.c.claimed_until < bindparam("now")),
+    )
+    .values(claimed_until=bindparam("until"))
+)
+_UNPOSTED = (
+    select(_RECS.c.id)
+    .where(
+        _RECS.c.post_state == "pending",
+        or_(_RECS.c.post_claimed_until.is_(None), _RECS.c.post_claimed_until < bindparam("now")),
+    )
+    .order_by(_RECS.c.created_at)
+    .limit(bindparam("limit"))
+)
+_CLAIM_POST = (
+    update(_RECS)
+    .where(
+        and_(
+            _RECS.c.id == bindparam("rec"),
+            _RECS.c.post_state == "pending",
+            or_(
+                _RECS.c.post_claimed_until.is_(None),
+                _RECS.c.post_claimed_until < bindparam("now"),
+            ),
+        )
+    )
+    .values(post_claimed_until=bindparam("until"))
+)
+
+
+def accept(conn: Connection, event_id: str, incident_json: str, now: dt.datetime) -> bool:
+    """Put an acknowledged incident in the inbox; False if it is there already (a retry)."""
+    if conn.execute(_IN_INBOX, {"id": event_id}).first() is not None:
+        return False
+    conn.execute(
+        insert(_INBOX),
+        {"event_id": event_id, "incident_json": incident_json, "received_at": now},
+    )
+    return True
+
+
+def mark_decided(conn: Connection, event_id: str, now: dt.datetime) -> None:
+    conn.execute(_DONE, {"id": event_id, "now": now})
+
+
+def claim_waiting(
+    conn: Connection, now: dt.datetime, before: dt.datetime, lease: dt.timedelta, limit: int
+) -> list[tuple[str, str]]:
+    """Inbox items older than ``before`` that nobody holds, each claimed for ``lease``."""
+    rows = conn.execute(_WAITING, {"now": now, "before": before, "limit": limit}).all()
+    claimed = []
+    for event_id, incident_json in rows:
+        result = conn.execute(_CLAIM_INCIDENT, {"id": event_id, "now": now, "until": now + lease})
+        if result.rowcount == 1:
+            claimed.append((event_id, incident_json))
+    return claimed
+
+
+def claim_unposted(
+    conn: Connection, now: dt.datetime, lease: dt.timedelta, limit: int
+) -> list[str]:
+    """Ids of stored recommendations whose post nobody holds, each claimed for ``lease``."""
+    ids = list(conn.execute(_UNPOSTED, {"now": now, "limit": limit}).scalars())
+    claimed = []
+    for rec_id in ids:
+        result = conn.execute(_CLAIM_POST, {"rec": rec_id, "now": now, "until": now + lease})
+        if result.rowcount == 1:
+            claimed.append(str(rec_id))
+    return claimed
