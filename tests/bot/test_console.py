@@ -83,4 +83,4 @@ def test_npo_chat_end_to_end_on_the_embedded_defaults(
     liked = next(r for r in rows if r["playbook"] == "server-disk-failure-replace")
     assert liked["likes"] == 1
     assert main(["db", "upgrade"]) == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert "database at revision 0" in capsys.readouterr().out  # at head, as migrated
