@@ -105,7 +105,7 @@ class ProcessedEvent(SQLModel, table=True):
     """Every delivery id already handled: Slack retries and replicas are deduplicated here."""
 
     event_id: str = Field(primary_key=True)
-    created_at: dt.datetime = Field(default_factory=_now)
+    created_at: dt.datetime = Field(default_factory=_now, index=True)  # retention deletes by age
 
 
 class ScenarioScoreRow(SQLModel, table=True):

@@ -5,8 +5,9 @@ worker keeps its item and a dead one's item is taken over by any replica, once."
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
@@ -14,6 +15,12 @@ from bot.db.models import IncidentInbox, Recommendation
 
 _INBOX = table_of(IncidentInbox)
 _RECS = table_of(Recommendation)
+
+
+def _unheld(claimed_until: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Nobody holds the item: never claimed, or its lease ran out before ``now``."""
+    return or_(claimed_until.is_(None), claimed_until < bindparam("now"))
+
 
 _IN_INBOX = select(_INBOX.c.event_id).where(_INBOX.c.event_id == bindparam("id"))
 _DONE = (
@@ -26,7 +33,7 @@ _WAITING = (
     .where(
         _INBOX.c.done_at.is_(None),
         _INBOX.c.received_at < bindparam("before"),
-        or_(_INBOX.c.claimed_until.is_(None), _INBOX.c.claimed_until < bindparam("now")),
+        _unheld(_INBOX.c.claimed_until),
     )
     .order_by(_INBOX.c.received_at)
     .limit(bindparam("limit"))
@@ -36,30 +43,22 @@ _CLAIM_INCIDENT = (
     .where(
         _INBOX.c.event_id == bindparam("id"),
         _INBOX.c.done_at.is_(None),
-        or_(_INBOX.c.claimed_until.is_(None), _INBOX.c.claimed_until < bindparam("now")),
+        _unheld(_INBOX.c.claimed_until),
     )
     .values(claimed_until=bindparam("until"))
 )
 _UNPOSTED = (
     select(_RECS.c.id)
-    .where(
-        _RECS.c.post_state == "pending",
-        or_(_RECS.c.post_claimed_until.is_(None), _RECS.c.post_claimed_until < bindparam("now")),
-    )
+    .where(_RECS.c.post_state == "pending", _unheld(_RECS.c.post_claimed_until))
     .order_by(_RECS.c.created_at)
     .limit(bindparam("limit"))
 )
 _CLAIM_POST = (
     update(_RECS)
     .where(
-        and_(
-            _RECS.c.id == bindparam("rec"),
-            _RECS.c.post_state == "pending",
-            or_(
-                _RECS.c.post_claimed_until.is_(None),
-                _RECS.c.post_claimed_until < bindparam("now"),
-            ),
-        )
+        _RECS.c.id == bindparam("rec"),
+        _RECS.c.post_state == "pending",
+        _unheld(_RECS.c.post_claimed_until),
     )
     .values(post_claimed_until=bindparam("until"))
 )

@@ -112,10 +112,11 @@ def bot(engine: Engine, rego_engine: RegoPolicyEngine) -> Iterator[Bot]:
     """One replica's production entry point (HTTP server, Bolt app, Alertmanager intake
     with a bearer token) on 127.0.0.1, against a fake Slack Web API."""
     with fake_slack() as api:
-        settings = replica_settings(api)
+        settings = replica_settings(api).model_copy(update={"playbook_admins": ("U1",)})
         client = web_client(settings)
         service = replica_service(engine, rego_engine)
-        ctx = slack_context(settings, service, lambda pb: [], lambda pb: None, client)
+        text = {"link-optic": "# link-optic"}.get
+        ctx = slack_context(settings, service, lambda pb: [], text, client)
         intake = AlertIntake(ctx, client, parse_routes(""), CHANNEL)
         server = http_server(
             app_for(settings, ctx, client), "127.0.0.1", 0, None, wsgi_handler(intake, TOKEN)

@@ -1,7 +1,8 @@
 """learning clock, incident inbox and post outbox
 
 Votes carry their learning step and their contribution to the arms; incidents acknowledged
-to Slack wait in an inbox until decided; recommendations wait in an outbox until posted.
+to Slack wait in an inbox until decided; recommendations wait in an outbox until posted;
+delivery claims are indexed by age for the retention job.
 
 Revision ID: 0002
 Revises: 0001
@@ -51,6 +52,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("event_id"),
     )
     op.create_index("ix_incident_inbox_done_at", "incident_inbox", ["done_at"])
+    op.create_index("ix_processedevent_created_at", "processedevent", ["created_at"])
     with op.batch_alter_table("recommendation") as batch:
         batch.add_column(
             sa.Column(
@@ -80,6 +82,7 @@ def downgrade() -> None:
         batch.drop_index("ix_recommendation_post_state")
         batch.drop_column("post_claimed_until")
         batch.drop_column("post_state")
+    op.drop_index("ix_processedevent_created_at", "processedevent")
     op.drop_index("ix_incident_inbox_done_at", "incident_inbox")
     op.drop_table("incident_inbox")
     with op.batch_alter_table("modelversion") as batch:
