@@ -15,6 +15,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Collection, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,23 @@ def test_clip_never_cuts_inside_an_entity_or_a_mention() -> None:
     assert clip("x" * 10 + "&lt;!here&gt;", 14) == "x" * 10 + "…"
     assert clip("x" * 10 + "&lt;!here&gt;", 16) == "x" * 10 + "&lt;!…"
     assert clip("by <@U0123ABC> ok", 10) == "by …"
+
+
+def test_only_the_escape_module_builds_mentions() -> None:
+    bot = Path(__file__).resolve().parents[2] / "bot"
+    for path in bot.rglob("*.py"):
+        if path.name != "escape.py":
+            assert "<@{" not in path.read_text(encoding="utf-8"), path
+
+
+def test_each_value_is_escaped_exactly_once() -> None:
+    decision = _decision(Outcome.RECOMMEND, ["R&D <x>"], "leaf-1")
+    cast = [("U0123ABC", FeedbackKind.OVERRIDE, "&lt; & <!here>")]
+    blocks = recommendation_blocks("r" * 32, decision, ["a & b"], "full", cast, "S&P")
+    text = json.dumps([blocks, fallback_text(decision)], ensure_ascii=False)
+    assert "R&amp;D &lt;x&gt;" in text and "a &amp; b" in text and "S&amp;P" in text
+    assert "Overridden by <@U0123ABC>: &amp;lt; &amp; &lt;!here&gt;" in text
+    assert "&amp;amp;" not in text and "&amp;lt;x" not in text
 
 
 # -- every renderer, every untrusted field ------------------------------------------------
