@@ -22,6 +22,7 @@ from bot.db.engine import transaction
 from bot.db.models import AlertGroup
 from bot.service import IncidentInput
 from bot.slack import flows
+from bot.slack.escape import escape
 from bot.slack.flows import SlackContext
 
 _LABELS_AS_HINTS = {"severity", "redundancy", "component", "fault_type", "device", "instance"}
@@ -144,7 +145,8 @@ class AlertIntake:
                 self.client.chat_postMessage(
                     channel=thread.channel,
                     thread_ts=thread.thread_ts,
-                    text=f":white_check_mark: Resolved: {alert.labels.get('alertname', 'alert')}",
+                    text=":white_check_mark: Resolved: "
+                    + escape(alert.labels.get("alertname", "alert")),
                 )
                 counts["resolved"] += 1
                 continue
@@ -187,7 +189,7 @@ class AlertIntake:
         name = labels.get("alertname", "alerts")
         root = self.client.chat_postMessage(
             channel=channel,
-            text=f":rotating_light: {name} ({len(note.alerts)} alert(s)) — incident thread",
+            text=f":rotating_light: {escape(name)} ({len(note.alerts)} alert(s)) — incident thread",
         )
         group = AlertGroup(group_key=note.group_key, channel=channel, thread_ts=str(root["ts"]))
         with transaction(self.ctx.service.engine) as session:

@@ -148,6 +148,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.library import Library
     from bot.llm import LLMAugmenter, template_summary
     from bot.slack.app import app_for, slack_context, web_client
+    from bot.slack.escape import escape
     from bot.slack.serve import serve_http, serve_socket_mode
     from bot.wiring import build
 
@@ -182,7 +183,9 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         channel = settings.ops_channel
 
         def notify(text: str) -> None:
-            app.client.chat_postMessage(channel=channel, text=text)
+            # The monitor's notices hold playbook ids and reasons; their own markup (emoji,
+            # backticks) uses none of Slack's control characters, so the whole text is escaped.
+            app.client.chat_postMessage(channel=channel, text=escape(text))
 
         components.ticker.notify = notify
     scheduler.start()

@@ -3,6 +3,10 @@
 Limits kept here (Slack's documented ones): 50 blocks per message, 3,000 characters per
 text object, 2,000 per button value, 255 per action_id, 75 per button label. Button
 values carry only the opaque recommendation id (and, for an abstention, a candidate id).
+
+Every function here takes data as it is stored (titles, ids, steps, reasons, the
+explanation, an LLM's summary) and escapes each value once, as it puts it into a fixed
+template (``bot.slack.escape``); callers never pass pre-formatted mrkdwn.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot.render_text import gauge, sparkline
+from bot.slack.escape import clip, escape, mention
 from core.decision import Decision, Outcome
 from core.feedback import FeedbackKind
 
@@ -45,8 +50,11 @@ def kind_of_action(action_id: str) -> FeedbackKind | None:
     return _KIND_OF_ACTION.get(action_id)
 
 
+Vote = tuple[str, FeedbackKind, str]  # (user id, kind, reason) of one current vote
+
+
 def _clip(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return clip(text, limit)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -86,8 +94,8 @@ def visual_clue(decision: Decision) -> str:
 
 def explanation_blocks(decision: Decision) -> list[dict[str, Any]]:
     exp = decision.explanation
-    trace = "\n".join(f"• {step}" for step in exp.trace)
-    facts = "\n".join(f"• *{f.label}*: {f.value}" for f in exp.facts)
+    trace = "\n".join(f"• {escape(step)}" for step in exp.trace)
+    facts = "\n".join(f"• *{escape(f.label)}*: {escape(f.value)}" for f in exp.facts)
     return [
         _section(f"*Explanation trace*\n{trace}"),
         _section(f"*Supporting facts*\n{facts or '—'}"),
@@ -99,42 +107,43 @@ def recommendation_blocks(
     decision: Decision,
     steps: Sequence[str] = (),
     verbosity: str = "full",
-    votes_text: str | None = None,
+    votes: Sequence[Vote] | None = None,
     summary: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The message for one decision; ``votes_text`` replaces the buttons once judged."""
+    """The message for one decision; ``votes`` (the current ones) replace the buttons once
+    judged. ``summary`` is plain text (it may come from an LLM)."""
     exp = decision.explanation
     blocks: list[dict[str, Any]] = [_section(_HEADLINE[decision.outcome])]
     if summary:
-        blocks.append(_context(summary))
+        blocks.append(_context(escape(summary)))
     if decision.chosen is not None:
         c = decision.chosen
-        head = f"*{c.title}* (`{c.playbook_id}`)\naction `{c.action.name}`"
+        head = f"*{escape(c.title)}* (`{escape(c.playbook_id)}`)\naction `{escape(c.action.name)}`"
         if c.action.target:
-            head += f" on `{c.action.target}`"
+            head += f" on `{escape(c.action.target)}`"
         blocks.append(_section(head))
         if steps:
-            shown = "\n".join(f"{i}. {s}" for i, s in enumerate(steps[:5], 1))
+            shown = "\n".join(f"{i}. {escape(s)}" for i, s in enumerate(steps[:5], 1))
             blocks.append(_section(f"*Key steps*\n{shown}"))
     blocks.append(_section(visual_clue(decision)))
-    blocks.append(_context(f":scales: *Threshold*: {exp.threshold.text}"))
-    blocks.append(_context(f":shield: *Policy*: {exp.compliance.summary}"))
+    blocks.append(_context(f":scales: *Threshold*: {escape(exp.threshold.text)}"))
+    blocks.append(_context(f":shield: *Policy*: {escape(exp.compliance.summary)}"))
     if decision.outcome is not Outcome.RECOMMEND and decision.candidates:
         for cand, verdict in list(zip(decision.candidates, decision.verdicts, strict=True))[:5]:
             line = (
-                f"`{cand.playbook_id}` — {cand.title}: score {cand.score:.2f}, "
-                f"SPE {verdict.verdict.value.replace('_', ' ')}"
+                f"`{escape(cand.playbook_id)}` — {escape(cand.title)}: score {cand.score:.2f}, "
+                f"SPE {escape(verdict.verdict.value.replace('_', ' '))}"
             )
             section = _section(line)
-            if votes_text is None and decision.outcome is Outcome.ABSTAIN:
+            if votes is None and decision.outcome is Outcome.ABSTAIN:
                 section["accessory"] = _button(
                     "👍 This one", ACTION_LIKE_CANDIDATE, f"{recommendation_id}|{cand.playbook_id}"
                 )
             blocks.append(section)
     if verbosity == "full":
         blocks.extend(explanation_blocks(decision))
-    if votes_text is not None:
-        blocks.append(_context(votes_text))
+    if votes is not None:
+        blocks.append(_context(votes_line(votes)))
     else:
         buttons = []
         if decision.outcome is Outcome.RECOMMEND:
@@ -152,17 +161,19 @@ def recommendation_blocks(
 
 
 def fallback_text(decision: Decision) -> str:
+    """The message's top-level ``text`` (notifications, screen readers): mrkdwn too."""
     if decision.chosen is not None:
-        return _clip(f"Recommended: {decision.chosen.title} ({decision.chosen.playbook_id})")
+        c = decision.chosen
+        return _clip(f"Recommended: {escape(c.title)} ({escape(c.playbook_id)})")
     return _clip(_HEADLINE[decision.outcome].replace("*", ""))
 
 
-def votes_line(votes: Sequence[tuple[str, FeedbackKind, str]]) -> str:
+def votes_line(votes: Sequence[Vote]) -> str:
     """``Overridden by @x: reason`` for each current vote."""
     parts = []
     for user, kind, reason in votes:
-        text = f"{_PAST[kind]} by <@{user}>"
-        parts.append(f"{text}: {reason}" if reason else text)
+        text = f"{_PAST[kind]} by {mention(user)}"
+        parts.append(f"{text}: {escape(reason)}" if reason else text)
     return _clip(" · ".join(parts))
 
 
@@ -226,15 +237,35 @@ def submit_modal() -> dict[str, Any]:
     }
 
 
+def review_text(playbook_id: str, decided: str | None = None) -> str:
+    """The top-level ``text`` of a review message, before and after the review."""
+    if decided is None:
+        return _clip(f"Playbook {escape(playbook_id)} submitted for review")
+    return _clip(f"Playbook {escape(playbook_id)}: {escape(decided)}")
+
+
 def review_blocks(
-    submission_id: str, playbook_id: str, author: str, text: str, outcome: str | None = None
+    submission_id: str,
+    playbook_id: str,
+    author: str,
+    text: str,
+    reviewer: str | None = None,
+    approved: bool = False,
 ) -> list[dict[str, Any]]:
+    """The submitted playbook for review; once ``reviewer`` decided, who did and how
+    instead of the buttons."""
     blocks = [
-        _section(f":memo: <@{author}> submitted playbook `{playbook_id}` for review"),
-        _section("```" + _clip(text, MAX_TEXT - 6) + "```"),
+        _section(f":memo: {mention(author)} submitted playbook `{escape(playbook_id)}` for review"),
+        _section("```" + _clip(escape(text), MAX_TEXT - 6) + "```"),
     ]
-    if outcome:
-        blocks.append(_context(outcome))
+    if reviewer is not None:
+        blocks.append(
+            _context(
+                f":white_check_mark: Approved by {mention(reviewer)}: now vetted and retrievable."
+                if approved
+                else f":leftwards_arrow_with_hook: Changes requested by {mention(reviewer)}."
+            )
+        )
     else:
         blocks.append(
             {

@@ -22,7 +22,8 @@ from bot.service import (
     NPOService,
 )
 from bot.slack.access import Access
-from bot.slack.blocks import fallback_text, recommendation_blocks, votes_line
+from bot.slack.blocks import fallback_text, recommendation_blocks
+from bot.slack.escape import escape
 from core.decision import Decision
 from core.feedback import FeedbackKind
 
@@ -78,14 +79,14 @@ def refresh_message(
     if decision is None:
         return
     votes = ctx.service.votes(recommendation_id)
-    text = votes_line([(v.operator_id, v.kind, v.reason) for v in votes]) if votes else None
+    shown = [(v.operator_id, v.kind, v.reason) for v in votes] if votes else None
     steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
     client.chat_update(
         channel=channel,
         ts=ts,
         text=fallback_text(decision),
         blocks=recommendation_blocks(
-            recommendation_id, decision, steps, ctx.default_verbosity, text
+            recommendation_id, decision, steps, ctx.default_verbosity, shown
         ),
     )
 
@@ -101,7 +102,7 @@ def apply_feedback(
 
 def refuse(client: WebClient, channel: str, user: str, what: str) -> None:
     client.chat_postEphemeral(
-        channel=channel, user=user, text=f"Sorry, you are not allowed to {what} here."
+        channel=channel, user=user, text=f"Sorry, you are not allowed to {escape(what)} here."
     )
 
 

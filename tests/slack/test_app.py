@@ -181,10 +181,10 @@ def test_like_button_is_stored_and_the_message_updated_in_place(
     app = _app(slack, service)
     rec_id = _rec_id(_mention(app, slack))
     ts = service_message_ts(engine, rec_id)
-    assert _interaction(app, _button("npo_like", rec_id, "U7", ts)).status == 200
+    assert _interaction(app, _button("npo_like", rec_id, "U07OPS", ts)).status == 200
     update = slack.wait_for("chat.update")[-1]
     assert update["ts"] == ts
-    assert "Liked by <@U7>" in _blocks_text(update)
+    assert "Liked by <@U07OPS>" in _blocks_text(update)
     assert '"type": "actions"' not in _blocks_text(update)  # buttons replaced
     assert service.stats()[0].likes == 1
 
@@ -207,13 +207,13 @@ def test_override_opens_a_modal_and_the_reason_is_stored(
     app = _app(slack, service)
     rec_id = _rec_id(_mention(app, slack))
     ts = service_message_ts(engine, rec_id)
-    assert _interaction(app, _button("npo_override", rec_id, "U7", ts)).status == 200
+    assert _interaction(app, _button("npo_override", rec_id, "U07OPS", ts)).status == 200
     view = slack.wait_for("views.open")[0]
     modal = json.loads(view["view"]) if isinstance(view["view"], str) else view["view"]
     assert modal["callback_id"] == "npo_override_modal"
     submission = {
         "type": "view_submission",
-        "user": {"id": "U7"},
+        "user": {"id": "U07OPS"},
         "team": {"id": "T1"},
         "api_app_id": "A1",
         "token": "x",
@@ -236,7 +236,7 @@ def test_override_opens_a_modal_and_the_reason_is_stored(
     assert refused.status == 200 and "errors" in refused.body
     assert _interaction(app, submission).status == 200
     update = slack.wait_for("chat.update")[-1]
-    assert "Overridden by <@U7>: wrong card" in _blocks_text(update)
+    assert "Overridden by <@U07OPS>: wrong card" in _blocks_text(update)
     with Session(engine) as s:
         fb = s.exec(select(Feedback)).one()
         assert (fb.kind, fb.reason, fb.source) == ("override", "wrong card", "modal")
@@ -328,8 +328,9 @@ def test_help_and_stats_are_ephemeral(slack: FakeSlackAPI, service: NPOService) 
 
     help_reply = json.loads(command("help").body)
     assert help_reply["response_type"] == "ephemeral"
-    for usage in ("recommend <incident>", "stats [playbook]", "playbook <id>", "prefs verbosity"):
-        assert usage in help_reply["text"]
+    for usage in ("recommend &lt;incident&gt;", "stats [playbook]", "playbook &lt;id&gt;"):
+        assert usage in help_reply["text"]  # escaped: Slack would read <id> as a link
+    assert "prefs verbosity" in help_reply["text"]
     divergence = json.loads(command("stats divergence").body)["text"]
     assert "policy–practice divergence" in divergence
     stats_text = json.loads(command("stats").body)["text"]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from bot.slack.blocks import MAX_ACTION_ID, MAX_BLOCKS, MAX_TEXT, MAX_VALUE, recommendation_blocks
 from core.bandit import ArmChoice
 from core.decision import Candidate, decide
+from core.feedback import FeedbackKind
 from core.policy import Action, Verdict
 from core.scenario import Scenario
 from tests.fakes import ScriptedSPE
@@ -61,7 +62,8 @@ def test_rendering_respects_block_kit_limits(
     arm = ArmChoice(2, 0.7, 1.0, 1.0, 0.5)
     decision = decide(scenario, candidates, arm, spe, [0.3] * 500)
     rec_id = "f" * 32
-    blocks = recommendation_blocks(rec_id, decision, steps, verbosity, votes if judged else None)
+    shown = [("U0123ABC", FeedbackKind.OVERRIDE, votes)] if judged else None
+    blocks = recommendation_blocks(rec_id, decision, steps, verbosity, shown)
     assert len(blocks) <= MAX_BLOCKS
     for node in _walk(blocks):
         if node.get("type") in {"mrkdwn", "plain_text"}:

@@ -98,7 +98,7 @@ def test_submit_review_and_approve(
 ) -> None:
     approvals: list[int] = []
     governance = Governance(
-        engine, tmp_path / "approved", {"U2", "U3"}, lambda: approvals.append(1), lambda: NOW
+        engine, tmp_path / "approved", {"U02REV", "U3"}, lambda: approvals.append(1), lambda: NOW
     )
     service = NPOService(
         engine, FakeRetriever([]), rego_engine, NPOConfig(), np.random.default_rng(0)
@@ -146,15 +146,15 @@ def test_submit_review_and_approve(
     assert "Only the configured reviewers" in slack.wait_for("chat.postEphemeral", 2)[1]["text"]
     assert not (tmp_path / "approved").exists()
 
-    _send(app, _click("npo_approve", submission_id, "U2", ts))
+    _send(app, _click("npo_approve", submission_id, "U02REV", ts))
     update = slack.wait_for("chat.update")[0]
-    assert "Approved by <@U2>" in json.dumps(update["blocks"])
+    assert "Approved by <@U02REV>" in json.dumps(update["blocks"])
     [pb] = lint_folder(tmp_path / "approved").playbooks
     assert (pb.id, pb.meta.status, pb.meta.authors, pb.meta.reviewers) == (
         "pdu-breaker-trip",
         Status.VETTED,
         ["U1"],
-        ["U2"],
+        ["U02REV"],
     )
     assert approvals == [1]
     _send(app, _click("npo_request_changes", submission_id, "U3", ts))

@@ -1,4 +1,7 @@
-"""``/npo <subcommand>``: the help text is built from this registry."""
+"""``/npo <subcommand>``: the help text is built from this registry.
+
+Replies are mrkdwn: every part that echoes input or stored data is escaped
+(``bot.slack.escape``), including the usage strings (their ``<id>`` is not a link)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from slack_sdk import WebClient
 
 from bot.slack import flows
 from bot.slack.blocks import submit_modal
+from bot.slack.escape import clip, escape
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import log, tolerant
 from bot.slack.translate import PayloadError, command_ref, incident_from_command
@@ -21,11 +25,19 @@ from bot.stats import alignment_report, divergence_report, format_report
 class Subcommand:
     usage: str
     help: str
-    reply: Callable[[SlackContext, dict[str, Any], str], str]
+    reply: Callable[[SlackContext, dict[str, Any], str], str]  # returns mrkdwn
+
+
+MAX_REPLY = 2990  # under the 3,000 characters of a text object
+
+
+def _code(text: str) -> str:
+    """``text`` as a code block (escaped: Slack parses ``<…>`` inside code blocks too)."""
+    return "```" + clip(escape(text), MAX_REPLY - 6) + "```"
 
 
 def _help(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
-    lines = [f"`/npo {c.usage}` — {c.help}" for c in SUBCOMMANDS.values()]
+    lines = [f"`/npo {escape(c.usage)}` — {escape(c.help)}" for c in SUBCOMMANDS.values()]
     return "*NPO ChatOps*\n" + "\n".join(lines)
 
 
@@ -34,9 +46,9 @@ def _stats(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
         return "Rendering the alignment chart…"
     if arg.strip() == "divergence":
         report = {"divergence": divergence_report(ctx.service.engine)}
-        return ("```" + format_report(report) + "```")[:2990]
+        return _code(format_report(report))
     report = alignment_report(ctx.service.engine, ctx.service.clock(), arg.strip() or None)
-    return ("```" + format_report(report) + "```")[:2990]
+    return _code(format_report(report))
 
 
 def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
@@ -53,11 +65,12 @@ def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
             return f"No playbook `{words[1]}`: nothing to {words[0]}."
         changed = ctx.service.set_paused(words[1], words[0] == "pause", user)
         state = "paused" if words[0] == "pause" else "resumed"
-        return f"`{words[1]}` {state}." if changed else f"`{words[1]}` was already {state}."
+        shown = escape(words[1])
+        return f"`{shown}` {state}." if changed else f"`{shown}` was already {state}."
     if len(words) != 1:
-        return "Usage: `/npo playbook <id>` or `/npo playbook pause|resume <id>`"
+        return escape("Usage: `/npo playbook <id>` or `/npo playbook pause|resume <id>`")
     text = ctx.playbook_text(words[0])
-    return text[:2900] if text else f"No playbook `{words[0]}`."
+    return clip(escape(text), 2900) if text else f"No playbook `{escape(words[0])}`."
 
 
 def _prefs(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
@@ -69,7 +82,9 @@ def _prefs(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
 
 
 def _recommend(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
-    return "Looking for a vetted playbook…" if arg.strip() else "Usage: `/npo recommend <incident>`"
+    if arg.strip():
+        return "Looking for a vetted playbook…"
+    return escape("Usage: `/npo recommend <incident>`")
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -94,7 +109,9 @@ def register(app: App, ctx: SlackContext) -> None:
         try:
             command_ref(body)  # the subcommands below rely on its fields
         except PayloadError as exc:
-            ack(response_type="ephemeral", text=f"Could not read this command ({exc}).")
+            ack(
+                response_type="ephemeral", text=f"Could not read this command ({escape(str(exc))})."
+            )
             return
         name, _, arg = str(body.get("text", "")).strip().partition(" ")
         if name.lower() == "playbook" and arg.strip() == "submit":

@@ -13,16 +13,13 @@ from bot.slack.blocks import (
     ACTION_REQUEST_CHANGES,
     SUBMIT_MODAL,
     review_blocks,
+    review_text,
 )
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import tolerant
 from bot.slack.translate import PayloadError, draft_from_submission
 from retrieval.playbook import PlaybookError, parse_playbook
 
-_OUTCOME = {
-    Decision.APPROVED: ":white_check_mark: Approved by <@{user}>: now vetted and retrievable.",
-    Decision.CHANGES_REQUESTED: ":leftwards_arrow_with_hook: Changes requested by <@{user}>.",
-}
 _REFUSAL = {
     Decision.REFUSED_AUTHOR: "An author cannot approve their own playbook.",
     Decision.REFUSED_NOT_REVIEWER: "Only the configured reviewers can review playbooks.",
@@ -60,7 +57,7 @@ def register(app: App, ctx: SlackContext) -> None:
             return  # the modal already showed the author what to fix
         response = client.chat_postMessage(
             channel=ctx.review_channel,
-            text=f"Playbook {submission.playbook_id} submitted for review",
+            text=review_text(submission.playbook_id),
             blocks=review_blocks(submission.id, submission.playbook_id, author, submission.text),
         )
         governance.attach(submission.id, ctx.review_channel, str(response["ts"]))
@@ -84,9 +81,14 @@ def register(app: App, ctx: SlackContext) -> None:
         client.chat_update(
             channel=channel,
             ts=str(body["container"]["message_ts"]),
-            text=f"Playbook {sub.playbook_id}: {decision.value}",
+            text=review_text(sub.playbook_id, decision.value),
             blocks=review_blocks(
-                sub.id, sub.playbook_id, sub.author, sub.text, _OUTCOME[decision].format(user=user)
+                sub.id,
+                sub.playbook_id,
+                sub.author,
+                sub.text,
+                reviewer=user,
+                approved=decision is Decision.APPROVED,
             ),
         )
 
