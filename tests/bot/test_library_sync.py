@@ -119,3 +119,27 @@ def test_an_id_approved_elsewhere_cannot_be_submitted_again(
         b.governance.submit(DRAFT, "U3")
     with Session(b.engine) as session:
         assert len(session.exec(select(PlaybookSubmission)).all()) == 1
+
+
+def test_every_replica_schedules_the_sync_every_30_seconds(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    import numpy as np
+
+    from bot.monitoring import MonitorTicker
+    from bot.scheduler import build_scheduler
+    from bot.service import NPOService
+    from core.npo import NPOConfig
+    from tests.fakes import FakeRetriever, ScriptedSPE
+
+    a, _ = replicas
+    service = NPOService(
+        a.engine, FakeRetriever([]), ScriptedSPE(), NPOConfig(), np.random.default_rng(0)
+    )
+    ticker = MonitorTicker(a.engine, NPOConfig(), lambda: NOW, dt.timedelta(minutes=15))
+    scheduler = build_scheduler(
+        ticker, service, lambda: NOW, dt.timedelta(days=1), library_sync=a.sync.run
+    )
+    job = scheduler.get_job("library_sync")
+    assert job is not None and job.func == a.sync.run
+    assert job.trigger.interval == dt.timedelta(seconds=30)
