@@ -122,3 +122,38 @@ def test_replicas_upgrading_one_fresh_database_together_all_come_up(
         if _crashes(results) or revision != head:
             crashed[trial] = [*_crashes(results), f"revision {revision}"]
     assert not crashed, f"{len(crashed)} of {TRIALS} trials had a replica fail: {crashed}"
+
+
+def test_an_upgrade_waits_for_the_lock_and_releases_it(db_url: str, tmp_path: Path) -> None:
+    """Whoever holds the migration lock, an upgrade waits for it (and migrates nothing
+    meanwhile), then runs; afterwards the lock is free again."""
+    import fcntl
+    import threading
+
+    from bot.db.migrate import MIGRATE_LOCK_KEY, upgrade
+    from bot.monitoring import _LOCK_KEY
+
+    assert MIGRATE_LOCK_KEY != _LOCK_KEY  # never contends with the scheduled jobs
+    sqlite = db_url.startswith("sqlite")
+    lock_file = f"{make_url(db_url).database}.migrate.lock" if sqlite else os.devnull
+    holder = create_engine(db_url)
+    with holder.connect() as conn, open(lock_file, "a") as fh:
+        if sqlite:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        else:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
+        worker = threading.Thread(target=upgrade, args=(db_url,))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive(), "upgrade did not wait for the lock"
+        assert current_revision(db_url) is None
+        if sqlite:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        else:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATE_LOCK_KEY})
+        worker.join(60)
+        assert not worker.is_alive() and current_revision(db_url) == _head()
+        if not sqlite:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
+            assert got.scalar_one() is True  # the upgrade's session let go of it
+    holder.dispose()
