@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import json
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -27,7 +27,22 @@ def _rows(engine: Engine, since: dt.datetime) -> Iterator[dict[str, str]]:
         yield as_row(e)
 
 
-def as_row(e: AuditEntry) -> dict[str, str]:
+class Entry(Protocol):
+    """An audit row: the ORM object, or a Core row of the table (bulk reads)."""
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def detail_json(self) -> str: ...
+
+
+def as_row(e: Entry) -> dict[str, str]:
     """One entry as exported (also the format of the retention archive, bot/retention.py)."""
     at = e.created_at if e.created_at.tzinfo else e.created_at.replace(tzinfo=dt.UTC)
     return {
