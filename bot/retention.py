@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,7 +128,7 @@ def run_retention(
     audit = 0
     if audit_cutoff is not None:
         old_audit = sa.select(_AUDIT.c.id).where(_AUDIT.c.created_at < audit_cutoff)
-        if last_id is not None:  # only what the archive holds (ids grow: later rows are newer)
+        if last_id is not None:  # only what the archive holds
             old_audit = old_audit.where(_AUDIT.c.id <= last_id)
         audit_ids = old_audit.order_by(_AUDIT.c.id)
         audit = _delete_in_batches(
@@ -152,9 +152,7 @@ def run_retention(
 
 
 def _skipped(report: RetentionReport, why: str) -> RetentionReport:
-    return RetentionReport(
-        False, False, report.events_cutoff, report.audit_cutoff, 0, 0, skipped=why
-    )
+    return replace(report, skipped=why)
 
 
 def _counts(engine: Engine, report: RetentionReport) -> RetentionReport:
