@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -146,6 +146,7 @@ def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.governance import Governance
     from bot.library import Library
+    from bot.library_sync import LibrarySync
     from bot.llm import LLMAugmenter, template_summary
     from bot.slack.app import app_for, slack_context, web_client
     from bot.slack.escape import escape
@@ -157,7 +158,6 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.http and not settings.slack_app_token:
         return _fail("Socket Mode needs SLACK_APP_TOKEN; or use --http --port P", EXIT_USAGE)
     components = build(settings)
-    scheduler = _scheduler(settings, components)
     library = Library.load(settings.playbooks_dir, settings.submissions_folder)
     summarise = template_summary
     if settings.llm:
@@ -167,11 +167,14 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         components.reingest()
         library.reload()
 
+    sync = LibrarySync(components.service.engine, settings.submissions_folder, on_approved)
+    sync.run()  # approvals made on other replicas while this one was down
+    scheduler = _scheduler(settings, components, sync.run)
     governance = Governance(
         components.service.engine,
         settings.submissions_folder,
         settings.reviewer_users,
-        on_approved,
+        sync.run,
         components.service.clock,
     )
     client = web_client(settings)
@@ -210,9 +213,14 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _scheduler(settings: Settings, components: Components) -> BackgroundScheduler:
+def _scheduler(
+    settings: Settings,
+    components: Components,
+    library_sync: Callable[[], object] | None = None,
+) -> BackgroundScheduler:
     import datetime as dt
 
+    from bot.retention import RetentionPolicy
     from bot.scheduler import build_scheduler
 
     return build_scheduler(
@@ -220,6 +228,8 @@ def _scheduler(settings: Settings, components: Components) -> BackgroundSchedule
         components.service,
         components.service.clock,
         dt.timedelta(hours=settings.expire_after_hours),
+        library_sync=library_sync,
+        retention=RetentionPolicy.from_settings(settings),
     )
 
 
@@ -296,6 +306,42 @@ def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings)
     upgrade(url)
     print(f"database at revision {current_revision(url)}")
+    return 0
+
+
+def _cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
+    from bot.retention import RetentionPolicy, run_retention
+    from bot.wiring import migrated_engine
+
+    report = run_retention(
+        migrated_engine(settings),
+        RetentionPolicy.from_settings(settings),
+        dt.datetime.now(dt.UTC),
+        dry_run=args.dry_run,
+        force=True,  # by hand: now, even if the daily run already happened
+    )
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    elif report.ran:
+        verb = "would delete" if report.dry_run else "deleted"
+        audit = (
+            f"older than {report.audit_cutoff:%Y-%m-%d %H:%M} UTC"
+            if report.audit_cutoff
+            else "kept forever"
+        )
+        print(
+            f"processed_event: {verb} {report.events} "
+            f"(older than {report.events_cutoff:%Y-%m-%d %H:%M} UTC)"
+        )
+        print(f"audit_log: {verb} {report.audit} ({audit})")
+        if report.archive:
+            print(f"archived to {report.archive}")
+    if report.error:
+        return _fail(f"retention: {report.error}; nothing was deleted")
+    if report.skipped:
+        return _fail(f"retention: {report.skipped}; try again")
     return 0
 
 
@@ -383,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db_up = db.add_parser("upgrade", help="apply the schema migrations")
     db_up.set_defaults(func=_cmd_db_upgrade)
+
+    ret = sub.add_parser("retention", help="trim processed events and the audit log")
+    ret_cmd = ret.add_subparsers(dest="retention_command", required=True)
+    ret_run = ret_cmd.add_parser("run", help="delete what is older than the retention settings")
+    ret_run.add_argument("--dry-run", action="store_true", help="count only; delete nothing")
+    ret_run.add_argument("--json", action="store_true")
+    ret_run.set_defaults(func=_cmd_retention_run)
 
     pol = sub.add_parser("policies", help="safety policies").add_subparsers(
         dest="policies_command", required=True

@@ -1,24 +1,27 @@
 """Playbook governance: submissions become vetted only when a reviewer who is not their
-author approves them; approval writes the playbook file and re-ingests the library."""
+author approves them. Approval stores the vetted text in the submission's row (the database
+is the source of truth for every replica) and then calls ``on_approved``, which syncs this
+replica's folder and re-ingests (bot/library_sync.py; the other replicas sync within 30 s)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-import os
+import logging
 import re
-import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.db.engine import transaction
 from bot.db.models import AuditEntry, PlaybookSubmission
 from retrieval.playbook import PlaybookError, parse_playbook
+
+log = logging.getLogger(__name__)
 
 _FRONT = re.compile(r"\A---\r?\n(.*?)\r?\n---[ \t]*\r?\n", re.DOTALL)
 
@@ -92,7 +95,7 @@ class Governance:
         engine: Engine,
         folder: Path,
         reviewers: Collection[str],
-        on_approved: Callable[[], None],
+        on_approved: Callable[[], object],
         clock: Callable[[], dt.datetime],
     ) -> None:
         self.engine, self.folder, self.reviewers = engine, folder, set(reviewers)
@@ -102,9 +105,15 @@ class Governance:
         """Validate and store a draft; raises ``PlaybookError`` naming the field."""
         text = render_draft(draft, author)
         parse_playbook(text, f"submission:{draft.id}")
+        exists = PlaybookError(f"submission:{draft.id}", "id", "a playbook with this id exists")
         if (self.folder / f"{draft.id}.md").exists():
-            raise PlaybookError(f"submission:{draft.id}", "id", "a playbook with this id exists")
+            raise exists
         with transaction(self.engine) as session:
+            approved = select(PlaybookSubmission.id).where(
+                PlaybookSubmission.playbook_id == draft.id, PlaybookSubmission.status == "approved"
+            )
+            if session.exec(approved).first() is not None:  # approved on another replica
+                raise exists
             sub = PlaybookSubmission(
                 playbook_id=draft.id, author=author, text=text, created_at=self.clock()
             )
@@ -155,15 +164,11 @@ class Governance:
             if approve:
                 text = vetted(sub.text, reviewer, self.clock().date())
                 parse_playbook(text, f"submission:{sub.playbook_id}")  # still valid once vetted
-                self._write(sub.playbook_id, text)
-        if approve:
-            self.on_approved()  # ingest: the playbook becomes retrievable
-            return Decision.APPROVED
-        return Decision.CHANGES_REQUESTED
-
-    def _write(self, playbook_id: str, text: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".submit-", suffix=".md")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, self.folder / f"{playbook_id}.md")
+                sub.text = text  # what every replica's library sync writes
+        if not approve:
+            return Decision.CHANGES_REQUESTED
+        try:
+            self.on_approved()  # sync this replica's folder and ingest: retrievable now
+        except Exception:  # the approval is stored; the periodic sync tries again
+            log.exception("approved %s, but syncing the library failed", submission_id)
+        return Decision.APPROVED

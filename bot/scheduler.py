@@ -1,12 +1,14 @@
 """APScheduler jobs (monitor tick, expiry of unanswered recommendations, nightly stats
-snapshot), scheduled in memory in every process (APScheduler 3.x job stores must
-not be shared between processes). What must survive lives in our tables; the job bodies
-take the database lock, so several replicas run each tick once."""
+snapshot, daily retention, library sync every 30 s), scheduled in memory in every process
+(APScheduler 3.x job stores must not be shared between processes). What must survive lives
+in our tables; the job bodies take the database lock, so several replicas run each tick
+once (the library sync runs on every replica: each has its own folder)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -14,9 +16,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.monitoring import MonitorTicker, expire_unanswered, take_snapshot
+from bot.retention import LOCKED, RetentionPolicy, run_retention
 from bot.service import NPOService
 
 log = logging.getLogger(__name__)
+
+LIBRARY_SYNC_EVERY = dt.timedelta(seconds=30)
+RETENTION_RETRY = dt.timedelta(minutes=1)
 
 
 def build_scheduler(
@@ -25,7 +31,10 @@ def build_scheduler(
     clock: Callable[[], dt.datetime],
     expire_after: dt.timedelta,
     expiry_every: dt.timedelta = dt.timedelta(minutes=5),
+    library_sync: Callable[[], object] | None = None,
+    retention: RetentionPolicy | None = None,
 ) -> BackgroundScheduler:
+    """Every job; ``library_sync`` (bot/library_sync.py) and ``retention`` when given."""
     scheduler = BackgroundScheduler(timezone=dt.UTC)
 
     def monitor_tick() -> None:
@@ -63,4 +72,30 @@ def build_scheduler(
         max_instances=1,
         coalesce=True,
     )
+    if library_sync is not None:
+        scheduler.add_job(
+            library_sync,
+            IntervalTrigger(seconds=LIBRARY_SYNC_EVERY.total_seconds()),
+            id="library_sync",
+            max_instances=1,
+            coalesce=True,
+        )
+    if retention is not None:
+        policy = retention
+
+        def retention_run() -> None:
+            for _ in range(3):  # the lock may be a monitor tick's: try again shortly
+                report = run_retention(ticker.engine, policy, clock())
+                if report.skipped != LOCKED:
+                    return
+                time.sleep(RETENTION_RETRY.total_seconds())
+            log.warning("retention skipped today: %s", LOCKED)
+
+        scheduler.add_job(
+            retention_run,
+            CronTrigger(hour=3, minute=15, timezone=dt.UTC),
+            id="retention",
+            max_instances=1,
+            coalesce=True,
+        )
     return scheduler

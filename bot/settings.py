@@ -111,6 +111,26 @@ class Settings(BaseSettings):
     reactions_override: Annotated[tuple[str, ...], NoDecode] = Field(("red_circle", "x", "-1"))
     reactions_neutral: Annotated[tuple[str, ...], NoDecode] = Field(("neutral_face",))
 
+    # Retention (bot/retention.py): the tables that grow with traffic, trimmed once a day.
+    retention_events_days: float = Field(
+        30.0,
+        ge=1,
+        description="Days processed event ids are kept (at least 1: Slack retries for an hour).",
+    )
+    retention_audit_days: float = Field(
+        365.0, ge=0, description="Days audit entries are kept (0: forever)."
+    )
+    audit_archive_dir: Path | None = Field(
+        None, description="Folder for JSON-lines archives of the audit entries retention deletes."
+    )
+
+    @field_validator("retention_audit_days")
+    @classmethod
+    def _audit_days(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("0 (keep forever) or at least 1 day")
+        return value
+
     @field_validator("arms", mode="before")
     @classmethod
     def _split_arms(cls, value: object) -> object:

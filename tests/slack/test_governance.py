@@ -15,6 +15,7 @@ from slack_bolt import App, BoltResponse
 from sqlalchemy.engine import Engine
 
 from bot.governance import Governance
+from bot.library_sync import LibrarySync
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.app import create_app
@@ -97,9 +98,8 @@ def test_submit_review_and_approve(
     slack: FakeSlackAPI, engine: Engine, rego_engine: RegoPolicyEngine, tmp_path: Path
 ) -> None:
     approvals: list[int] = []
-    governance = Governance(
-        engine, tmp_path / "approved", {"U02REV", "U3"}, lambda: approvals.append(1), lambda: NOW
-    )
+    sync = LibrarySync(engine, tmp_path / "approved", lambda: approvals.append(1))
+    governance = Governance(engine, tmp_path / "approved", {"U02REV", "U3"}, sync.run, lambda: NOW)
     service = NPOService(
         engine, FakeRetriever([]), rego_engine, NPOConfig(), np.random.default_rng(0)
     )
