@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from bot.wiring import Components
 
 EXIT_USAGE = 2
+log = logging.getLogger("npo.cli")
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -150,6 +152,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.llm import LLMAugmenter, template_summary
     from bot.slack.app import app_for, slack_context, web_client
     from bot.slack.escape import escape
+    from bot.slack.outbox import deliver_pending
     from bot.slack.serve import serve_http, serve_socket_mode
     from bot.wiring import build
 
@@ -169,7 +172,6 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     sync = LibrarySync(components.service.engine, settings.submissions_folder, on_approved)
     sync.run()  # approvals made on other replicas while this one was down
-    scheduler = _scheduler(settings, components, sync.run)
     governance = Governance(
         components.service.engine,
         settings.submissions_folder,
@@ -182,6 +184,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings, components.service, library.steps, library.text, client, summarise, governance
     )
     app = app_for(settings, ctx, client)
+
+    def finish_pending() -> None:
+        counts = deliver_pending(ctx, client)
+        if any(counts.values()):
+            log.warning("finished work a stopped process left: %s", counts)
+
+    scheduler = _scheduler(settings, components, sync.run, finish_pending)
     if settings.ops_channel:
         channel = settings.ops_channel
 
@@ -192,6 +201,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         components.ticker.notify = notify
     scheduler.start()
+    scheduler.add_job(finish_pending)  # once now, for what a previous process left
     try:
         if args.http:
             from bot.alerts import AlertIntake, parse_routes, wsgi_handler
@@ -217,6 +227,7 @@ def _scheduler(
     settings: Settings,
     components: Components,
     library_sync: Callable[[], object] | None = None,
+    outbox: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
     import datetime as dt
 
@@ -230,6 +241,7 @@ def _scheduler(
         dt.timedelta(hours=settings.expire_after_hours),
         library_sync=library_sync,
         retention=RetentionPolicy.from_settings(settings),
+        outbox=outbox,
     )
 
 

@@ -20,6 +20,7 @@ from bot.retention import LOCKED, RetentionPolicy, run_retention
 from bot.service import NPOService
 
 log = logging.getLogger(__name__)
+OUTBOX_EVERY = dt.timedelta(seconds=30)
 
 LIBRARY_SYNC_EVERY = dt.timedelta(seconds=30)
 RETENTION_RETRY = dt.timedelta(minutes=1)
@@ -33,8 +34,10 @@ def build_scheduler(
     expiry_every: dt.timedelta = dt.timedelta(minutes=5),
     library_sync: Callable[[], object] | None = None,
     retention: RetentionPolicy | None = None,
+    outbox: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
-    """Every job; ``library_sync`` (bot/library_sync.py) and ``retention`` when given."""
+    """Every job; ``library_sync`` (bot/library_sync.py), ``retention`` and ``outbox``
+    (bot/slack/outbox.py: what a dead process acknowledged but did not finish) when given."""
     scheduler = BackgroundScheduler(timezone=dt.UTC)
 
     def monitor_tick() -> None:
@@ -77,6 +80,14 @@ def build_scheduler(
             library_sync,
             IntervalTrigger(seconds=LIBRARY_SYNC_EVERY.total_seconds()),
             id="library_sync",
+            max_instances=1,
+            coalesce=True,
+        )
+    if outbox is not None:
+        scheduler.add_job(
+            outbox,
+            IntervalTrigger(seconds=OUTBOX_EVERY.total_seconds()),
+            id="outbox",
             max_instances=1,
             coalesce=True,
         )
