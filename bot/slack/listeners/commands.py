@@ -62,7 +62,7 @@ def _playbook(ctx: SlackContext, body: dict[str, Any], arg: str) -> str:
                 "your user id to NPO_PLAYBOOK_ADMINS."
             )
         if ctx.playbook_text(words[1]) is None:
-            return f"No playbook `{words[1]}`: nothing to {words[0]}."
+            return f"No playbook `{escape(words[1])}`: nothing to {words[0]}."
         changed = ctx.service.set_paused(words[1], words[0] == "pause", user)
         state = "paused" if words[0] == "pause" else "resumed"
         shown = escape(words[1])
