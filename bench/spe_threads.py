@@ -170,6 +170,26 @@ def measure(evaluations: int, repeats: int) -> dict[str, dict[str, list[Run]]]:
     return runs
 
 
+def engine_figures(engine: SafetyPolicyEngine, evaluations: int, repeats: int) -> dict[str, float]:
+    """The engine's own figures for ``python -m bench``: medians over interleaved rounds."""
+    runs: dict[int, list[Run]] = {1: [], 4: []}
+    pools = {threads: ThreadPoolExecutor(threads) for threads in runs}
+    try:
+        for round_ in range(repeats + 1):
+            for threads, pool in pools.items():
+                result = run_pooled(engine, pool, threads, evaluations)
+                if round_:  # round 0 warms up
+                    runs[threads].append(result)
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    return {
+        "spe_1thread_evals_per_s": statistics.median(r.evals_per_s for r in runs[1]),
+        "spe_4threads_evals_per_s": statistics.median(r.evals_per_s for r in runs[4]),
+        "spe_4threads_ms_p50": statistics.median(r.median_ms for r in runs[4]),
+    }
+
+
 def _fmt(values: list[float], digits: int) -> str:
     median, low, high = statistics.median(values), min(values), max(values)
     return f"{median:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
