@@ -217,7 +217,7 @@ class RegoPolicyEngine:
     pool 1.66 ms median per evaluation); 4 threads: throughput within the noise (lock 352,
     per-thread 330, pool 296 /s; min–max 181–556), but the median latency per evaluation
     was 8.3 ms behind one lock against 6.4 ms per-thread and 5.1 ms pooled (the same order
-    in every one of four runs). With a new thread per request (5 evaluations each, as
+    in each of five runs). With a new thread per request (5 evaluations each, as
     ``ThreadingMixIn`` does) per-thread interpreters are compiled again for every request
     (~18 ms): 81 /s against 256 /s pooled. A pool keeps the parallelism of per-thread
     interpreters without tying them to threads that may live for one request.
