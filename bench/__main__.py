@@ -8,7 +8,8 @@ Each figure is compared with its floor or peer in the same run:
              writers, with exact final counts
   retrain    fitting the retrain model on 100k and 1M synthetic feedback rows (s, peak MB)
   simulate   400 episodes x 5 seeds x 7 variants, 1 worker vs 2 workers (episodes/s)
-  spe        one Rego evaluation: compiled bundle vs the memoised cache (median ms)
+  spe        one Rego evaluation: compiled bundle vs the memoised cache (median ms); one
+             shared engine from 1 and 4 threads (evaluations/s, median ms)
 Writes bench/results.json (not committed). ``--quick`` shrinks every size for a smoke run.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, pipeline, retrain
+from bench import ingest, pipeline, retrain, spe_threads
 from bot.native import load_torch_first
 from bot.policies import read_policy_modules
 from bot.settings import PROJECT_ROOT
@@ -62,7 +63,10 @@ def bench_spe(repeats: int) -> dict[str, float]:
             times.append((time.perf_counter() - t) * 1000)
         return statistics.median(times)
 
-    return {"spe_eval_ms_p50": median_ms(engine), "spe_memoised_ms_p50": median_ms(memo)}
+    figures = {"spe_eval_ms_p50": median_ms(engine), "spe_memoised_ms_p50": median_ms(memo)}
+    # one engine shared by 1 and by 4 threads (bench/spe_threads.py compares the candidates)
+    figures.update(spe_threads.engine_figures(engine, repeats, 5))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

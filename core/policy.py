@@ -94,7 +94,11 @@ class SafetyPolicyEngine(Protocol):
 
 class MemoisedEngine:
     """Caches verdicts of a deterministic engine (the simulator asks the same few thousand
-    questions many times)."""
+    questions many times).
+
+    For one thread only: its users (the simulator jobs in ``bot/simulation.py``, one per
+    process, and the benchmark) never share it, so it takes no lock. The bot's threads share
+    the ``RegoPolicyEngine`` itself, which is thread-safe."""
 
     def __init__(self, engine: SafetyPolicyEngine) -> None:
         self._engine = engine
