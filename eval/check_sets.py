@@ -114,6 +114,7 @@ def check_incidents(
         rid, book, text = row["id"], row["playbook"], str(row["text"]).lower()
         if book is not None and book not in books:
             errors.append(f"{rid}: unknown playbook {book}")
+            ranks[book] += 1
             continue
         for other in row["also_ok"]:
             if other not in books or other == book:
