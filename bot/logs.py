@@ -66,6 +66,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current ``sys.stderr``, even when it is replaced after configuring
+    (test runners, daemonising wrappers)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str, fmt: str) -> logging.Handler:
     """Send every logger's records at ``level`` and above to stderr as ``fmt`` (plain or
     json); returns the handler. Calling it again replaces the handler it installed."""
@@ -81,7 +97,7 @@ def configure_logging(level: str, fmt: str) -> logging.Handler:
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatters[fmt]())
     setattr(handler, _MARK, True)
     root.addHandler(handler)
