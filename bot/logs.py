@@ -41,7 +41,8 @@ class PlainFormatter(logging.Formatter):
     """``2026-12-01T03:04:05.678Z INFO bot.slack.flows: recommendation posted event_id=…``"""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname, f"{record.name}:", record.getMessage()]
+        message = record.getMessage().replace("\n", "\\n")  # one record, one line
+        parts = [_timestamp(record), record.levelname, f"{record.name}:", message]
         parts += [f"{k}={_plain_value(v)}" for k, v in fields_of(record).items()]
         line = " ".join(parts)
         if record.exc_info:

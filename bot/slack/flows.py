@@ -61,6 +61,9 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
     except DuplicateInFlightError:
         log.info("duplicate delivery ignored (being handled)", extra=ids)
         return False
+    except Exception:
+        log.error("recommending failed", extra=ids, exc_info=True)
+        raise
     ids["recommendation_id"] = recorded.recommendation_id
     if recorded.duplicate:
         log.info("duplicate delivery ignored", extra=ids)
@@ -143,7 +146,15 @@ def apply_feedback(
     ctx: SlackContext, client: WebClient, fb: FeedbackInput, channel: str, ts: str
 ) -> FeedbackResult:
     started = time.perf_counter()
-    result = ctx.service.record_feedback(fb)
+    try:
+        result = ctx.service.record_feedback(fb)
+    except Exception:
+        log.error(
+            "recording feedback failed",
+            extra={"event_id": fb.source_event_id, "recommendation_id": fb.recommendation_id},
+            exc_info=True,
+        )
+        raise
     if result.changed:
         refresh_message(ctx, client, fb.recommendation_id, channel, ts, event_id=fb.source_event_id)
     log.log(

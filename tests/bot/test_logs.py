@@ -331,3 +331,16 @@ def test_secrets_are_read_from_their_environment_variables(
     assert settings.slack_bot_token.get_secret_value() == "xoxb-env"
     assert settings.alertmanager_token.get_secret_value() == "am-env"
     assert "xoxb-env" not in repr(settings)
+
+
+def test_the_console_logs_each_incident_and_vote(service: NPOService, root_logging: None) -> None:
+    from bot.console import run_console
+
+    lines = _capture("json")
+    run_console(service, [TEXT, "like", "like no-such-playbook"], echo=lambda _: None)
+    docs = [json.loads(line) for line in lines.lines if '"bot.console"' in line]
+    made, liked, refused = docs
+    assert made["msg"] == "recommendation made" and made["playbook"] == "link-optic"
+    assert liked["recommendation_id"] == made["recommendation_id"] == refused["recommendation_id"]
+    assert (liked["status"], liked["level"]) == ("stored", "INFO")
+    assert (refused["status"], refused["level"]) == ("not_a_candidate", "WARNING")
