@@ -18,6 +18,16 @@ from typing import Any
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 _MARK = "_npo_handler"  # set on our handler, so configuring again replaces it
+# Libraries that narrate routine work at INFO (migrations' plugins, every scheduler run,
+# model loading, HTTP connections): only their warnings are shown unless the level is DEBUG.
+CHATTY_LIBRARIES = (
+    "alembic",
+    "apscheduler",
+    "sentence_transformers",
+    "chromadb",
+    "httpx",
+    "urllib3",
+)
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -103,4 +113,8 @@ def configure_logging(level: str, fmt: str) -> logging.Handler:
     setattr(handler, _MARK, True)
     root.addHandler(handler)
     root.setLevel(numeric)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(
+            max(numeric, logging.WARNING) if numeric > logging.DEBUG else logging.NOTSET
+        )
     return handler

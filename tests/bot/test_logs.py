@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.db.models import Recommendation
-from bot.logs import configure_logging
+from bot.logs import CHATTY_LIBRARIES, configure_logging
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.app import create_app
@@ -71,9 +71,12 @@ class _Lines(logging.Handler):
 def root_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    chatty = {name: logging.getLogger(name).level for name in CHATTY_LIBRARIES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, old in chatty.items():
+        logging.getLogger(name).setLevel(old)
 
 
 def _capture(fmt: str) -> _Lines:
@@ -272,6 +275,7 @@ def test_configure_logging_writes_to_stderr_once(
     log.warning("shown", extra={"event_id": "Ev1", "note": 'a "quoted" value'})
     (line,) = err.getvalue().splitlines()
     assert json.loads(line)["event_id"] == "Ev1"
+    assert logging.getLogger("apscheduler.scheduler").getEffectiveLevel() == logging.WARNING
     with pytest.raises(ValueError, match="plain or json"):
         configure_logging("INFO", "xml")
 
