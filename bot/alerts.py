@@ -24,6 +24,7 @@ from bot.service import IncidentInput
 from bot.slack import flows
 from bot.slack.escape import escape
 from bot.slack.flows import SlackContext
+from bot.text_input import MAX_STORED_CHARS, clean_text
 
 _LABELS_AS_HINTS = {"severity", "redundancy", "component", "fault_type", "device", "instance"}
 
@@ -62,7 +63,12 @@ class Notification:
 def _str_map(value: object, where: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise AlertPayloadError(f"{where} must be an object")
-    return {str(k): str(v) for k, v in value.items()}
+    # Label and annotation values become incident text and hints: no NUL (PostgreSQL
+    # rejects it) or other controls, and no more than one Slack message each.
+    return {
+        clean_text(str(k), MAX_STORED_CHARS): clean_text(str(v), MAX_STORED_CHARS)
+        for k, v in value.items()
+    }
 
 
 def parse_notification(body: object) -> Notification:

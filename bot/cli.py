@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from bot import playbooks_cli
+from bot.logs import configure_logging
 from bot.progress import progress_bar
 from bot.settings import Settings
 from core.rego import PolicyError
@@ -213,11 +214,12 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 parse_routes(settings.alert_routes),
                 settings.alert_channel or next(iter(settings.incident_channels), ""),
             )
-            alerts = wsgi_handler(intake, settings.alertmanager_token)
+            token = settings.alertmanager_token
+            alerts = wsgi_handler(intake, token.get_secret_value() if token else None)
             serve_http(app, args.host, args.port, Metrics(components.service.engine), alerts)
         else:
             assert settings.slack_app_token is not None
-            serve_socket_mode(app, settings.slack_app_token)
+            serve_socket_mode(app, settings.slack_app_token.get_secret_value())
     finally:
         scheduler.shutdown(wait=False)
     return 0
@@ -465,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except (ValidationError, SettingsError) as exc:
         return _fail(f"invalid configuration: {exc}", EXIT_USAGE)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         return int(args.func(args, settings))
     except PolicyError as exc:

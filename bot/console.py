@@ -8,7 +8,9 @@ the last recommendation; ``stats``, ``verbosity brief|full``, ``help`` and ``qui
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 from bot.render_text import render_decision
@@ -17,6 +19,7 @@ from bot.stats import PlaybookStats
 from core.feedback import FeedbackKind
 
 HELP = __doc__ or ""
+log = logging.getLogger(__name__)
 _KINDS = {
     "like": FeedbackKind.LIKE,
     "override": FeedbackKind.OVERRIDE,
@@ -78,16 +81,30 @@ def run_console(
             kind = _KINDS[word]
             target = rest.strip() if kind is FeedbackKind.LIKE and rest.strip() else None
             reason = rest.strip() if kind is FeedbackKind.OVERRIDE else ""
+            event_id = f"console:{last}:{next(counter)}"
+            started = time.perf_counter()
             result = service.record_feedback(
                 FeedbackInput(
                     last,
                     operator,
                     kind,
-                    f"console:{last}:{next(counter)}",
+                    event_id,
                     source="console",
                     reason=reason,
                     playbook_id=target,
                 )
+            )
+            log.log(
+                logging.INFO if result.changed else logging.WARNING,
+                "feedback %s",
+                result.status.value.replace("_", " "),
+                extra={
+                    "event_id": event_id,
+                    "recommendation_id": last,
+                    "kind": kind.value,
+                    "status": result.status.value,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
             )
             if result.status in {FeedbackStatus.STORED, FeedbackStatus.REPLACED}:
                 score = (
@@ -100,8 +117,19 @@ def run_console(
             else:
                 echo(f"not recorded: {result.status.value.replace('_', ' ')}")
         else:
+            started = time.perf_counter()
             recorded = service.recommend(IncidentInput(line, "console", reporter=operator))
             last = recorded.recommendation_id
+            chosen = recorded.decision.chosen
+            log.info(
+                "recommendation made",
+                extra={
+                    "recommendation_id": last,
+                    "outcome": recorded.decision.outcome.value,
+                    "playbook": chosen.playbook_id if chosen else None,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
             echo(render_decision(recorded.decision, brief=verbosity == "brief"))
             echo("   → like · override <reason> · neutral · skip · like <playbook>")
     return 0

@@ -38,8 +38,15 @@ _FAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dns_failure", ("servfail", "nxdomain", "resolve", "resolution")),
     ("down", ("down", "unreachable", "not responding")),
 )
-_LABEL = re.compile(r"\b([a-z_]+)\s*=\s*([\w.:/-]+)", re.IGNORECASE)
-_DEVICE = re.compile(r"\b([a-z]+[a-z0-9]*-\d+[a-z0-9]*(?::[\w/.-]+)?)\b", re.IGNORECASE)
+# Both patterns run on incident text of up to 40,000 characters, so they must match in
+# linear time: every repetition is possessive (``*+``, ``++``: no backtracking into it) and
+# is followed by a character it cannot match, so giving characters back could never help.
+# A device is a letter, letters/digits, ``-``, a digit, letters/digits and an optional
+# ``:port`` (``leaf-3:eth1/3``) that ends at its last word character.
+_LABEL = re.compile(r"\b([a-z_]++)\s*+=\s*+([\w.:/-]++)", re.IGNORECASE)
+_DEVICE = re.compile(
+    r"\b([a-z][a-z0-9]*+-\d[a-z0-9]*+(?::[/.-]*+\w++(?:[/.-]++\w++)*+)?)\b", re.IGNORECASE
+)
 _SEVERITY_WORDS = {
     "crit": "critical",
     "page": "high",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.decision import Decision
 
 log = logging.getLogger(__name__)
-_JSON = re.compile(r"\{.*\}", re.DOTALL)
 _NAME = r"^[a-z][a-z0-9_]{1,39}$"
+
+
+def _json_object(raw: str) -> str | None:
+    """From the first ``{`` to the last ``}`` (models wrap JSON in prose or fences). Two
+    scans instead of ``\\{.*\\}``, which retries from every ``{`` when no ``}`` follows."""
+    start, end = raw.find("{"), raw.rfind("}")
+    return raw[start : end + 1] if start != -1 and end > start else None
 
 
 class _Classification(BaseModel):
@@ -66,10 +71,10 @@ class LLMAugmenter:
         )
         try:
             raw = str(self._model.invoke(prompt).content)
-            match = _JSON.search(raw)
-            if not match:
+            found = _json_object(raw)
+            if found is None:
                 return {}
-            return _Classification.model_validate(json.loads(match.group(0))).model_dump()
+            return _Classification.model_validate(json.loads(found)).model_dump()
         except (ValidationError, ValueError) as exc:
             log.warning("LLM classification ignored: %s", exc)
             return {}

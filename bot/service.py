@@ -66,6 +66,7 @@ from bot.db.state import (
 )
 from bot.extract import extract_scenario
 from bot.stats import PlaybookStats, playbook_stats
+from bot.text_input import MAX_STORED_CHARS, clean_text
 from core.bandit import ArmDelta, ThresholdBandit
 from core.codec import decision_from_dict, decision_to_dict
 from core.decision import Candidate, Decision, decide
@@ -98,6 +99,10 @@ class Retriever(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class IncidentInput:
+    """An incident as every adapter hands it over. Its text is stored as given, without
+    control characters and up to Slack's message limit (``MAX_STORED_CHARS``) whatever
+    the adapter: PostgreSQL rejects NUL, and no source may grow a row without bound."""
+
     text: str
     source: str
     channel: str = ""
@@ -105,6 +110,28 @@ class IncidentInput:
     reporter: str = ""
     hints: Mapping[str, object] = field(default_factory=dict)
     source_event_id: str | None = None  # set by adapters whose deliveries can repeat
+    received_chars: int = field(default=0, init=False, compare=False)  # before the cap
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "received_chars", len(self.text))
+        object.__setattr__(self, "text", clean_text(self.text, MAX_STORED_CHARS))
+
+    def for_matching(self, limit: int) -> tuple[str, tuple[str, ...]]:
+        """The head of the text that extraction and retrieval read (their cost grows with
+        the text; an incident's start says what it is about), and trace notes saying what
+        was kept."""
+        notes = []
+        if self.received_chars > len(self.text):
+            notes.append(
+                f"incident text cut to Slack's limit: the first {len(self.text):,} of "
+                f"{self.received_chars:,} characters are stored"
+            )
+        if len(self.text) > limit:
+            notes.append(
+                f"incident text truncated to the first {limit:,} of {len(self.text):,} "
+                "characters for matching"
+            )
+        return self.text[:limit], tuple(notes)
 
 
 POST_LEASE = dt.timedelta(minutes=2)  # how long the worker that decided holds the post
@@ -265,10 +292,13 @@ class NPOService:
         clock: Callable[[], dt.datetime] = _utcnow,
         candidates: int = 3,
         classify: Callable[[str], Mapping[str, object]] | None = None,
+        *,
+        max_incident_chars: int = 4000,
     ) -> None:
         self.engine, self.retriever, self.spe = engine, retriever, spe
         self.config, self.rng, self.clock = config, rng, clock
         self.candidates = candidates
+        self.max_incident_chars = max_incident_chars  # what extraction and retrieval read
         self.classify = classify
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
@@ -281,12 +311,13 @@ class NPOService:
         """Retrieve, score, pick τ, check the SPE, decide, and store it all."""
         if incident.source_event_id and self._already_handled(incident.source_event_id):
             return self._existing(incident.source_event_id)
-        scenario = extract_scenario(incident.text, self.clock(), incident.hints)
+        text, notes = incident.for_matching(self.max_incident_chars)
+        scenario = extract_scenario(text, self.clock(), incident.hints)
         if self.classify is not None and "unknown" in (scenario.component, scenario.fault_type):
-            labels = self.classify(incident.text)  # only component/fault type, validated
+            labels = self.classify(text)  # only component/fault type, validated
             hints = {k: v for k, v in labels.items() if k in ("component", "fault_type")}
-            scenario = extract_scenario(incident.text, self.clock(), {**hints, **incident.hints})
-        hits = self.retriever.search(incident.text, self.candidates)
+            scenario = extract_scenario(text, self.clock(), {**hints, **incident.hints})
+        hits = self.retriever.search(text, self.candidates)
         # Read and decide outside the write transaction: the SPE and the bandit take
         # milliseconds that writers (votes) should not wait for. What is read here only
         # changes through votes and monitor ticks; a decision made on it a few
@@ -304,7 +335,7 @@ class NPOService:
         else:
             arm = bandit.choose(self.rng)
             propensity, policy = max(float(self._propensities(bandit)[arm.index]), 1e-3), "thompson"
-        decision = decide(scenario, candidates, arm, self.spe, losses)
+        decision = decide(scenario, candidates, arm, self.spe, losses, notes)
         stored = decision_to_dict(decision)
         now = self.clock()
         incident_id, rec_id = uuid.uuid4().hex, uuid.uuid4().hex

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.text_input import MAX_STORED_CHARS
 from core.bandit import BanditConfig
 from core.monitor import MonitorConfig
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
@@ -68,13 +69,29 @@ class Settings(BaseSettings):
         (), description="User ids who may pause or resume playbooks in Slack (empty: nobody)."
     )
 
-    slack_bot_token: str | None = Field(
+    # Input bounds and logging.
+    max_incident_chars: int = Field(
+        4000,
+        ge=1,
+        le=MAX_STORED_CHARS,
+        description="Characters of an incident's text that extraction and retrieval read.",
+    )
+    log_level: str = Field(
+        "INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$", description="Log level."
+    )
+    log_format: str = Field(
+        "plain", pattern="^(plain|json)$", description="plain (key=value) or json lines."
+    )
+
+    # Secrets are SecretStr: reprs, str() and validation errors show '**********'; the value
+    # is read with .get_secret_value() only where it is handed to Slack or compared.
+    slack_bot_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "NPO_SLACK_BOT_TOKEN")
     )
-    slack_signing_secret: str | None = Field(
+    slack_signing_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET", "NPO_SLACK_SIGNING_SECRET")
     )
-    slack_app_token: str | None = Field(
+    slack_app_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "NPO_SLACK_APP_TOKEN")
     )
     slack_api_url: str | None = Field(None, description="Slack Web API base URL override.")
@@ -102,7 +119,9 @@ class Settings(BaseSettings):
     )
     alert_channel: str | None = Field(None, description="Default channel for Alertmanager alerts.")
     alert_routes: str = Field("", description="label=value:CHANNEL,… routes for alerts.")
-    alertmanager_token: str | None = Field(None, description="Bearer token Alertmanager sends.")
+    alertmanager_token: SecretStr | None = Field(
+        None, description="Bearer token Alertmanager sends."
+    )
     llm: str | None = Field(None, description="LangChain chat model, init_chat_model syntax.")
     default_verbosity: str = Field("full", pattern="^(brief|full)$")
     reactions_like: Annotated[tuple[str, ...], NoDecode] = Field(

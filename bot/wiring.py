@@ -103,6 +103,7 @@ def build(settings: Settings, ingest: bool = True) -> Components:
         settings.npo_config(),
         rng,
         classify=llm.classify if llm else None,
+        max_incident_chars=settings.max_incident_chars,
     )
     ticker = MonitorTicker(
         service.engine,

@@ -110,8 +110,10 @@ def decide(
     arm: ArmChoice,
     spe: SafetyPolicyEngine,
     recent_losses: Sequence[float] = (),
+    notes: Sequence[str] = (),
 ) -> Decision:
-    """Rank by score; recommend the best candidate that clears τ and that the SPE allows."""
+    """Rank by score; recommend the best candidate that clears τ and that the SPE allows.
+    ``notes`` (what the caller did to the input, e.g. truncation) end the trace."""
     ranked = tuple(sorted(candidates, key=lambda c: (-c.score, c.playbook_id)))
     verdicts = tuple(spe.evaluate(scenario, c.action) for c in ranked)
     trace = [
@@ -133,7 +135,7 @@ def decide(
         blocked = blocked or (clears and not verdict.allowed)
 
     if not ranked:
-        return _empty(scenario, arm, tuple(trace), recent_losses)
+        return _empty(scenario, arm, tuple(trace), recent_losses, notes)
     if chosen_i is not None:
         outcome, focus = Outcome.RECOMMEND, chosen_i
         trace.append(f"recommend {ranked[focus].playbook_id}")
@@ -171,7 +173,7 @@ def decide(
         top.score,
     )
     explanation = Explanation(
-        trace=tuple(trace),
+        trace=(*trace, *notes),
         facts=facts,
         visual=VisualClue(top.score, arm.threshold, tuple(recent_losses)),
         threshold=justification,
@@ -189,13 +191,17 @@ def decide(
 
 
 def _empty(
-    scenario: Scenario, arm: ArmChoice, trace: tuple[str, ...], recent: Sequence[float]
+    scenario: Scenario,
+    arm: ArmChoice,
+    trace: tuple[str, ...],
+    recent: Sequence[float],
+    notes: Sequence[str],
 ) -> Decision:
     justification = ThresholdJustification(
         arm.index, arm.threshold, arm.alpha, arm.beta, arm.posterior_mean, arm.sample, 0.0
     )
     explanation = Explanation(
-        trace=(*trace, "no playbook matched this incident"),
+        trace=(*trace, "no playbook matched this incident", *notes),
         facts=(),
         visual=VisualClue(0.0, arm.threshold, tuple(recent)),
         threshold=justification,

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+# Linear: the alternatives are single character-class runs; the lookahead makes the
+# capitals run give back at most one character (``HTTPServer`` → ``HTTP``, ``Server``).
 _WORD = re.compile(r"[A-Za-z][a-z]+|[A-Z]+(?![a-z])|\d+")
 _STOP = frozenset(
     [

@@ -22,7 +22,7 @@ from retrieval.bm25 import BM25Index
 from retrieval.embeddings import Embedder
 from retrieval.store import ChunkStore, DenseHit, StoredChunk
 
-_ALERT_FRAMING = re.compile(r"\[(?:FIRING|RESOLVED)(?::\d+)?\]\s*", re.IGNORECASE)
+_ALERT_FRAMING = re.compile(r"\[(?:FIRING|RESOLVED)(?::\d++)?\]\s*+", re.IGNORECASE)
 
 
 def normalise_query(text: str) -> str:

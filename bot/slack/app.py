@@ -25,8 +25,9 @@ from core.feedback import FeedbackKind
 
 def web_client(settings: Settings) -> WebClient:
     """A Web API client that retries 429s (honouring Retry-After) and 5xx responses."""
+    token = settings.slack_bot_token
     client = WebClient(
-        token=settings.slack_bot_token,
+        token=token.get_secret_value() if token else None,
         base_url=settings.slack_api_url or WebClient.BASE_URL,
     )
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=3))
@@ -83,7 +84,7 @@ def app_for(settings: Settings, ctx: SlackContext, client: WebClient) -> App:
     if not settings.slack_bot_token or not settings.slack_signing_secret:
         raise ValueError("SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are both required for Slack")
     app = App(
-        signing_secret=settings.slack_signing_secret,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
         client=client,
         token_verification_enabled=False,
     )

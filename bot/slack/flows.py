@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from bot.service import (
     DuplicateInFlightError,
     FeedbackInput,
     FeedbackResult,
+    FeedbackStatus,
     IncidentInput,
     NPOService,
 )
@@ -28,6 +30,13 @@ from core.decision import Decision
 from core.feedback import FeedbackKind
 
 log = logging.getLogger(__name__)
+
+# Feedback outcomes that mean the vote was not taken: logged as warnings.
+_REJECTED = frozenset({FeedbackStatus.UNKNOWN_RECOMMENDATION, FeedbackStatus.NOT_A_CANDIDATE})
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
 @dataclass
@@ -46,12 +55,19 @@ class SlackContext:
 
 def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> bool:
     """Recommend and post; False when this delivery was already handled."""
+    started = time.perf_counter()
+    ids = {"event_id": incident.source_event_id, "channel": incident.channel}
     try:
         recorded = ctx.service.recommend(incident)
     except DuplicateInFlightError:
+        log.info("duplicate delivery ignored (being handled)", extra=ids)
         return False
+    except Exception:
+        log.error("recommending failed", extra=ids, exc_info=True)
+        raise
+    ids["recommendation_id"] = recorded.recommendation_id
     if recorded.duplicate:
-        log.info("duplicate delivery %s ignored", incident.source_event_id)
+        log.info("duplicate delivery ignored", extra=ids)
         return False
     decision = recorded.decision
     verbosity = ctx.service.verbosity(incident.reporter, ctx.default_verbosity)
@@ -59,20 +75,43 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
     kwargs: dict[str, Any] = {}
     if incident.thread_ts:
         kwargs["thread_ts"] = incident.thread_ts
-    response = client.chat_postMessage(
-        channel=incident.channel,
-        text=fallback_text(decision),
-        blocks=recommendation_blocks(
-            recorded.recommendation_id, decision, steps, verbosity, summary=ctx.summarise(decision)
-        ),
-        **kwargs,
-    )
+    try:
+        response = client.chat_postMessage(
+            channel=incident.channel,
+            text=fallback_text(decision),
+            blocks=recommendation_blocks(
+                recorded.recommendation_id,
+                decision,
+                steps,
+                verbosity,
+                summary=ctx.summarise(decision),
+            ),
+            **kwargs,
+        )
+    except Exception as exc:
+        log.warning("posting the recommendation failed", extra={**ids, "error": str(exc)})
+        raise
     ctx.service.attach_message(recorded.recommendation_id, incident.channel, str(response["ts"]))
+    log.info(
+        "recommendation posted",
+        extra={
+            **ids,
+            "outcome": decision.outcome.value,
+            "playbook": decision.chosen.playbook_id if decision.chosen else None,
+            "latency_ms": _ms(started),
+        },
+    )
     return True
 
 
 def refresh_message(
-    ctx: SlackContext, client: WebClient, recommendation_id: str, channel: str, ts: str
+    ctx: SlackContext,
+    client: WebClient,
+    recommendation_id: str,
+    channel: str,
+    ts: str,
+    *,
+    event_id: str | None = None,
 ) -> None:
     """Replace the buttons with who judged it and why (or restore them if nobody has)."""
     decision = ctx.service.decision(recommendation_id)
@@ -81,26 +120,68 @@ def refresh_message(
     votes = ctx.service.votes(recommendation_id)
     shown = [(v.operator_id, v.kind, v.reason) for v in votes] if votes else None
     steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
-    client.chat_update(
-        channel=channel,
-        ts=ts,
-        text=fallback_text(decision),
-        blocks=recommendation_blocks(
-            recommendation_id, decision, steps, ctx.default_verbosity, shown
-        ),
-    )
+    try:
+        client.chat_update(
+            channel=channel,
+            ts=ts,
+            text=fallback_text(decision),
+            blocks=recommendation_blocks(
+                recommendation_id, decision, steps, ctx.default_verbosity, shown
+            ),
+        )
+    except Exception as exc:
+        log.warning(
+            "updating the recommendation message failed",
+            extra={
+                "event_id": event_id,
+                "recommendation_id": recommendation_id,
+                "channel": channel,
+                "message_ts": ts,
+                "error": str(exc),
+            },
+        )
+        raise
 
 
 def apply_feedback(
     ctx: SlackContext, client: WebClient, fb: FeedbackInput, channel: str, ts: str
 ) -> FeedbackResult:
-    result = ctx.service.record_feedback(fb)
+    started = time.perf_counter()
+    try:
+        result = ctx.service.record_feedback(fb)
+    except Exception:
+        log.error(
+            "recording feedback failed",
+            extra={"event_id": fb.source_event_id, "recommendation_id": fb.recommendation_id},
+            exc_info=True,
+        )
+        raise
     if result.changed:
-        refresh_message(ctx, client, fb.recommendation_id, channel, ts)
+        refresh_message(ctx, client, fb.recommendation_id, channel, ts, event_id=fb.source_event_id)
+    log.log(
+        logging.WARNING if result.status in _REJECTED else logging.INFO,
+        "feedback %s",
+        result.status.value.replace("_", " "),
+        extra={
+            "event_id": fb.source_event_id,
+            "recommendation_id": fb.recommendation_id,
+            "kind": fb.kind.value,
+            "status": result.status.value,
+            "user": fb.operator_id,
+            "latency_ms": _ms(started),
+        },
+    )
     return result
 
 
-def refuse(client: WebClient, channel: str, user: str, what: str) -> None:
+def refuse(
+    client: WebClient, channel: str, user: str, what: str, *, event_id: str | None = None
+) -> None:
+    log.warning(
+        "refused: user may not %s",
+        what,
+        extra={"event_id": event_id, "user": user, "channel": channel},
+    )
     client.chat_postEphemeral(
         channel=channel, user=user, text=f"Sorry, you are not allowed to {escape(what)} here."
     )

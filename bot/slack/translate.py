@@ -9,9 +9,15 @@ from typing import Any
 
 from bot.governance import Draft
 from bot.service import FeedbackInput, IncidentInput
+from bot.text_input import MAX_STORED_CHARS, clean_text
 from core.feedback import FeedbackKind
 
-_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+# ``<@U123>`` or ``<@U123|name>``; Slack escapes ``<`` and ``>`` in the label, so the label
+# stops at either: a run without ``>`` is then scanned once, not once per ``<@`` in it.
+_MENTION = re.compile(r"<@[A-Z0-9]++(?:\|[^<>]*+)?>")
+
+# The override modal's reason input allows 1,000 characters (bot/slack/blocks.py).
+MAX_REASON_CHARS = 1_000
 
 
 class PayloadError(ValueError):
@@ -35,7 +41,9 @@ def _text(d: Mapping[str, Any], *path: str) -> str:
 
 
 def incident_text(raw: str) -> str:
-    return _MENTION.sub("", raw).strip()
+    """The incident as stored: controls dropped, at most Slack's 40,000 characters (cut
+    before the mention pattern runs), without ``<@bot>`` mentions."""
+    return _MENTION.sub("", clean_text(raw, MAX_STORED_CHARS)).strip()
 
 
 def incident_from_event(body: Mapping[str, Any]) -> IncidentInput:
@@ -54,7 +62,7 @@ def incident_from_event(body: Mapping[str, Any]) -> IncidentInput:
 
 def incident_from_command(body: Mapping[str, Any], text: str) -> IncidentInput:
     return IncidentInput(
-        text=text,
+        text=clean_text(text, MAX_STORED_CHARS).strip(),
         source="slack",
         channel=_text(body, "channel_id"),
         reporter=_text(body, "user_id"),
@@ -143,7 +151,7 @@ def override_submission(body: Mapping[str, Any]) -> OverrideSubmission:
         channel=meta[1],
         message_ts=meta[2],
         user_id=_text(body, "user", "id"),
-        reason=(text or "").strip(),
+        reason=clean_text(text or "", MAX_REASON_CHARS).strip(),
         event_id=f"view:{_text(body, 'view', 'id')}",
     )
 

@@ -34,7 +34,7 @@ def register(app: App, ctx: SlackContext) -> None:
         ref = action_ref(body)
         kind = kind_of_action(str(body["actions"][0]["action_id"])) or FeedbackKind.LIKE
         if not ctx.access.may_give_feedback(ref.user_id):
-            flows.refuse(client, ref.channel, ref.user_id, "give feedback")
+            flows.refuse(client, ref.channel, ref.user_id, "give feedback", event_id=ref.event_id)
             return
         flows.apply_feedback(
             ctx, client, feedback_from_action(ref, kind), ref.channel, ref.message_ts
@@ -44,7 +44,9 @@ def register(app: App, ctx: SlackContext) -> None:
         ack()
         ref = action_ref(body)
         if not ctx.access.may_override(ref.user_id):
-            flows.refuse(client, ref.channel, ref.user_id, "override recommendations")
+            flows.refuse(
+                client, ref.channel, ref.user_id, "override recommendations", event_id=ref.event_id
+            )
             return
         client.views_open(
             trigger_id=str(body["trigger_id"]),

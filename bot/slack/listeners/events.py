@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +15,8 @@ from bot.slack import flows
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import tolerant
 from bot.slack.translate import PayloadError, incident_from_event, reaction_ref
+
+log = logging.getLogger(__name__)
 
 
 def _channel_incident(body: dict[str, Any], ctx: SlackContext) -> IncidentInput | None:
@@ -76,7 +80,7 @@ def register(app: App, ctx: SlackContext) -> None:
             ctx.access.may_override if kind.value == "override" else ctx.access.may_give_feedback
         )
         if not allowed(ref.user_id):
-            flows.refuse(client, ref.channel, ref.user_id, "give feedback")
+            flows.refuse(client, ref.channel, ref.user_id, "give feedback", event_id=ref.event_id)
             return
         fb = FeedbackInput(rec_id, ref.user_id, kind, ref.event_id, source="reaction")
         flows.apply_feedback(ctx, client, fb, ref.channel, ref.message_ts)
@@ -86,9 +90,23 @@ def register(app: App, ctx: SlackContext) -> None:
         rec_id = ctx.service.recommendation_for_message(ref.channel, ref.message_ts)
         if rec_id is None or ref.reaction not in (ctx.reactions or {}):
             return
+        started = time.perf_counter()
         result = ctx.service.withdraw_feedback(rec_id, ref.user_id, ref.event_id)
         if result.changed:
-            flows.refresh_message(ctx, client, rec_id, ref.channel, ref.message_ts)
+            flows.refresh_message(
+                ctx, client, rec_id, ref.channel, ref.message_ts, event_id=ref.event_id
+            )
+        log.info(
+            "feedback withdrawal: %s",
+            result.status.value.replace("_", " "),
+            extra={
+                "event_id": ref.event_id,
+                "recommendation_id": rec_id,
+                "status": result.status.value,
+                "user": ref.user_id,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
 
     app.event("app_mention")(ack=ack_event, lazy=[tolerant(on_mention)])
     app.event("message")(ack=ack_event, lazy=[tolerant(on_message)])
