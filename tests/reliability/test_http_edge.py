@@ -11,7 +11,7 @@ import contextlib
 import io
 import json
 import logging
-import select
+import select as io_select
 import signal
 import socket
 import subprocess
@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 from bot.alerts import AlertIntake, parse_routes, wsgi_handler
 from bot.db.engine import make_engine
@@ -153,7 +153,9 @@ def start(engine: Engine, rego_engine: RegoPolicyEngine) -> Iterator[Start]:
         api.close()
 
 
-def _alert(fingerprint: str, summary: str = "CRC errors on leaf-1:eth1/3", **labels: str) -> dict:
+def _alert(
+    fingerprint: str, summary: str = "CRC errors on leaf-1:eth1/3", **labels: str
+) -> dict[str, Any]:
     return {
         "status": "firing",
         "labels": {"alertname": "LinkErrors", "device": "leaf-1", **labels},
@@ -164,7 +166,7 @@ def _alert(fingerprint: str, summary: str = "CRC errors on leaf-1:eth1/3", **lab
     }
 
 
-def _notification(*alerts: object, group: str = '{}:{alertname="LinkErrors"}') -> dict:
+def _notification(*alerts: object, group: str = '{}:{alertname="LinkErrors"}') -> dict[str, Any]:
     return {
         "version": "4",
         "groupKey": group,
@@ -281,7 +283,7 @@ def test_slow_clients_do_not_delay_others_and_are_cut_at_the_read_timeout(start:
             for n, sock in enumerate(slow):
                 if n in closed_after:
                     continue
-                readable, _, _ = select.select([sock], [], [], 0)
+                readable, _, _ = io_select.select([sock], [], [], 0)
                 try:
                     if readable and sock.recv(1024) == b"":
                         raise ConnectionResetError
@@ -334,7 +336,7 @@ def test_severity_warning_is_accepted_as_medium(start: Start) -> None:
     status, answer = edge.alert(_notification(_alert("fp-warn", severity="warning")))
     assert (status, answer["recommended"]) == (200, 1)
     with Session(edge.engine) as session:
-        rec = session.exec(sql_select(Recommendation)).scalars().one()
+        rec = session.exec(select(Recommendation)).one()
         assert json.loads(rec.decision_json)["scenario"]["severity"] == "medium"
 
 
@@ -349,7 +351,7 @@ def test_a_malformed_alert_is_named_and_its_siblings_are_posted(start: Start) ->
     assert answer["recommended"] == 2
     assert len(edge.recommendations()) == 2
     with Session(edge.engine) as session:
-        events = set(session.exec(sql_select(Recommendation.source_event_id)).scalars())
+        events = set(session.exec(select(Recommendation.source_event_id)).all())
     assert events == {"alert:fp-a:2026-11-25T03:00:00Z", "alert:fp-c:2026-11-25T03:00:00Z"}
 
 
@@ -371,7 +373,7 @@ def test_slack_failing_answers_503_and_the_retry_posts_each_alert_exactly_once(
     assert (status, answer) == (200, {"recommended": 1, "repeated": 2, "resolved": 0})
     assert edge.alert(note) == (200, {"recommended": 0, "repeated": 3, "resolved": 0})
     with Session(edge.engine) as session:
-        recs = session.exec(sql_select(Recommendation)).scalars().all()
+        recs = session.exec(select(Recommendation)).all()
         posted_ts = {r.message_ts for r in recs if r.message_ts}
     assert len(recs) == 3 and len(posted_ts) == 3  # every alert's message reached Slack
     assert len(edge.recommendations()) == 3  # each exactly once: none lost, none doubled
