@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import select as io_select
 import signal
 import socket
@@ -447,10 +448,12 @@ def test_a_forged_signature_is_logged_without_body_or_secret(
 # -- SIGTERM drains -----------------------------------------------------------------------
 
 
-def serve_child(api_url: str, listener_seconds: str, grace_seconds: str) -> None:
+def serve_child(
+    api_url: str, listener_seconds: str, grace_seconds: str, request_seconds: str
+) -> None:
     """The serving function in a child process, as ``npo serve --http`` runs it: the real
     Bolt app on our listener pool, with a lazy listener that takes ``listener_seconds``
-    and an ``/alertmanager`` handler that takes a second."""
+    and an ``/alertmanager`` handler that takes ``request_seconds``."""
     from slack_bolt import App
     from slack_sdk import WebClient
 
@@ -477,7 +480,7 @@ def serve_child(api_url: str, listener_seconds: str, grace_seconds: str) -> None
     app.event("app_mention")(ack=acknowledge, lazy=[slow_mention])
 
     def slow_alerts(environ: dict[str, Any]) -> tuple[str, bytes]:
-        time.sleep(1.0)
+        time.sleep(float(request_seconds))
         return "200 OK", b'{"slow": true}'
 
     left = serve_http(
@@ -500,23 +503,33 @@ class Child:
 
 
 @pytest.fixture
-def child(slack_api: FakeSlackAPI) -> Iterator[Callable[[float, float], Child]]:
+def child(slack_api: FakeSlackAPI) -> Iterator[Callable[[float, float, float], Child]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(listener_seconds: float, grace_seconds: float) -> Child:
+    def spawn(listener_seconds: float, grace_seconds: float, request_seconds: float) -> Child:
         code = "import sys; from tests.reliability.test_http_edge import serve_child; "
         code += "serve_child(*sys.argv[1:])"
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, slack_api.url, str(listener_seconds), str(grace_seconds)],
+            [
+                sys.executable,
+                "-c",
+                code,
+                slack_api.url,
+                *(str(x) for x in (listener_seconds, grace_seconds, request_seconds)),
+            ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         procs.append(proc)
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # "listening on http://127.0.0.1:PORT (…)"
-        assert "listening on" in line, proc.stderr.read() if proc.stderr else line
+        ready, _, _ = io_select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else ""  # "listening on http://127.0.0.1:PORT"
+        if "listening on" not in line:
+            proc.kill()
+            pytest.fail(f"the child did not start: {proc.communicate()[1][-3000:]}")
         return Child(proc, int(line.split("127.0.0.1:")[1].split()[0]))
 
     yield spawn
@@ -548,9 +561,9 @@ def _texts(api: FakeSlackAPI) -> list[str]:
 
 
 def test_sigterm_lets_in_flight_requests_and_listeners_finish(
-    child: Callable[[float, float], Child], slack_api: FakeSlackAPI
+    child: Callable[[float, float, float], Child], slack_api: FakeSlackAPI
 ) -> None:
-    served = child(1.5, 10)
+    served = child(1.0, 10, 2.0)
     assert _mention(served.port) == 200
     slack_api.wait_for("chat.postMessage")  # the lazy listener is working
     answers: list[int] = []
@@ -572,9 +585,9 @@ def test_sigterm_lets_in_flight_requests_and_listeners_finish(
 
 
 def test_sigterm_gives_up_on_a_listener_slower_than_the_grace(
-    child: Callable[[float, float], Child], slack_api: FakeSlackAPI
+    child: Callable[[float, float, float], Child], slack_api: FakeSlackAPI
 ) -> None:
-    served = child(60, 1.5)
+    served = child(60, 1.5, 0)
     assert _mention(served.port) == 200
     slack_api.wait_for("chat.postMessage")
     code, took, log = served.stop()
