@@ -127,11 +127,12 @@ def start(engine: Engine, rego_engine: RegoPolicyEngine) -> Iterator[Start]:
         token: str | None = TOKEN,
         allow_anonymous: bool = False,
         readiness: dict[str, Callable[[], object]] | None = None,
+        database: Engine | None = None,
     ) -> Edge:
         api = FlakySlackAPI()
         settings = replica_settings(api)
         client = web_client(settings)
-        service = replica_service(engine, rego_engine)
+        service = replica_service(database or engine, rego_engine)
         ctx = slack_context(settings, service, lambda pb: [], lambda pb: None, client)
         intake = AlertIntake(ctx, client, parse_routes(""), CHANNEL)
         server = http_server(
@@ -378,6 +379,16 @@ def test_slack_failing_answers_503_and_the_retry_posts_each_alert_exactly_once(
         posted_ts = {r.message_ts for r in recs if r.message_ts}
     assert len(recs) == 3 and len(posted_ts) == 3  # every alert's message reached Slack
     assert len(edge.recommendations()) == 3  # each exactly once: none lost, none doubled
+
+
+@SQLITE
+def test_an_unreachable_database_answers_503_so_alertmanager_retries(start: Start) -> None:
+    edge = start(database=make_engine("postgresql+psycopg://npo@127.0.0.1:1/none"))
+    status, answer = edge.alert(_notification(_alert("fp-db1"), _alert("fp-db2")))
+    assert status == 503
+    assert [f["index"] for f in answer["failed"]] == [0, 1]
+    assert all(f["retry"] and "OperationalError" in f["error"] for f in answer["failed"])
+    assert edge.recommendations() == []
 
 
 @SQLITE
