@@ -470,7 +470,7 @@ def serve_http(
         flush=True,
     )
     try:
-        while not stop.wait(0.5) and loop.is_alive():
+        while not stop.wait(0.1) and loop.is_alive():
             pass
         deadline = time.monotonic() + grace_seconds
         log.info("%s: draining (grace %gs)", received[0] if received else "stopped", grace_seconds)
