@@ -73,6 +73,8 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     Content-Length that is not a number). Reads past a declared length only on an
     EOF-terminated stream, as PEP 3333 allows."""
     raw = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if raw and not raw.lstrip("-").isdigit():
+        raise ValueError(f"Content-Length: {raw[:40]!r} is not a number")
     declared = int(raw) if raw else None
     if declared is not None and (declared < 0 or declared > limit):
         if declared < 0:
@@ -395,7 +397,9 @@ class HttpServer:
         deadline = time.monotonic() + timeout
         while self._busy() and time.monotonic() < deadline:
             time.sleep(0.02)
-        return self.edge.in_flight() if self._busy() else []
+        if not self._busy():
+            return []
+        return self.edge.in_flight() or ["a response still being sent to its client"]
 
     def shutdown(self, grace: float = 5.0) -> list[str]:
         """Stop accepting, drain within ``grace``, close every connection and the worker
