@@ -151,7 +151,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.library import Library
     from bot.library_sync import LibrarySync
     from bot.llm import LLMAugmenter, template_summary
-    from bot.slack.app import app_for, slack_context, web_client
+    from bot.slack.app import ListenerPool, app_for, slack_context, web_client
     from bot.slack.escape import escape
     from bot.slack.outbox import deliver_pending
     from bot.slack.serve import serve_http, serve_socket_mode
@@ -184,7 +184,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     ctx = slack_context(
         settings, components.service, library.steps, library.text, client, summarise, governance
     )
-    app = app_for(settings, ctx, client)
+    listeners = ListenerPool(settings.listener_threads)
+    app = app_for(settings, ctx, client, listeners)
 
     def finish_pending() -> None:
         counts = deliver_pending(ctx, client)
@@ -207,6 +208,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if args.http:
             from bot.alerts import AlertIntake, parse_routes, wsgi_handler
             from bot.metrics import Metrics
+            from bot.slack.serve import HttpConfig, readiness_checks
+            from retrieval.search import HybridSearcher
 
             intake = AlertIntake(
                 ctx,
@@ -215,8 +218,40 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 settings.alert_channel or next(iter(settings.incident_channels), ""),
             )
             token = settings.alertmanager_token
-            alerts = wsgi_handler(intake, token.get_secret_value() if token else None)
-            serve_http(app, args.host, args.port, Metrics(components.service.engine), alerts)
+            alerts = wsgi_handler(
+                intake,
+                token.get_secret_value() if token else None,
+                settings.alertmanager_allow_anonymous,
+            )
+            if not settings.alertmanager_token and not settings.alertmanager_allow_anonymous:
+                print(
+                    "POST /alertmanager answers 401 until NPO_ALERTMANAGER_TOKEN is set",
+                    file=sys.stderr,
+                )
+            retriever = components.service.retriever
+            store = retriever.store if isinstance(retriever, HybridSearcher) else None
+            left = serve_http(
+                app,
+                args.host,
+                args.port,
+                Metrics(components.service.engine),
+                alerts,
+                config=HttpConfig(
+                    max_body_bytes=settings.max_body_bytes,
+                    read_timeout_seconds=settings.read_timeout_seconds,
+                    threads=settings.http_threads,
+                    connection_limit=settings.http_connection_limit,
+                    readiness_timeout_seconds=settings.readiness_timeout_seconds,
+                ),
+                readiness=readiness_checks(
+                    components.service.engine,
+                    store.count if store is not None else None,
+                    components.service.spe,
+                ),
+                listeners=listeners,
+                grace_seconds=settings.shutdown_grace_seconds,
+            )
+            return 1 if left else 0
         else:
             assert settings.slack_app_token is not None
             serve_socket_mode(app, settings.slack_app_token.get_secret_value())

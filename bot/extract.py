@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 
+from bot.severity import normalise_severity
 from core.scenario import SEVERITIES, Scenario
 
 _COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -68,7 +69,7 @@ def extract_scenario(
 ) -> Scenario:
     low = f" {text.lower()} "
     labels = {k.lower(): v for k, v in _LABEL.findall(text)}
-    severity = str(labels.get("severity", "")).lower()
+    severity = normalise_severity(str(labels["severity"])) if "severity" in labels else ""
     if severity not in SEVERITIES:
         severity = next((v for k, v in _SEVERITY_WORDS.items() if k in low), "")
         severity = severity or next((s for s in SEVERITIES if f" {s} " in low), "medium")

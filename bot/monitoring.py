@@ -233,10 +233,15 @@ class MonitorTicker:
         decision: MonitorDecision,
         model: LogisticModel | None,
     ) -> TickOutcome:
-        """Carry the decision out on the current monitor document (locked), in one
-        transaction: a pause or resume made by a person meanwhile is kept."""
+        """Decide and carry the decision out on the current monitor document (locked), in
+        one transaction: a pause or resume made by a person meanwhile is kept."""
         conn = session.connection()
         monitor = load_monitor(conn, self.config.monitor)
+        # Decide again on the locked document: a pause or resume made by a person while the
+        # tick computed is what M must build on (the signals are the snapshot's).
+        decision = monitor.decide(monitor.signals(snap.votes))
+        if decision.action is MonitorAction.RETRAIN and shadow.accepted and model is None:
+            model = fit(snap.log, self.config.fit)  # rare: the decision changed meanwhile
         ideal = None
         if shadow.holdout:
             ideal = MonitorAction.RETRAIN if shadow.accepted else MonitorAction.HOLD

@@ -23,7 +23,7 @@ from sqlalchemy.sql import Delete
 
 from bot.audit import as_row, jsonl_line
 from bot.db.engine import read_only, table_of, transaction
-from bot.db.models import AuditEntry, ProcessedEvent
+from bot.db.models import AuditEntry, IncidentInbox, ProcessedEvent
 from bot.monitoring import _due, _mark_run, _try_lock
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ NOT_DUE = "already ran in the last day"
 
 _EVENTS = table_of(ProcessedEvent)
 _AUDIT = table_of(AuditEntry)
+_INBOX = table_of(IncidentInbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class RetentionReport:
     events: int  # deleted (dry run: would be deleted)
     audit: int
     archive: Path | None = None
+    inbox: int = 0  # decided incidents dropped from the inbox (kept as long as events)
     skipped: str = ""  # why another replica's run, or none, stands for this one
     error: str = ""  # why nothing was deleted
 
@@ -93,6 +95,7 @@ class RetentionReport:
             "archive": str(self.archive) if self.archive else None,
             "skipped": self.skipped or None,
             "error": self.error or None,
+            "inbox": self.inbox,
         }
 
 
@@ -142,13 +145,25 @@ def run_retention(
         lambda n: sa.delete(_EVENTS).where(_EVENTS.c.event_id.in_(old_events.limit(n))),
         policy.batch_size,
     )
+    decided = sa.select(_INBOX.c.event_id).where(
+        _INBOX.c.done_at.is_not(None), _INBOX.c.done_at < events_cutoff
+    )
+    inbox = _delete_in_batches(
+        engine,
+        lambda n: sa.delete(_INBOX).where(_INBOX.c.event_id.in_(decided.limit(n))),
+        policy.batch_size,
+    )
     log.info(
-        "retention: %d processed event(s) and %d audit entr(ies) deleted%s",
+        "retention: %d processed event(s), %d decided inbox item(s) and %d audit entr(ies) "
+        "deleted%s",
         events,
+        inbox,
         audit,
         f", archived to {archive}" if archive else "",
     )
-    return RetentionReport(True, False, events_cutoff, audit_cutoff, events, audit, archive)
+    return RetentionReport(
+        True, False, events_cutoff, audit_cutoff, events, audit, archive, inbox=inbox
+    )
 
 
 def _skipped(report: RetentionReport, why: str) -> RetentionReport:

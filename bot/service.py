@@ -45,7 +45,14 @@ from bot.db.models import (
     OperatorPrefs,
     Recommendation,
 )
-from bot.db.outbox_rows import accept, claim_unposted, claim_waiting, mark_decided
+from bot.db.outbox_rows import (
+    accept,
+    claim_post,
+    claim_unposted,
+    claim_waiting,
+    mark_decided,
+    release_post,
+)
 from bot.db.recommendation_rows import operator_verbosity, store_message_ts, store_recommendation
 from bot.db.scores import Key as ScoreKey
 from bot.db.scores import ScoreBook, scenario_scores
@@ -134,7 +141,7 @@ class IncidentInput:
         return self.text[:limit], tuple(notes)
 
 
-POST_LEASE = dt.timedelta(minutes=2)  # how long the worker that decided holds the post
+POST_LEASE = dt.timedelta(minutes=5)  # how long the worker that decided holds the post
 
 
 def incident_to_json(incident: IncidentInput) -> str:
@@ -488,6 +495,17 @@ class NPOService:
                     )
                 )
         return out
+
+    def claim_post(self, recommendation_id: str, lease: dt.timedelta = POST_LEASE) -> bool:
+        """Hold the post of a stored recommendation nobody holds (a retry of its delivery)."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            return claim_post(conn, recommendation_id, now, lease)
+
+    def release_post(self, recommendation_id: str) -> None:
+        """Give the post back after a failed attempt: the next one may go at once."""
+        with self.engine.begin() as conn:
+            release_post(conn, recommendation_id)
 
     def attach_message(self, recommendation_id: str, channel: str, message_ts: str) -> None:
         with self.engine.begin() as conn:

@@ -150,6 +150,28 @@ class Settings(BaseSettings):
             raise ValueError("0 (keep forever) or at least 1 day")
         return value
 
+    # -- HTTP edge (npo serve --http) and the Alertmanager intake ------------------------
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted; larger ones get 413."
+    )
+    read_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a client has to send one whole request (headers, body)."
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, description="After SIGTERM: time in-flight requests and listeners get."
+    )
+    http_threads: int = Field(8, ge=1, description="Worker threads handling HTTP requests.")
+    http_connection_limit: int = Field(
+        1000, ge=1, description="Open connections beyond which new ones wait in the backlog."
+    )
+    listener_threads: int = Field(5, ge=1, description="Threads running Bolt's listeners.")
+    readiness_timeout_seconds: float = Field(
+        3.0, gt=0, description="Time each /readyz check may take before it counts as failed."
+    )
+    alertmanager_allow_anonymous: bool = Field(
+        False, description="Accept POST /alertmanager without a token (no NPO_ALERTMANAGER_TOKEN)."
+    )
+
     @field_validator("arms", mode="before")
     @classmethod
     def _split_arms(cls, value: object) -> object:

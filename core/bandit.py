@@ -128,15 +128,16 @@ class ThresholdBandit:
 
         ``surfaced`` says whether the operator was actually shown this candidate as the
         recommendation. A candidate that was blocked by the SPE or listed in an abstention
-        was surfaced by no arm, so no arm is credited (the step still discounts). Returns
-        what was added, so ``take_back`` can remove exactly this evidence later.
+        was surfaced by no arm, so no arm is credited; like a skip, it is no step of the
+        discount's clock either (only evidence ages evidence). Returns what was added, so
+        ``take_back`` can remove exactly this evidence later.
         """
-        self._discount()
-        self.steps += 1
         zero = (0.0,) * len(self.arms)
         sig = signal(kind)
         if sig.label is None or not surfaced:
             return ArmDelta(self.arms, zero, zero, self.steps)
+        self._discount()
+        self.steps += 1
         accepted, rejected = sig.weight * sig.label, sig.weight * (1.0 - sig.label)
         arms = np.asarray(self.arms)
         if not self.config.counterfactual:

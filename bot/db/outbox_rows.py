@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
@@ -22,7 +23,6 @@ def _unheld(claimed_until: ColumnElement[Any]) -> ColumnElement[bool]:
     return or_(claimed_until.is_(None), claimed_until < bindparam("now"))
 
 
-_IN_INBOX = select(_INBOX.c.event_id).where(_INBOX.c.event_id == bindparam("id"))
 _DONE = (
     update(_INBOX)
     .where(_INBOX.c.event_id == bindparam("id"), _INBOX.c.done_at.is_(None))
@@ -62,17 +62,20 @@ _CLAIM_POST = (
     )
     .values(post_claimed_until=bindparam("until"))
 )
+_RELEASE_POST = (
+    update(_RECS)
+    .where(_RECS.c.id == bindparam("rec"), _RECS.c.post_state == "pending")
+    .values(post_claimed_until=None)
+)
 
 
 def accept(conn: Connection, event_id: str, incident_json: str, now: dt.datetime) -> bool:
-    """Put an acknowledged incident in the inbox; False if it is there already (a retry)."""
-    if conn.execute(_IN_INBOX, {"id": event_id}).first() is not None:
-        return False
-    conn.execute(
-        insert(_INBOX),
-        {"event_id": event_id, "incident_json": incident_json, "received_at": now},
-    )
-    return True
+    """Put an acknowledged incident in the inbox; False if it is there already (a retry,
+    possibly arriving at another replica at the same moment: the insert skips conflicts)."""
+    row = {"event_id": event_id, "incident_json": incident_json, "received_at": now}
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    result = conn.execute(dialect.insert(_INBOX).values(**row).on_conflict_do_nothing())
+    return result.rowcount == 1
 
 
 def mark_decided(conn: Connection, event_id: str, now: dt.datetime) -> None:
@@ -92,14 +95,18 @@ def claim_waiting(
     return claimed
 
 
+def claim_post(conn: Connection, rec_id: str, now: dt.datetime, lease: dt.timedelta) -> bool:
+    result = conn.execute(_CLAIM_POST, {"rec": rec_id, "now": now, "until": now + lease})
+    return result.rowcount == 1
+
+
+def release_post(conn: Connection, rec_id: str) -> None:
+    conn.execute(_RELEASE_POST, {"rec": rec_id})
+
+
 def claim_unposted(
     conn: Connection, now: dt.datetime, lease: dt.timedelta, limit: int
 ) -> list[str]:
     """Ids of stored recommendations whose post nobody holds, each claimed for ``lease``."""
     ids = list(conn.execute(_UNPOSTED, {"now": now, "limit": limit}).scalars())
-    claimed = []
-    for rec_id in ids:
-        result = conn.execute(_CLAIM_POST, {"rec": rec_id, "now": now, "until": now + lease})
-        if result.rowcount == 1:
-            claimed.append(str(rec_id))
-    return claimed
+    return [str(rec_id) for rec_id in ids if claim_post(conn, str(rec_id), now, lease)]

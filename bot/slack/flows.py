@@ -69,18 +69,43 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
     if recorded.duplicate:
         log.info("duplicate delivery ignored", extra=ids)
         return False
-    decision = recorded.decision
-    verbosity = ctx.service.verbosity(incident.reporter, ctx.default_verbosity)
+    post_decision(
+        ctx,
+        client,
+        recorded.recommendation_id,
+        recorded.decision,
+        incident.channel,
+        incident.thread_ts,
+        incident.reporter,
+        ids,
+        started,
+    )
+    return True
+
+
+def post_decision(
+    ctx: SlackContext,
+    client: WebClient,
+    recommendation_id: str,
+    decision: Decision,
+    channel: str,
+    thread_ts: str,
+    reporter: str,
+    ids: dict[str, Any],
+    started: float,
+) -> None:
+    """Render a stored decision, post it and record the message; the caller holds the
+    post (its lease). A failed post gives the lease back, so a retry or the outbox job
+    can post it at once."""
+    verbosity = ctx.service.verbosity(reporter, ctx.default_verbosity)
     steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
-    kwargs: dict[str, Any] = {}
-    if incident.thread_ts:
-        kwargs["thread_ts"] = incident.thread_ts
+    kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
     try:
         response = client.chat_postMessage(
-            channel=incident.channel,
+            channel=channel,
             text=fallback_text(decision),
             blocks=recommendation_blocks(
-                recorded.recommendation_id,
+                recommendation_id,
                 decision,
                 steps,
                 verbosity,
@@ -90,18 +115,19 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
         )
     except Exception as exc:
         log.warning("posting the recommendation failed", extra={**ids, "error": str(exc)})
+        ctx.service.release_post(recommendation_id)
         raise
-    ctx.service.attach_message(recorded.recommendation_id, incident.channel, str(response["ts"]))
+    ctx.service.attach_message(recommendation_id, channel, str(response["ts"]))
     log.info(
         "recommendation posted",
         extra={
             **ids,
+            "recommendation_id": recommendation_id,
             "outcome": decision.outcome.value,
             "playbook": decision.chosen.playbook_id if decision.chosen else None,
             "latency_ms": _ms(started),
         },
     )
-    return True
 
 
 def refresh_message(

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+import time
 
 from slack_sdk import WebClient
 
 from bot.slack import flows
-from bot.slack.blocks import fallback_text, recommendation_blocks
 from bot.slack.flows import SlackContext
 
 log = logging.getLogger(__name__)
@@ -19,36 +18,35 @@ STALE_AFTER = dt.timedelta(seconds=60)  # a live worker decides and posts well w
 
 
 def deliver_pending(ctx: SlackContext, client: WebClient) -> dict[str, int]:
-    """Decide the waiting incidents and post the unposted recommendations; counts."""
-    decided = 0
+    """Decide the waiting incidents and post the unposted recommendations; counts. One
+    item that fails (an archived channel, Slack down) is logged and left for the next
+    pass; it never stops the others."""
+    counts = {"decided": 0, "posted": 0, "failed": 0}
     for incident in ctx.service.waiting_incidents(STALE_AFTER):
-        log.warning(
-            "incident %s was acknowledged but not decided: deciding it now",
-            incident.source_event_id,
-        )
-        decided += flows.post_recommendation(ctx, client, incident)
-    posted = 0
+        ids = {"event_id": incident.source_event_id, "channel": incident.channel}
+        log.warning("incident acknowledged but never decided: deciding it now", extra=ids)
+        try:
+            counts["decided"] += flows.post_recommendation(ctx, client, incident)
+        except Exception as exc:
+            counts["failed"] += 1
+            log.warning("could not finish the incident", extra={**ids, "error": str(exc)})
     for stored in ctx.service.unposted():
-        log.warning(
-            "recommendation %s was stored but not posted: posting it now",
-            stored.recommendation_id,
-        )
-        decision = stored.decision
-        verbosity = ctx.service.verbosity(stored.reporter, ctx.default_verbosity)
-        steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
-        kwargs: dict[str, Any] = {"thread_ts": stored.thread_ts} if stored.thread_ts else {}
-        response = client.chat_postMessage(
-            channel=stored.channel,
-            text=fallback_text(decision),
-            blocks=recommendation_blocks(
+        ids = {"recommendation_id": stored.recommendation_id, "channel": stored.channel}
+        log.warning("recommendation stored but never posted: posting it now", extra=ids)
+        try:
+            flows.post_decision(
+                ctx,
+                client,
                 stored.recommendation_id,
-                decision,
-                steps,
-                verbosity,
-                summary=ctx.summarise(decision),
-            ),
-            **kwargs,
-        )
-        ctx.service.attach_message(stored.recommendation_id, stored.channel, str(response["ts"]))
-        posted += 1
-    return {"decided": decided, "posted": posted}
+                stored.decision,
+                stored.channel,
+                stored.thread_ts,
+                stored.reporter,
+                ids,
+                time.perf_counter(),
+            )
+        except Exception:
+            counts["failed"] += 1  # logged by post_decision; the lease was given back
+        else:
+            counts["posted"] += 1
+    return counts

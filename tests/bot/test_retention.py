@@ -265,3 +265,21 @@ def test_the_scheduler_runs_retention_daily_when_given_a_policy(engine: Engine) 
     scheduler = build_scheduler(ticker, service, lambda: NOW, DAY, retention=RetentionPolicy())
     job = scheduler.get_job("retention")
     assert job is not None and "hour='3'" in str(job.trigger)
+
+
+def test_decided_inbox_items_go_with_the_delivery_claims(engine: Engine) -> None:
+    """The inbox would grow with every incident: decided items older than the delivery
+    claims' cutoff are dropped; undecided ones stay whatever their age."""
+    from bot.db.models import IncidentInbox
+
+    old = NOW - dt.timedelta(days=40)
+    with Session(engine) as s:
+        s.add(IncidentInbox(event_id="done-old", incident_json="{}", received_at=old, done_at=old))
+        s.add(IncidentInbox(event_id="waiting-old", incident_json="{}", received_at=old))
+        s.add(IncidentInbox(event_id="done-new", incident_json="{}", received_at=NOW, done_at=NOW))
+        s.commit()
+    report = run_retention(engine, RetentionPolicy(events_days=30), NOW)
+    assert report.inbox == 1
+    with Session(engine) as s:
+        left = sorted(i.event_id for i in s.exec(select(IncidentInbox)))
+    assert left == ["done-new", "waiting-old"]

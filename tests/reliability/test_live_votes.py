@@ -100,8 +100,8 @@ def test_withdrawal_is_exact_with_a_discounted_bandit(engine: Engine) -> None:
     for i, rec in enumerate(recs[1:], 1):
         _vote(svc, rec, "U1", FeedbackKind.OVERRIDE, f"v{i}")
     svc.withdraw_feedback(recs[0], "U1", "w0")
-    # The same learning without the withdrawn vote: its step passed with nothing in it;
-    # the override at step t weighs γ^(4 − t) on the arm its decision used.
+    # The same learning without the withdrawn vote: the override at step t weighs γ^(4 − t)
+    # on the arm its decision used.
     g = bandit.discount
     expected = [[1.0, 1.0], [1.0, 1.0]]
     for step, made in enumerate(recorded[1:], 2):

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from bot.db.engine import make_engine
 from bot.db.models import IncidentInbox, Recommendation
-from bot.service import NPOService
+from bot.service import POST_LEASE, NPOService
 from bot.settings import Settings
 from bot.slack.app import slack_context, web_client
 from bot.slack.outbox import deliver_pending
@@ -36,7 +36,7 @@ WORKER = textwrap.dedent(
     from slack_bolt import BoltRequest
     from bot.db.engine import make_engine
     from bot.db.migrate import upgrade
-    from bot.service import NPOService
+    from bot.service import POST_LEASE, NPOService
     from bot.settings import Settings
     from bot.slack.app import create_app
     from core.npo import NPOConfig
@@ -120,7 +120,7 @@ def test_a_killed_process_loses_no_acknowledged_incident_and_posts_once(
         waiting = [i.event_id for i in s.exec(select(IncidentInbox)) if i.done_at is None]
         assert waiting == ["event:Evbefore-decision"]
 
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=3)  # past every lease
+    later = dt.datetime.now(dt.UTC) + POST_LEASE + dt.timedelta(minutes=1)  # past every lease
     service = NPOService(
         engine,
         FakeRetriever([FakeHit("pb", 0.9)]),
@@ -135,8 +135,8 @@ def test_a_killed_process_loses_no_acknowledged_incident_and_posts_once(
         )
         client = web_client(settings)
         ctx = slack_context(settings, service, lambda pb: [], lambda pb: None, client)
-        assert deliver_pending(ctx, client) == {"decided": 1, "posted": 1}
-        assert deliver_pending(ctx, client) == {"decided": 0, "posted": 0}  # once
+        assert deliver_pending(ctx, client) == {"decided": 1, "posted": 1, "failed": 0}
+        assert deliver_pending(ctx, client) == {"decided": 0, "posted": 0, "failed": 0}  # once
         posts = api.of("chat.postMessage")
     assert len(posts) == 2
     assert {p["thread_ts"] for p in posts} == {"100.0"}

@@ -14,13 +14,16 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.alerts import AlertIntake, channel_for, parse_routes, wsgi_handler
+from bot.alerts import AlertIntake, channel_for, parse_notification, parse_routes, wsgi_handler
+from bot.extract import extract_scenario
 from bot.service import NPOService
-from bot.settings import Settings
+from bot.settings import PROJECT_ROOT, Settings
+from bot.severity import normalise_severity
 from bot.slack.app import app_for, slack_context, web_client
 from bot.slack.serve import http_server
 from core.npo import NPOConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
+from core.scenario import SEVERITIES
 from tests.fakes import FakeHit, FakeRetriever
 from tests.slack_fake import FakeSlackAPI, fake_slack
 
@@ -174,3 +177,52 @@ def test_routes() -> None:
     assert channel_for({}, routes, "CDEF") == "CDEF"
     with pytest.raises(ValueError, match="NPO_ALERT_ROUTES"):
         parse_routes("team:CNET")
+
+
+SEVERITY_TABLE = {
+    "low": ("info", "informational", "none", "ok", "low"),
+    "medium": ("warning", "warn", "minor", "medium", "moderate"),
+    "high": ("error", "major", "high", "page"),
+    "critical": ("critical", "crit", "fatal", "emergency", "disaster", "p1"),
+}
+
+
+def test_every_severity_word_maps_to_one_of_the_four_levels() -> None:
+    assert set(SEVERITY_TABLE) == set(SEVERITIES)
+    for level, words in SEVERITY_TABLE.items():
+        for word in words:
+            assert normalise_severity(word) == level, word
+            assert normalise_severity(f" {word.upper()} ") == level, word
+    for unknown in ("", "bogus", "sev2", "warning!"):
+        assert normalise_severity(unknown) == "medium"
+
+
+def test_a_severity_label_in_incident_text_is_normalised() -> None:
+    now = dt.datetime(2026, 11, 25, 3, tzinfo=dt.UTC)
+    assert extract_scenario("link down severity=warning", now).severity == "medium"
+    assert extract_scenario("link down severity=P1", now).severity == "critical"
+    assert extract_scenario("link down severity=info", now).severity == "low"
+
+
+def test_a_malformed_alert_is_rejected_alone() -> None:
+    note = parse_notification(
+        _notification(
+            "firing",
+            [
+                _alert("firing", "A", "fp1"),
+                {"status": "firing", "labels": {"alertname": "B"}, "annotations": "no"},
+                _alert("firing", "C", "fp3"),
+            ],
+        )
+    )
+    assert [a.index for a in note.alerts] == [0, 2]
+    assert [(r.index, r.name) for r in note.rejected] == [(1, "alerts[1] (B)")]
+    assert "alerts[1].annotations" in note.rejected[0].error
+
+
+def test_compose_never_passes_an_empty_alertmanager_token() -> None:
+    import yaml
+
+    compose = yaml.safe_load((PROJECT_ROOT / "deploy" / "compose.yaml").read_text())
+    token = compose["services"]["npo"]["environment"].get("NPO_ALERTMANAGER_TOKEN")
+    assert token is None or ":-}" not in str(token)  # unset or required, never defaulted empty

@@ -456,10 +456,10 @@ def test_alert_labels_and_annotations_cannot_broadcast(
         "team": "<!channel>",
     }
     annotations = {"summary": "<!everyone> CRC errors", "description": "leaf-3 <!here> eth1/4"}
-    counts = _intake(slack, service).handle(
+    outcome = _intake(slack, service).handle(
         parse_notification(_notification("g1", labels, annotations))
     )
-    assert counts == {"recommended": 1, "repeated": 0, "resolved": 1}
+    assert outcome.counts == {"recommended": 1, "repeated": 0, "resolved": 1}
     messages = [_posted(m) for m in slack.of("chat.postMessage")]
     assert len(messages) == 3  # the thread root, the recommendation, the resolved line
     for message in messages:

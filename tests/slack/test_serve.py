@@ -1,4 +1,4 @@
-"""HTTP mode: the real WSGI server on 127.0.0.1 with /healthz and /slack/events."""
+"""HTTP mode: the real server (waitress) on 127.0.0.1 with /healthz and /slack/events."""
 
 from __future__ import annotations
 
@@ -50,6 +50,22 @@ def test_url_verification_is_signed_and_answered(base_url: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(bad, timeout=5)
     assert info.value.code == 401
+
+
+def test_after_stop_accepting_new_connections_are_refused() -> None:
+    app = App(signing_secret=SECRET, token="xoxb-t", token_verification_enabled=False)
+    server = http_server(app, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        urllib.request.urlopen(f"{url}/healthz", timeout=5).close()
+        server.stop_accepting()
+        with pytest.raises(urllib.error.URLError) as info:
+            urllib.request.urlopen(f"{url}/healthz", timeout=5)
+        assert isinstance(info.value.reason, ConnectionRefusedError)
+        assert server.drain(1) == []  # nothing was in flight
+    finally:
+        server.shutdown()
 
 
 def test_unknown_paths_are_404(base_url: str) -> None:

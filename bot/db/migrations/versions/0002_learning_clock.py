@@ -16,6 +16,8 @@ vote stored before it was created.
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -74,6 +76,45 @@ def upgrade() -> None:
     op.execute(
         "INSERT INTO learning_clock (id, step, bandit_steps) "
         "SELECT 1, COALESCE(MAX(id), 0), COALESCE(MAX(id), 0) FROM feedback"
+    )
+    _monitor_watermarks()
+
+
+def _monitor_watermarks() -> None:
+    """The monitor document kept running tallies; it now keeps watermarks and derives the
+    tallies from the live votes. The last retrain decision saw every vote up to the newest
+    model version's ``trained_upto``; a playbook resumed by hand counts only votes after
+    its latest resume."""
+    conn = op.get_bind()
+    row = conn.execute(sa.text("SELECT state_json FROM monitor_state WHERE id = 1")).first()
+    if row is None:
+        return
+    old = json.loads(row[0])
+    retrained_at = conn.execute(
+        sa.text("SELECT COALESCE(MAX(trained_upto), 0) FROM modelversion")
+    ).scalar_one()
+    resumed_at: dict[str, int] = {}
+    resumes = conn.execute(
+        sa.text(
+            "SELECT subject, MAX(created_at) FROM audit_log "
+            "WHERE action = 'playbook:resume' GROUP BY subject"
+        )
+    ).all()
+    for playbook, at in resumes:
+        resumed_at[str(playbook)] = int(
+            conn.execute(
+                sa.text("SELECT COALESCE(MAX(id), 0) FROM feedback WHERE created_at <= :at"),
+                {"at": at},
+            ).scalar_one()
+        )
+    new = {
+        "retrained_at": int(retrained_at),
+        "paused": sorted(old.get("paused", [])),
+        "resumed_at": resumed_at,
+    }
+    conn.execute(
+        sa.text("UPDATE monitor_state SET state_json = :doc WHERE id = 1"),
+        {"doc": json.dumps(new)},
     )
 
 
