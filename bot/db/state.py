@@ -57,10 +57,6 @@ class ArmsChangedError(ValueError):
     """The configured threshold arms differ from the ones the stored posteriors belong to."""
 
 
-def _fresh_monitor(config: MonitorConfig) -> MonitorState:
-    return MonitorState()
-
-
 def read_clock(conn: Connection) -> tuple[int, int]:
     """(learning step, bandit steps) as last committed; (0, 0) before the first vote."""
     row = conn.execute(_READ_CLOCK).first()
@@ -87,7 +83,7 @@ def read_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
     """The monitor as last committed, for decisions and reports: never writes, so it is
     safe in a read-only transaction (a fresh monitor until a writer has stored one)."""
     stored = conn.execute(_READ_MONITOR).scalar_one_or_none()
-    state = MonitorState.from_dict(json.loads(stored)) if stored else _fresh_monitor(config)
+    state = MonitorState.from_dict(json.loads(stored)) if stored else MonitorState()
     return MetaMonitor(config, state)
 
 
@@ -99,7 +95,7 @@ def load_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
         _READ_MONITOR.with_for_update() if locking else _READ_MONITOR
     ).scalar_one_or_none()
     if stored is None:
-        stored = json.dumps(_fresh_monitor(config).to_dict())
+        stored = json.dumps(MonitorState().to_dict())
         conn.execute(insert(_MONITOR), {"id": 1, "state_json": stored, "updated_at": _now()})
     return MetaMonitor(config, MonitorState.from_dict(json.loads(stored)))
 

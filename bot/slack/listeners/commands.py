@@ -19,6 +19,7 @@ from bot.slack.flows import SlackContext
 from bot.slack.listeners import log, tolerant
 from bot.slack.translate import PayloadError, command_ref, incident_from_command
 from bot.stats import alignment_report, divergence_report, format_report
+from bot.text_input import MAX_STORED_CHARS, clean_text
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
+def _command_text(body: dict[str, Any]) -> str:
+    """The command's text as the subcommands read it: no NUL or control characters (the
+    stored paths would fail on them), bounded like any incident text."""
+    return clean_text(str(body.get("text", "")), MAX_STORED_CHARS).strip()
+
+
 def register(app: App, ctx: SlackContext) -> None:
     def answer(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
         try:
@@ -113,7 +120,7 @@ def register(app: App, ctx: SlackContext) -> None:
                 response_type="ephemeral", text=f"Could not read this command ({escape(str(exc))})."
             )
             return
-        name, _, arg = str(body.get("text", "")).strip().partition(" ")
+        name, _, arg = _command_text(body).partition(" ")
         if name.lower() == "playbook" and arg.strip() == "submit":
             if ctx.governance is None or not ctx.review_channel:
                 ack(response_type="ephemeral", text="Playbook submissions are not configured here.")
@@ -128,7 +135,7 @@ def register(app: App, ctx: SlackContext) -> None:
 
     def recommend_later(body: dict[str, Any], client: WebClient) -> None:
         command_ref(body)  # a malformed command was answered in the ack: nothing to do
-        name, _, arg = str(body.get("text", "")).strip().partition(" ")
+        name, _, arg = _command_text(body).partition(" ")
         if name.lower() == "recommend" and arg.strip():
             flows.post_recommendation(ctx, client, incident_from_command(body, arg.strip()))
         elif name.lower() == "stats" and arg.strip() == "chart":
