@@ -31,7 +31,17 @@ def register(app: App, ctx: SlackContext) -> None:
 
     def on_submit(body: dict[str, Any], client: WebClient) -> None:
         sub = override_submission(body)
-        if not sub.reason or not ctx.access.may_override(sub.user_id):
+        if not sub.reason:
+            return
+        if not ctx.access.may_override(sub.user_id):
+            log.warning(
+                "refused: user may not override recommendations",
+                extra={
+                    "event_id": sub.event_id,
+                    "recommendation_id": sub.recommendation_id,
+                    "user": sub.user_id,
+                },
+            )
             return
         fb = FeedbackInput(
             sub.recommendation_id,
