@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -40,6 +41,13 @@ def build_scheduler(
     (bot/slack/outbox.py: what a dead process acknowledged but did not finish) when given."""
     scheduler = BackgroundScheduler(timezone=dt.UTC)
 
+    def add(job: Callable[[], object], trigger: BaseTrigger, job_id: str) -> None:
+        """One run at a time per process, missed runs folded into one."""
+        scheduler.add_job(job, trigger, id=job_id, max_instances=1, coalesce=True)
+
+    def every(interval: dt.timedelta) -> IntervalTrigger:
+        return IntervalTrigger(seconds=interval.total_seconds())
+
     def monitor_tick() -> None:
         outcome = ticker.tick()
         if outcome is not None:
@@ -50,47 +58,17 @@ def build_scheduler(
         if expired:
             log.info("expired %d unanswered recommendation(s) as skipped", expired)
 
-    scheduler.add_job(
-        monitor_tick,
-        IntervalTrigger(seconds=ticker.interval.total_seconds()),
-        id="monitor_tick",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        expiry,
-        IntervalTrigger(seconds=expiry_every.total_seconds()),
-        id="expiry",
-        max_instances=1,
-        coalesce=True,
-    )
+    add(monitor_tick, every(ticker.interval), "monitor_tick")
+    add(expiry, every(expiry_every), "expiry")
 
     def snapshot() -> None:
         take_snapshot(ticker.engine, clock(), dt.timedelta(days=1))
 
-    scheduler.add_job(
-        snapshot,
-        CronTrigger(hour=2, minute=30, timezone=dt.UTC),
-        id="stats_snapshot",
-        max_instances=1,
-        coalesce=True,
-    )
+    add(snapshot, CronTrigger(hour=2, minute=30, timezone=dt.UTC), "stats_snapshot")
     if library_sync is not None:
-        scheduler.add_job(
-            library_sync,
-            IntervalTrigger(seconds=LIBRARY_SYNC_EVERY.total_seconds()),
-            id="library_sync",
-            max_instances=1,
-            coalesce=True,
-        )
+        add(library_sync, every(LIBRARY_SYNC_EVERY), "library_sync")
     if outbox is not None:
-        scheduler.add_job(
-            outbox,
-            IntervalTrigger(seconds=OUTBOX_EVERY.total_seconds()),
-            id="outbox",
-            max_instances=1,
-            coalesce=True,
-        )
+        add(outbox, every(OUTBOX_EVERY), "outbox")
     if retention is not None:
         policy = retention
 
@@ -102,11 +80,5 @@ def build_scheduler(
                 time.sleep(RETENTION_RETRY.total_seconds())
             log.warning("retention skipped today: %s", LOCKED)
 
-        scheduler.add_job(
-            retention_run,
-            CronTrigger(hour=3, minute=15, timezone=dt.UTC),
-            id="retention",
-            max_instances=1,
-            coalesce=True,
-        )
+        add(retention_run, CronTrigger(hour=3, minute=15, timezone=dt.UTC), "retention")
     return scheduler
