@@ -211,15 +211,12 @@ class RegoPolicyEngine:
     2 MB each), so no native object is ever used by two threads at once, and the native
     query (regopy's ctypes calls release the GIL) runs on as many cores as there are callers.
 
-    Why a pool: measured with ``python -m bench.spe_threads`` (1,000 evaluations a run,
-    7 interleaved rounds, median over rounds) on a shared 2-core machine under load:
-    1 thread ≈ 335 evaluations/s for all three candidates (lock 1.59 ms, per-thread 1.45 ms,
-    pool 1.66 ms median per evaluation); 4 threads: throughput within the noise (lock 352,
-    per-thread 330, pool 296 /s; min–max 181–556), but the median latency per evaluation
-    was 8.3 ms behind one lock against 6.4 ms per-thread and 5.1 ms pooled (the same order
-    in each of five runs). With a new thread per request (5 evaluations each, as
-    ``ThreadingMixIn`` does) per-thread interpreters are compiled again for every request
-    (~18 ms): 81 /s against 256 /s pooled. A pool keeps the parallelism of per-thread
+    Why a pool: measured with ``python -m bench.spe_threads`` (2,000 mixed evaluations a
+    run, 5 interleaved rounds, median over rounds, quiet 2-core machine): from 4 threads
+    the pool did 898 evaluations/s and per-thread interpreters 925/s against 611/s behind
+    one lock (1 thread: 710–761/s for all three); with a new thread per request (as
+    ``ThreadingMixIn`` servers do) per-thread interpreters are compiled again for every
+    request (~18 ms): 376/s against 771/s pooled. A pool keeps the parallelism of per-thread
     interpreters without tying them to threads that may live for one request.
     """
 
