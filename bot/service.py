@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.db.batch_writes import BatchWrites
-from bot.db.engine import read_only, transaction
+from bot.db.engine import bounded_wait, read_only, transaction
 from bot.db.feedback_rows import (
     StoredVote,
     claim_event,
@@ -142,6 +142,9 @@ class IncidentInput:
 
 
 POST_LEASE = dt.timedelta(minutes=5)  # how long the worker that decided holds the post
+# The inbox write happens before Slack's 3-second deadline: it waits at most this long for
+# another writer, then fails the request (Slack retries) instead of missing the deadline.
+ACCEPT_WAIT = dt.timedelta(seconds=1)
 
 
 def incident_to_json(incident: IncidentInput) -> str:
@@ -459,7 +462,7 @@ class NPOService:
         when the same delivery was accepted already."""
         if not incident.source_event_id:
             raise ValueError("accept: an incident needs its delivery's event id")
-        with self.engine.begin() as conn:
+        with bounded_wait(self.engine, ACCEPT_WAIT) as conn, conn.begin():
             return accept(conn, incident.source_event_id, incident_to_json(incident), self.clock())
 
     def waiting_incidents(

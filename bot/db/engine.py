@@ -6,16 +6,18 @@ PostgreSQL uses row locks (``SELECT … FOR UPDATE``) in the repository."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, event, inspect
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 _READ_ONLY = "npo_read_only"
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another
 
 
 def read_only(engine: Engine) -> Engine:
@@ -47,7 +49,7 @@ def make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only a crash
         cur.close()
@@ -58,6 +60,34 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def bounded_wait(engine: Engine, wait: dt.timedelta) -> Iterator[Connection]:
+    """A connection whose next transaction waits at most ``wait`` for locks held by other
+    writers (SQLite's busy timeout, PostgreSQL's lock_timeout), for work that must answer
+    within a deadline; the connection's usual wait is restored afterwards."""
+    ms = max(1, int(wait.total_seconds() * 1000))
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            conn.exec_driver_sql(f"SET lock_timeout = {ms}")
+            try:
+                conn.commit()
+                yield conn
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql("SET lock_timeout = 0")
+                conn.commit()
+            return
+        # Set on the driver connection directly: a statement through SQLAlchemy would
+        # begin the transaction (BEGIN IMMEDIATE) before the timeout applies.
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute(f"PRAGMA busy_timeout={ms}")
+        try:
+            yield conn
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 @contextmanager

@@ -74,8 +74,8 @@ def accept(conn: Connection, event_id: str, incident_json: str, now: dt.datetime
     possibly arriving at another replica at the same moment: the insert skips conflicts)."""
     row = {"event_id": event_id, "incident_json": incident_json, "received_at": now}
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    result = conn.execute(dialect.insert(_INBOX).values(**row).on_conflict_do_nothing())
-    return result.rowcount == 1
+    statement = dialect.insert(_INBOX).values(**row).on_conflict_do_nothing()
+    return conn.execute(statement.returning(_INBOX.c.event_id)).first() is not None
 
 
 def mark_decided(conn: Connection, event_id: str, now: dt.datetime) -> None:
