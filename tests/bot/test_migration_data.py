@@ -58,6 +58,12 @@ def test_upgrade_keeps_history_and_turns_tallies_into_watermarks(db_url: str) ->
             ),
             {"t": t0 + dt.timedelta(minutes=1, seconds=30)},
         )
+        conn.execute(
+            text(
+                "INSERT INTO banditarm (arm_index, threshold, alpha, beta) VALUES "
+                "(0, 0.5, 4.0, 1.0), (1, 0.9, 1.0, 1.0)"
+            )
+        )
         old = {"labels_since_retrain": 1, "paused": ["other"], "ewma": 0.2}
         conn.execute(
             text("INSERT INTO monitor_state (id, state_json, updated_at) VALUES (1, :s, :t)"),
@@ -70,9 +76,12 @@ def test_upgrade_keeps_history_and_turns_tallies_into_watermarks(db_url: str) ->
         upto = conn.execute(text("SELECT trained_upto FROM modelversion")).scalar_one()
         doc = json.loads(conn.execute(text("SELECT state_json FROM monitor_state")).scalar_one())
         posted = conn.execute(text("SELECT post_state FROM recommendation")).scalar_one()
+        deltas = [json.loads(r[0]) for r in conn.execute(text("SELECT bandit_json FROM feedback"))]
     engine.dispose()
     assert seqs == [1, 2, 3]  # votes keep their order as learning steps
     assert clock == 3
     assert upto == 2  # the model saw the votes stored before it
     assert doc == {"retrained_at": 2, "paused": ["other"], "resumed_at": {"pb": 1}}
     assert posted == "posted"  # old recommendations are never posted again
+    # Each like cleared arm 0 (score 0.8 ≥ 0.5): what the old code added there, to take back.
+    assert deltas == [{"arms": [0.5, 0.9], "alpha": [1.0, 0.0], "beta": [0.0, 0.0], "step": 3}] * 3

@@ -8,10 +8,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01
 
-Existing votes get their row id as their step (ids grow in the order votes arrived), and no
-recorded arm contribution (a vote stored before this revision is withdrawn from the score
-and the monitor, but its old arm evidence stays). A live model is taken to have seen every
-vote stored before it was created.
+Existing votes get their row id as their step (ids grow in the order votes arrived) and
+the arm contribution the code before this revision gave them (exact without a discount);
+a live model is taken to have seen every vote stored before it was created; the monitor's
+running tallies become watermarks.
 """
 
 from __future__ import annotations
@@ -78,6 +78,39 @@ def upgrade() -> None:
         "SELECT 1, COALESCE(MAX(id), 0), COALESCE(MAX(id), 0) FROM feedback"
     )
     _monitor_watermarks()
+    _arm_contributions()
+
+
+def _arm_contributions() -> None:
+    """What each live vote added to the arms, as the code before this revision added it
+    (the chosen arm, when the candidate's score cleared its threshold), so withdrawing or
+    replacing a vote stored before the upgrade takes that back too. Only votes on decisions
+    of the Thompson policy touched the arms."""
+    conn = op.get_bind()
+    arms = [
+        float(t)
+        for (t,) in conn.execute(sa.text("SELECT threshold FROM banditarm ORDER BY arm_index"))
+    ]
+    if not arms:
+        return
+    step = conn.execute(sa.text("SELECT bandit_steps FROM learning_clock WHERE id = 1")).scalar()
+    rows = conn.execute(
+        sa.text(
+            "SELECT f.id, f.label, f.weight, f.score, r.arm_index FROM feedback f "
+            "JOIN recommendation r ON r.id = f.recommendation_id "
+            "WHERE f.label IS NOT NULL AND r.policy = 'thompson'"
+        )
+    ).all()
+    for vote_id, label, weight, score, arm in rows:
+        if not 0 <= arm < len(arms) or score < arms[arm]:
+            continue
+        alpha, beta = [0.0] * len(arms), [0.0] * len(arms)
+        alpha[arm], beta[arm] = weight * label, weight * (1.0 - label)
+        delta = {"arms": arms, "alpha": alpha, "beta": beta, "step": int(step or 0)}
+        conn.execute(
+            sa.text("UPDATE feedback SET bandit_json = :d WHERE id = :id"),
+            {"d": json.dumps(delta), "id": vote_id},
+        )
 
 
 def _monitor_watermarks() -> None:
