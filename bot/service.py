@@ -577,7 +577,7 @@ class NPOService:
         loaded = _Batch(step=step, bandit=load_bandit(conn, self.config.bandit, bandit_steps))
         loaded.claimed |= claimed(conn, {fb.source_event_id for fb in batch})
         rec_ids = {fb.recommendation_id for fb in batch}
-        for rec_id, _arm_index, decision_json in decisions(conn, rec_ids):
+        for rec_id, decision_json in decisions(conn, rec_ids).items():
             loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
         loaded.votes.update(dict.fromkeys(voters(conn, rec_ids)))  # loaded if replaced
         loaded.scores.load(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
 from core.policy import Action, PolicyVerdict, RuleHit, Verdict
 from core.scenario import Scenario
 
@@ -47,3 +51,12 @@ class FakeRetriever:
     def search(self, query: str, k: int = 5) -> list[FakeHit]:
         self.queries.append(query)
         return self.hits[:k]
+
+
+def row_counts(engine: Engine) -> dict[str, int]:
+    """Every table's row count: "nothing changed" is this, before and after."""
+    with engine.connect() as conn:
+        return {
+            t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in SQLModel.metadata.sorted_tables
+        }

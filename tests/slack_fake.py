@@ -170,6 +170,27 @@ def event_body(event: dict[str, Any], event_id: str) -> str:
     )
 
 
+def override_submission_payload(private_metadata: str, user: str, reason: str) -> dict[str, Any]:
+    """A ``view_submission`` of the override modal: ``user`` gave ``reason``."""
+    return {
+        "type": "view_submission",
+        "user": {"id": user},
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "token": "x",
+        "trigger_id": "t",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "npo_override_modal",
+            "private_metadata": private_metadata,
+            "state": {
+                "values": {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
+            },
+        },
+    }
+
+
 def button_payload(
     action_id: str, value: str, user: str, channel: str, message_ts: str
 ) -> dict[str, Any]:

@@ -23,7 +23,7 @@ _IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("
 _CLAIMED = select(_EVENTS.c.event_id).where(
     _EVENTS.c.event_id.in_(bindparam("ids", expanding=True))
 )
-_DECISIONS = select(_RECS.c.id, _RECS.c.arm_index, _RECS.c.decision_json).where(
+_DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
     _RECS.c.id.in_(bindparam("ids", expanding=True))
 )
 _VOTERS = select(_VOTES.c.recommendation_id, _VOTES.c.operator_id).where(
@@ -94,10 +94,10 @@ def claimed(conn: Connection, event_ids: Collection[str]) -> set[str]:
     return set(conn.execute(_CLAIMED, {"ids": sorted(event_ids)}).scalars())
 
 
-def decisions(conn: Connection, rec_ids: Collection[str]) -> list[tuple[str, int, str]]:
-    """(recommendation id, bandit arm index, stored decision JSON) of each that exists."""
+def decisions(conn: Connection, rec_ids: Collection[str]) -> dict[str, str]:
+    """The stored decision JSON of each recommendation that exists (its arm is in it)."""
     rows = conn.execute(_DECISIONS, {"ids": sorted(rec_ids)})
-    return [(rec_id, arm, decision) for rec_id, arm, decision in rows]
+    return {str(rec_id): str(decision) for rec_id, decision in rows.tuples()}
 
 
 def voters(conn: Connection, rec_ids: Collection[str]) -> set[tuple[str, str]]:

@@ -270,18 +270,6 @@ def readiness_checks(
     return checks
 
 
-def wsgi_app(
-    app: App,
-    metrics: Metrics | None = None,
-    alerts: PostHandler | None = None,
-    *,
-    max_body_bytes: int = 1_048_576,
-    readiness: Mapping[str, Check] | None = None,
-    readiness_timeout_seconds: float = 3.0,
-) -> EdgeApp:
-    return EdgeApp(app, metrics, alerts, max_body_bytes, readiness, readiness_timeout_seconds)
-
-
 class _DeadlineChannel(HTTPChannel):
     """A connection that must deliver each request (headers and body) within the read
     timeout. waitress's own channel_timeout counts inactivity, which a client trickling
@@ -431,7 +419,7 @@ def http_server(
     readiness: Mapping[str, Check] | None = None,
 ) -> HttpServer:
     config = config or HttpConfig()
-    edge = wsgi_app(
+    edge = EdgeApp(
         app,
         metrics,
         alerts,

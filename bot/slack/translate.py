@@ -61,8 +61,9 @@ def incident_from_event(body: Mapping[str, Any]) -> IncidentInput:
 
 
 def incident_from_command(body: Mapping[str, Any], text: str) -> IncidentInput:
+    """``text``: the command's argument; IncidentInput cleans and bounds it."""
     return IncidentInput(
-        text=clean_text(text, MAX_STORED_CHARS).strip(),
+        text=text.strip(),
         source="slack",
         channel=_text(body, "channel_id"),
         reporter=_text(body, "user_id"),

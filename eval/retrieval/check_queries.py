@@ -20,6 +20,8 @@ from typing import Any
 
 STYLES = {"paraphrase", "terse", "dump", "chat"}
 SPLITS = {"dev", "test"}
+# The corpus lies beside the checkout (../shared), as the tests expect it.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "runbooks-v1"
 SOURCES = {"prometheus-operator", "openshift", "gitlab", "cnpg", "cortex"}
 CAMEL = re.compile(r"^[A-Za-z0-9_]*[a-z0-9][A-Z][A-Za-z0-9_]*$")
 
@@ -51,7 +53,7 @@ def runbook_title(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, default=Path("/work/shared/corpora/runbooks-v1"))
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--queries", type=Path, default=here / "operator_queries.jsonl")
     args = ap.parse_args(argv)
     runbooks = args.corpus / "runbooks"

@@ -29,17 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func
-from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from bot.alerts import AlertIntake, parse_routes, wsgi_handler
 from bot.db.engine import make_engine
 from bot.db.models import Recommendation
 from bot.slack.app import app_for, slack_context, web_client
-from bot.slack.serve import HttpConfig, HttpServer, http_server, readiness_checks, wsgi_app
+from bot.slack.serve import EdgeApp, HttpConfig, HttpServer, http_server, readiness_checks
 from core.rego import RegoPolicyEngine
+from tests.fakes import row_counts
 from tests.reliability.test_delivery import SECRET, TEXT, replica_service, replica_settings
 from tests.slack_fake import FakeSlackAPI, event_body, signed_headers
 
@@ -103,12 +102,7 @@ class Edge:
         return self.request("/slack/events", body.encode(), headers)[0]
 
     def state(self) -> dict[str, Any]:
-        with self.engine.connect() as conn:
-            rows = {
-                t.name: conn.execute(sql_select(func.count()).select_from(t)).scalar_one()
-                for t in SQLModel.metadata.sorted_tables
-            }
-        return {"rows": rows, "web_api_calls": len(self.slack.calls)}
+        return {"rows": row_counts(self.engine), "web_api_calls": len(self.slack.calls)}
 
     def recommendations(self) -> list[dict[str, Any]]:
         """Posted recommendation messages (the thread roots and resolutions have no blocks)."""
@@ -232,7 +226,7 @@ def test_the_wsgi_app_bounds_the_body_under_any_server() -> None:
     bound, and a body stream (no Content-Length, EOF-terminated) longer than it."""
     from slack_bolt import App
 
-    app = wsgi_app(
+    app = EdgeApp(
         App(signing_secret=SECRET, token="xoxb", token_verification_enabled=False),
         max_body_bytes=1024,
     )

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
 from bot.db.models import AuditEntry, Feedback, Recommendation
-from bot.slack.serve import wsgi_app
+from bot.slack.serve import EdgeApp
 from core.rego import RegoPolicyEngine
 from tests.reliability.test_delivery import SECRET, _instance
 from tests.slack_fake import (
@@ -214,7 +214,7 @@ def _dispatch(app: App, body: str, content_type: str) -> int:
         "HTTP_X_SLACK_SIGNATURE": str(headers["x-slack-signature"][0]),
     }
     answer: list[str] = []
-    b"".join(wsgi_app(app)(environ, lambda status, _headers: answer.append(status)))
+    b"".join(EdgeApp(app)(environ, lambda status, _headers: answer.append(status)))
     return int(answer[0].split()[0])
 
 

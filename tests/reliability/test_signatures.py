@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
 
 from bot.alerts import AlertIntake, parse_routes, wsgi_handler
 from bot.slack.app import app_for, slack_context, web_client
 from bot.slack.serve import http_server
 from core.rego import RegoPolicyEngine
+from tests.fakes import row_counts
 from tests.reliability.test_delivery import SECRET, TEXT, replica_service, replica_settings
 from tests.slack.test_app import _rec_id, service_message_ts
 from tests.slack_fake import FakeSlackAPI, button_payload, event_body, fake_slack, form_body
@@ -99,12 +98,7 @@ class Bot:
 
     def state(self) -> dict[str, Any]:
         """Every table's row count and every Web API call made so far."""
-        with self.engine.connect() as conn:
-            counts = {
-                t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in SQLModel.metadata.sorted_tables
-            }
-        return {"rows": counts, "web_api_calls": len(self.slack.calls)}
+        return {"rows": row_counts(self.engine), "web_api_calls": len(self.slack.calls)}
 
 
 @pytest.fixture

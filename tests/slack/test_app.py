@@ -29,6 +29,7 @@ from tests.slack_fake import (
     event_body,
     fake_slack,
     form_body,
+    override_submission_payload,
     signed_headers,
 )
 
@@ -211,25 +212,7 @@ def test_override_opens_a_modal_and_the_reason_is_stored(
     view = slack.wait_for("views.open")[0]
     modal = json.loads(view["view"]) if isinstance(view["view"], str) else view["view"]
     assert modal["callback_id"] == "npo_override_modal"
-    submission = {
-        "type": "view_submission",
-        "user": {"id": "U07OPS"},
-        "team": {"id": "T1"},
-        "api_app_id": "A1",
-        "token": "x",
-        "trigger_id": "t",
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "npo_override_modal",
-            "private_metadata": modal["private_metadata"],
-            "state": {
-                "values": {
-                    "reason": {"reason": {"type": "plain_text_input", "value": "wrong card"}}
-                }
-            },
-        },
-    }
+    submission = override_submission_payload(modal["private_metadata"], "U07OPS", "wrong card")
     empty = json.loads(json.dumps(submission))
     empty["view"]["state"]["values"]["reason"]["reason"]["value"] = "  "
     refused = _interaction(app, empty)

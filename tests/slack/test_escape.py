@@ -56,6 +56,7 @@ from tests.slack_fake import (
     event_body,
     fake_slack,
     form_body,
+    override_submission_payload,
     signed_headers,
 )
 
@@ -392,27 +393,7 @@ def test_an_override_reason_cannot_page_the_channel(
     assert _send(app, form_body(click), "application/x-www-form-urlencoded").status == 200
     view = slack.wait_for("views.open")[0]["view"]
     metadata = (json.loads(view) if isinstance(view, str) else view)["private_metadata"]
-    submission = {
-        "type": "view_submission",
-        "user": {"id": "U07OPS"},
-        "team": {"id": "T1"},
-        "api_app_id": "A1",
-        "token": "x",
-        "trigger_id": "t",
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "npo_override_modal",
-            "private_metadata": metadata,
-            "state": {
-                "values": {
-                    "reason": {
-                        "reason": {"type": "plain_text_input", "value": "<!channel> wake up"}
-                    }
-                }
-            },
-        },
-    }
+    submission = override_submission_payload(metadata, "U07OPS", "<!channel> wake up")
     body = "payload=" + urllib.parse.quote(json.dumps(submission))
     assert _send(app, body, "application/x-www-form-urlencoded").status == 200
     update = _posted(slack.wait_for("chat.update")[-1])
