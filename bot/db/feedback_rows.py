@@ -97,7 +97,7 @@ def claimed(conn: Connection, event_ids: Collection[str]) -> set[str]:
 def decisions(conn: Connection, rec_ids: Collection[str]) -> dict[str, str]:
     """The stored decision JSON of each recommendation that exists (its arm is in it)."""
     rows = conn.execute(_DECISIONS, {"ids": sorted(rec_ids)})
-    return {str(rec_id): str(decision) for rec_id, decision in rows.tuples()}
+    return {str(row.id): str(row.decision_json) for row in rows}
 
 
 def voters(conn: Connection, rec_ids: Collection[str]) -> set[tuple[str, str]]:
