@@ -9,7 +9,7 @@ from core.bandit import BanditConfig, BanditRule, ThresholdBandit
 from core.decision import Candidate, decide
 from core.feedback import FeedbackKind
 from core.learning import LearningConfig, arm_rewards, judged, learn, unlearn
-from core.policy import Action, PolicyVerdict, Verdict
+from core.policy import Action, PolicyVerdict, RuleHit, Verdict
 from core.scenario import Scenario
 from core.utility import UtilityConfig
 from tests.fakes import ScriptedSPE
@@ -25,8 +25,8 @@ def _cand(pb: str, score: float, action: str = "replace_optic") -> Candidate:
 class _DenyDrains:
     def evaluate(self, scenario: Scenario, action: Action) -> PolicyVerdict:
         if action.name == "drain_link":
-            return PolicyVerdict(Verdict.DENY, ("no drains",), ("test",))
-        return PolicyVerdict(Verdict.ALLOW, (), ("test",))
+            return PolicyVerdict(Verdict.DENY, (RuleHit("test", Verdict.DENY, "no drains"),))
+        return PolicyVerdict(Verdict.ALLOW)
 
 
 def _decision(cands: list[Candidate], threshold: float = 0.7, spe: object = None):  # type: ignore[no-untyped-def]
