@@ -4,9 +4,10 @@ A fresh install (a temporary data folder unless ``--data-dir`` is given) receive
 incident of a labelled file (``eval/incidents/incidents.jsonl``: text, the right playbook or
 null, other acceptable ids), pass after pass. After each pass an operator who knows the
 answer gives feedback as a person would: a like on a right recommendation, an override on
-a wrong one, a like on the right candidate of an abstention when it is listed, nothing
-otherwise. Each pass reports right and wrong recommendations as shares of all incidents:
-pass 1 is the cold start, pass 3 is after two rounds of feedback.
+a wrong one (and, when the right playbook is listed, a colleague's like on it), a like on
+the right candidate of an abstention when it is listed, nothing otherwise. Each pass
+reports right and wrong recommendations as shares of all incidents: pass 1 is the cold
+start, pass 3 is after two rounds of feedback.
 
 *right*: an acceptable recommendation, or no recommendation for an incident that no
 playbook covers (silence is right there); *wrong*: a recommendation that is not acceptable;
@@ -109,17 +110,21 @@ class PassReport:
         }
 
 
-def _operator(item: LabelledIncident, decision: Decision) -> tuple[FeedbackKind, str | None] | None:
-    """What an operator who knows the answer does with this message (None: nothing)."""
+def _operators(
+    item: LabelledIncident, decision: Decision
+) -> list[tuple[str, FeedbackKind, str | None]]:
+    """What people who know the answer do with this message: (who, vote, candidate)."""
+    listed = [c.playbook_id for c in decision.candidates if c.playbook_id in item.right]
+    confirm = (
+        [("operator-2", FeedbackKind.LIKE, item.playbook if item.playbook in listed else listed[0])]
+        if listed
+        else []
+    )
     if decision.chosen is not None:
         if decision.chosen.playbook_id in item.right:
-            return FeedbackKind.LIKE, None
-        return FeedbackKind.OVERRIDE, None
-    listed = [c.playbook_id for c in decision.candidates if c.playbook_id in item.right]
-    if listed:
-        best = item.playbook if item.playbook in listed else listed[0]
-        return FeedbackKind.LIKE, best
-    return None
+            return [("operator", FeedbackKind.LIKE, None)]
+        return [("operator", FeedbackKind.OVERRIDE, None), *confirm]
+    return [("operator", kind, pb) for _, kind, pb in confirm]
 
 
 def run_passes(
@@ -170,21 +175,18 @@ def run_passes(
                         "threshold": d.explanation.threshold.threshold,
                     }
                 )
-            if p < passes:
-                action = _operator(item, d)
-                if action is not None:
-                    kind, playbook = action
-                    service.record_feedback(
-                        FeedbackInput(
-                            recorded.recommendation_id,
-                            "operator",
-                            kind,
-                            f"eval:{p}:{item.id}",
-                            source="console",
-                            reason="not this playbook" if kind is FeedbackKind.OVERRIDE else "",
-                            playbook_id=playbook,
-                        )
+            for who, kind, playbook in _operators(item, d) if p < passes else []:
+                service.record_feedback(
+                    FeedbackInput(
+                        recorded.recommendation_id,
+                        who,
+                        kind,
+                        f"eval:{p}:{item.id}:{who}",
+                        source="console",
+                        reason="not this playbook" if kind is FeedbackKind.OVERRIDE else "",
+                        playbook_id=playbook,
                     )
+                )
         reports.append(report)
         r = report.as_dict()
         progress(

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     )
 
     prior_strength: float = Field(
-        1.0, description="What the calibrated prior of a scenario is worth, in confirmations."
+        0.5, description="What the calibrated prior of a scenario is worth, in confirmations."
     )
     override_weight: float = Field(
         2.0, description="Evidence against a scenario that one override adds, in confirmations."

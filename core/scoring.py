@@ -9,9 +9,12 @@ the posterior mean ``(k·p + successes)/(k + successes + failures)``.
 This is the paper's Robbins–Monro refinement ``s ← s + η·w·(y − s)`` with the step that makes
 it an average, η_n = w/(k + Σw), instead of a constant η: evidence is a sum, so a withdrawn or
 replaced vote is taken back exactly (subtract it), in any order, and a retrained prior
-re-bases every scenario at once. With k = 1 and an override worth 2, two confirmations take a
-prior of 0.1 to 0.7, and one override after them brings any prior below 0.6. The constant-η
-rule is kept as ``ScoringRule.ROBBINS_MONRO`` for the simulator's paper variant.
+re-bases every scenario at once. With k = 0.5 and an override worth 2, two confirmations
+take any prior to at least 0.8 (recommended the third time at every threshold up to 0.8),
+one override brings any prior to at most 0.2, and one override after two confirmations to
+at most 0.56. A calibrated prior is right on average over many scenarios, not about this
+one: half a judgment is what it is worth against the operator's word on this scenario. The
+constant-η rule is kept as ``ScoringRule.ROBBINS_MONRO`` for the simulator's paper variant.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 
 from core.feedback import FeedbackKind, signal
 
-DEFAULT_PRIOR_STRENGTH = 1.0
+DEFAULT_PRIOR_STRENGTH = 0.5
 DEFAULT_OVERRIDE_WEIGHT = 2.0
 DEFAULT_NEUTRAL_WEIGHT = 0.25
 DEFAULT_ETA = 0.2

@@ -14,7 +14,7 @@ def test_defaults_build_a_valid_core_config(
     monkeypatch.chdir(tmp_path)  # no .env here
     config = Settings().npo_config()
     assert config.bandit.arms == (0.5, 0.6, 0.7, 0.8, 0.9)
-    assert config.scoring.prior_strength == 1.0
+    assert config.scoring.prior_strength == 0.5
     assert config.skip_loss == 0.1
     assert config.utility.override_cost == 3.0
     assert config.bandit.start == pytest.approx(3.0 / 4.5)  # τ* = C/(1 + C + M)

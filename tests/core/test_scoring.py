@@ -25,13 +25,13 @@ def test_no_evidence_is_the_prior() -> None:
     assert posterior(Evidence(), 0.42, CFG) == pytest.approx(0.42)
 
 
-@pytest.mark.parametrize("prior", [0.1, 0.3, 0.5, 0.8])
-def test_two_confirmations_clear_the_default_threshold(prior: float) -> None:
-    """Two likes and no override: recommended the third time at τ = 0.7."""
+@pytest.mark.parametrize("prior", [0.0, 0.1, 0.3, 0.5, 0.8])
+def test_two_confirmations_clear_every_threshold_up_to_0_8(prior: float) -> None:
+    """Two likes and no override: recommended the third time."""
     two = evidence(FeedbackKind.LIKE, CFG) + evidence(FeedbackKind.LIKE, CFG)
-    assert posterior(two, prior, CFG) >= 0.7 - 1e-12
+    assert posterior(two, prior, CFG) >= 0.8 - 1e-12
     one = evidence(FeedbackKind.LIKE, CFG)
-    assert posterior(one, 0.1, CFG) < 0.7  # one is not enough from a low prior
+    assert posterior(one, 0.0, CFG) < 0.7  # one is not enough from a prior of nothing
 
 
 @pytest.mark.parametrize("prior", [0.5, 0.9, 1.0])
