@@ -144,4 +144,6 @@ def console_lines() -> Iterable[str]:
             except EOFError:
                 return
     else:
+        if hasattr(sys.stdin, "reconfigure"):  # a stray byte must not end a scripted run
+            sys.stdin.reconfigure(errors="replace")
         yield from sys.stdin
