@@ -174,20 +174,36 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _has_word(words: Sequence[str], part: str) -> bool:
-    for w in words:
-        if w == part:
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """The distinct words of a text and their prefixes, for set lookups (a long text
+    costs one pass, however many fault types the vocabulary holds)."""
+
+    exact: frozenset[str]
+    prefixes: frozenset[str]
+
+    @classmethod
+    def of(cls, words: Iterable[str]) -> _Words:
+        exact = frozenset(w[:40] for w in words)
+        prefixes = frozenset(w[:k] for w in exact for k in range(_MIN_PREFIX, len(w) + 1))
+        return cls(exact, prefixes)
+
+    def has(self, part: str) -> bool:
+        """``part`` is a word of the text, or shares a stem of at least four letters with
+        one (``flap`` ~ ``flapping``, ``errors`` ~ ``error``, ``util`` ~ ``utilisation``)."""
+        if part in self.exact:
             return True
-        if len(w) >= _MIN_PREFIX and len(part) >= _MIN_PREFIX:
-            stem = part[: max(_MIN_PREFIX, len(part) - 3)]
-            if w.startswith(stem) or (part.startswith(w) and len(w) >= _MIN_PREFIX):
-                return True
-    return False
+        if len(part) < _MIN_PREFIX:
+            return False
+        if part[: max(_MIN_PREFIX, len(part) - 3)] in self.prefixes:
+            return True
+        return any(part[:k] in self.exact for k in range(_MIN_PREFIX, len(part)))
 
 
 def _named_faults(words: Sequence[str], vocabulary: Vocabulary) -> list[str]:
     """Fault types whose every word occurs in the text, most words first."""
-    named = [f for f in vocabulary.fault_types if all(_has_word(words, p) for p in f.split("_"))]
+    seen = _Words.of(words)
+    named = [f for f in vocabulary.fault_types if all(seen.has(p) for p in f.split("_"))]
     return sorted(named, key=lambda f: (-len(f.split("_")), f))
 
 

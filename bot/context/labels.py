@@ -11,7 +11,7 @@ from bot.severity import normalise_severity
 from core.scenario import SEVERITIES
 
 # Linear: possessive repetitions, each followed by a character it cannot match.
-_PAIR = re.compile(r"(?<![\w.-])([a-z_]++)\s*+=\s*+\"?+([\w.:/-]++)", re.IGNORECASE)
+_PAIR = re.compile(r"(?<![\w.-])([a-z_]++)\s*+=\s*+\"?+([\w.:/%-]++)", re.IGNORECASE)
 _YES = {"yes", "true", "1", "on", "in", "inside"}
 _NO = {"no", "false", "0", "off", "out", "outside"}
 _KEYS = {
