@@ -68,7 +68,7 @@ _IF_LONG = (
     r"|FastEthernet|Ethernet|Port-channel|Bundle-Ether|Hu|Fo|Te|Gi|Fa|Eth|Po"
 )
 _INTERFACE = re.compile(
-    r"(?<![\w/.:-])(?>"
+    r"(?<![\w/.-])(?>"
     rf"(?:{_IF_LONG})\d{{1,4}}(?:/\d{{1,4}}){{0,4}}(?:[.:]\d{{1,5}})?"
     r"|(?:et|xe|ge|fe|mge|gr|lt)-\d{1,3}/\d{1,3}/\d{1,3}(?::\d{1,3})?(?:\.\d{1,5})?"
     r"|(?:ae|po|bond|eth|swp|eno|ens|mgmt|vlan|irb|em)\d{1,5}(?:[fsp]\d{1,3}){0,3}"
@@ -97,12 +97,19 @@ _DEVICE_LABELS: Final = ("sysname", "server", "host", "hostname", "node", "devic
 _INTERFACE_LABELS: Final = ("interface", "ifdescr", "ifname", "port", "device")
 _SEVERITY_WORDS: Final = {
     "crit": "critical",
-    "page": "high",
+    "pag": "high",
     "major": "high",
     "warn": "medium",
     "minor": "low",
 }
 _WORD = re.compile(r"[a-z0-9]++")
+# Levels count next to "severity"/"sev" ("low rx power" says nothing about severity).
+_SEVERITY_WORD = re.compile(
+    r"\b(?:sev(?:erity)?+[\s:]*+(low|medium|high|critical)"
+    r"|(low|medium|high)[\s-]*+sev(?:erity)?+"
+    r"|(crit(?:ical)?+|page[ds]?+|paging|major|warn(?:ing)?+|minor))\b",
+    re.IGNORECASE,
+)
 # A word this short must be equal to a fault-type word, not a prefix of it.
 _MIN_PREFIX: Final = 4
 
@@ -354,11 +361,17 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
 def severity_of(text: str, labels: Mapping[str, str]) -> str | None:
+    """A ``severity`` label, else a severity word the text uses as a word (``critical``,
+    ``crit``, ``paged``, ``warning`` …), else None: unknown."""
     if "severity" in labels:
         return normalise_severity(str(labels["severity"]))
-    low = f" {text.lower()} "
-    found = next((v for k, v in _SEVERITY_WORDS.items() if k in low), None)
-    return found or next((s for s in SEVERITIES if f" {s} " in low), None)
+    match = _SEVERITY_WORD.search(text)
+    if match is None:
+        return None
+    word = next(g for g in match.groups() if g).lower()
+    if word in SEVERITIES:
+        return word
+    return next(v for k, v in _SEVERITY_WORDS.items() if word.startswith(k))
 
 
 def extract(

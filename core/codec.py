@@ -38,6 +38,7 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
             "hour_of_day",
             "text",
             "device",
+            "interface",
             "recent_faults",
         )
     }

@@ -115,6 +115,7 @@ class Scenario:
     ``redundancy`` counts the healthy redundant paths or peers that remain if the target is
     taken out of service; ``utilisation`` is the target's load in [0, 1].
     ``active_changes`` names devices that another change is already touching;
+    ``interface`` is the device's port or bundle the incident names (``xe-1/0/3``);
     ``recent_faults`` counts recent incidents on the same device (not part of the key).
     ``provenance`` maps fact names to where each came from (facts without one were set by
     the caller, e.g. a simulator or a test).
@@ -129,6 +130,7 @@ class Scenario:
     hour_of_day: int = 12
     text: str = ""
     device: str = ""
+    interface: str = ""
     active_changes: tuple[str, ...] = field(default=())
     recent_faults: int | None = None
     provenance: tuple[tuple[str, Provenance], ...] = field(default=())
@@ -191,6 +193,7 @@ class Scenario:
             "maintenance_window": self.maintenance_window,
             "hour_of_day": self.hour_of_day,
             "device": self.device or None,
+            "interface": self.interface or None,
             "recent_faults": self.recent_faults,
         }
 
@@ -220,6 +223,7 @@ class Scenario:
             "maintenance_window": self.maintenance_window,
             "hour_of_day": self.hour_of_day,
             "device": self.device,
+            "interface": self.interface,
             "active_changes": list(self.active_changes),
             "recent_faults": self.recent_faults,
             "unknown": list(self.unknown()),

@@ -68,6 +68,7 @@ def scenario_for(
         "hour_of_day": now.hour,
         "text": text.strip(),
         "device": found.device,
+        "interface": found.interface,
     }
     if found.severity is not None:
         fields["severity"] = found.severity

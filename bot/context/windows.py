@@ -246,10 +246,15 @@ class ICalendarWindows:
         self._loaded: tuple[float, dt.datetime, list[_Event]] | None = None
 
     def events(self) -> tuple[list[_Event], dt.datetime]:
+        """The events, and when the file was last found unchanged (its data is current as
+        of then: the age a window fact shows)."""
         mtime = self.path.stat().st_mtime
+        checked = dt.datetime.now(dt.UTC)
         with self._lock:
             if self._loaded is None or self._loaded[0] != mtime:
-                self._loaded = (mtime, dt.datetime.now(dt.UTC), _parse_ics(self.path))
+                self._loaded = (mtime, checked, _parse_ics(self.path))
+            else:
+                self._loaded = (mtime, checked, self._loaded[2])
             return self._loaded[2], self._loaded[1]
 
     @property
