@@ -20,7 +20,7 @@ from core.feedback import FeedbackKind
 
 HELP = __doc__ or ""
 log = logging.getLogger(__name__)
-_KINDS = {
+KINDS = {
     "like": FeedbackKind.LIKE,
     "override": FeedbackKind.OVERRIDE,
     "neutral": FeedbackKind.NEUTRAL,
@@ -74,11 +74,11 @@ def run_console(
                 echo(f"verbosity: {verbosity}")
             except ValueError as exc:
                 echo(f"error: {exc}")
-        elif word in _KINDS:
+        elif word in KINDS:
             if last is None:
                 echo("no recommendation yet: describe an incident first")
                 continue
-            kind = _KINDS[word]
+            kind = KINDS[word]
             target = rest.strip() if kind is FeedbackKind.LIKE and rest.strip() else None
             reason = rest.strip() if kind is FeedbackKind.OVERRIDE else ""
             event_id = f"console:{last}:{next(counter)}"
