@@ -150,3 +150,13 @@ def test_facts_show_their_source_and_age_or_unknown() -> None:
     assert s.source_of("redundancy") == Provenance("prometheus", 40.0)
     with pytest.raises(ScenarioError, match="provenance"):
         Scenario("link", "x", provenance=(("colour", Provenance("me")),))
+
+
+def test_the_retrain_model_sees_unknown_as_its_own_level() -> None:
+    from core.model import feature_names
+
+    unknown = Scenario("link", "flapping", redundancy=None, maintenance_window=None)
+    names = feature_names("link-flap-drain", unknown.context())
+    assert "redundancy=unknown" in names and "maintenance_window=unknown" in names
+    known = feature_names("link-flap-drain", Scenario("link", "flapping").context())
+    assert "redundancy=unknown" not in known
