@@ -27,17 +27,11 @@ from core.decision import Decision
 from core.scenario import Scenario
 
 log = logging.getLogger(__name__)
-_UNKNOWN = "unknown"
 
 
 def scenario_fields(scenario: Scenario) -> dict[str, Any]:
-    """The scenario's features as plain JSON, null where the extractor does not know."""
-    features = scenario.as_policy_input()
-    return {
-        key: (None if value == _UNKNOWN or value == "" else value)
-        for key, value in features.items()
-        if key != "active_changes"
-    }
+    """The scenario's features as plain JSON, null where nobody knows."""
+    return dict(scenario.features())
 
 
 def _number(value: float) -> float | None:

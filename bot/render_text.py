@@ -33,13 +33,15 @@ _HEADLINE = {
 }
 
 
+_SHOWN = ("severity", "redundancy", "utilisation", "maintenance_window")
+
+
 def render_decision(decision: Decision, brief: bool = False) -> str:
     exp = decision.explanation
     s = decision.scenario
     lines = [
-        f"── incident: {s.component}/{s.fault_type} on {s.device or '?'} "
-        f"(severity {s.severity}, redundancy {s.redundancy}, "
-        f"{'in' if s.maintenance_window else 'outside'} maintenance window)",
+        f"── incident: {s.component or 'unknown'}/{s.fault_type or 'unknown'} "
+        f"on {s.device or '?'} ({'; '.join(f.text for f in s.facts() if f.name in _SHOWN)})",
         f"   {_HEADLINE[decision.outcome]}",
     ]
     if decision.chosen is not None:

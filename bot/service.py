@@ -26,6 +26,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bot.context.build import scenario_for
+from bot.context.gather import ContextGatherer
 from bot.db.batch_writes import BatchWrites
 from bot.db.engine import bounded_wait, read_only, transaction
 from bot.db.feedback_rows import (
@@ -73,7 +75,7 @@ from bot.db.state import (
     save_clock,
     save_monitor,
 )
-from bot.extract import extract_scenario
+from bot.extract import Vocabulary
 from bot.stats import PlaybookStats, playbook_stats
 from bot.text_input import MAX_STORED_CHARS, clean_text
 from core.bandit import ArmChoice, ArmDelta, ThresholdBandit
@@ -308,12 +310,16 @@ class NPOService:
         classify: Callable[[str], Mapping[str, object]] | None = None,
         *,
         max_incident_chars: int = 4000,
+        vocabulary: Vocabulary | None = None,
+        context: ContextGatherer | None = None,
     ) -> None:
         self.engine, self.retriever, self.spe = engine, retriever, spe
         self.config, self.rng, self.clock = config, rng, clock
         self.candidates = candidates
         self.max_incident_chars = max_incident_chars  # what extraction and retrieval read
         self.classify = classify
+        self.vocabulary = vocabulary  # the playbooks' applies_to, for extraction
+        self.context = context  # context providers (None: the incident's own labels only)
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._odds: tuple[bytes, npt.NDArray[np.float64]] | None = None
@@ -326,12 +332,16 @@ class NPOService:
         if incident.source_event_id and self._already_handled(incident.source_event_id):
             return self._existing(incident.source_event_id)
         text, notes = incident.for_matching(self.max_incident_chars)
-        scenario = extract_scenario(text, self.clock(), incident.hints)
-        if self.classify is not None and "unknown" in (scenario.component, scenario.fault_type):
-            labels = self.classify(text)  # only component/fault type, validated
-            hints = {k: v for k, v in labels.items() if k in ("component", "fault_type")}
-            scenario = extract_scenario(text, self.clock(), {**hints, **incident.hints})
         hits = self.retriever.search(text, self.candidates)
+        scenario = scenario_for(
+            text,
+            incident.hints,
+            self.clock(),
+            [(h.doc_id, h.similarity) for h in hits],
+            self.vocabulary,
+            self.context,
+            self.classify,
+        )
         # Read and decide outside the write transaction: the SPE and the bandit take
         # milliseconds that writers (votes) should not wait for. What is read here only
         # changes through votes and monitor ticks; a decision made on it a few

@@ -189,6 +189,14 @@ class Settings(BaseSettings):
         False, description="Accept POST /alertmanager without a token (no NPO_ALERTMANAGER_TOKEN)."
     )
 
+    # Scenario context (bot/context): sources of facts, and the optional LLM extractor.
+    context_config: Path | None = Field(
+        None, description="YAML file of the context sources (Prometheus, windows, store)."
+    )
+    llm_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Time the LLM extractor may take before it is ignored."
+    )
+
     @field_validator("arms", mode="before")
     @classmethod
     def _split_arms(cls, value: object) -> object:

@@ -16,7 +16,7 @@ from core.decision import (
     VisualClue,
 )
 from core.policy import Action, PolicyVerdict, RuleHit, Verdict
-from core.scenario import Scenario
+from core.scenario import Provenance, Scenario
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -38,9 +38,12 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
             "hour_of_day",
             "text",
             "device",
+            "interface",
+            "recent_faults",
         )
     }
     data["scenario"]["active_changes"] = list(scenario.active_changes)
+    data["scenario"]["provenance"] = [[n, asdict(p)] for n, p in scenario.provenance]
     data["explanation"]["threshold"]["sample"] = _nan_to_none(decision.explanation.threshold.sample)
     if decision.arm is not None:
         data["arm"]["sample"] = _nan_to_none(decision.arm.sample)
@@ -66,6 +69,7 @@ def _float(value: float | None) -> float:
 def decision_from_dict(data: dict[str, Any]) -> Decision:
     s = dict(data["scenario"])
     s["active_changes"] = tuple(s.get("active_changes", ()))
+    s["provenance"] = tuple((n, Provenance(**p)) for n, p in s.get("provenance", ()))
     e = data["explanation"]
     t = dict(e["threshold"])
     t["sample"] = _float(t["sample"])

@@ -117,8 +117,9 @@ def decide(
     ranked = tuple(sorted(candidates, key=lambda c: (-c.score, c.playbook_id)))
     verdicts = tuple(spe.evaluate(scenario, c.action) for c in ranked)
     trace = [
-        f"scenario {scenario.component}/{scenario.fault_type}, severity {scenario.severity}, "
-        f"context {scenario.context_key}",
+        f"scenario {scenario.component or 'unknown'}/{scenario.fault_type or 'unknown'}, "
+        f"severity {scenario.severity or 'unknown'}, context {scenario.context_key}"
+        + (f"; unknown: {', '.join(scenario.unknown())}" if scenario.unknown() else ""),
         f"{len(ranked)} candidate(s) retrieved; "
         f"threshold τ={arm.threshold:.1f} from arm {arm.index}",
     ]
@@ -160,8 +161,7 @@ def decide(
             f"{top.observations} past judgment(s)"
             + ("" if top.local_score is None else f", local score {top.local_score:.2f}"),
         ),
-        Fact("redundancy", str(scenario.redundancy)),
-        Fact("maintenance window", "yes" if scenario.maintenance_window else "no"),
+        *_context_facts(scenario),
     )
     justification = ThresholdJustification(
         arm.index,
@@ -187,6 +187,19 @@ def decide(
         explanation,
         chosen=ranked[focus] if outcome is Outcome.RECOMMEND else None,
         arm=arm,
+    )
+
+
+_CONTEXT_FACTS = ("severity", "redundancy", "utilisation", "maintenance_window")
+
+
+def _context_facts(scenario: Scenario) -> tuple[Fact, ...]:
+    """The context the policies read, each with its source and age or as unknown: an
+    explanation never states a guess as a fact (``redundancy 2 — prometheus, 40 s ago``)."""
+    return tuple(
+        Fact(f.name.replace("_", " "), f.text.removeprefix(f.name.replace("_", " ")).lstrip(": "))
+        for f in scenario.facts()
+        if f.name in _CONTEXT_FACTS
     )
 
 
