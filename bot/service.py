@@ -38,6 +38,7 @@ from bot.db.feedback_rows import (
     voters,
     withdraw_vote,
 )
+from bot.db.follow_up_rows import open_follow_up
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
     Feedback,
@@ -71,6 +72,8 @@ from bot.db.state import (
     save_clock,
     save_monitor,
 )
+from bot.deferrals import DeferralPolicy
+from bot.deferrals import incident_json as deferral_incident
 from bot.extract import extract_scenario
 from bot.stats import PlaybookStats, playbook_stats
 from bot.text_input import MAX_STORED_CHARS, clean_text
@@ -304,12 +307,14 @@ class NPOService:
         classify: Callable[[str], Mapping[str, object]] | None = None,
         *,
         max_incident_chars: int = 4000,
+        deferral: DeferralPolicy | None = None,
     ) -> None:
         self.engine, self.retriever, self.spe = engine, retriever, spe
         self.config, self.rng, self.clock = config, rng, clock
         self.candidates = candidates
         self.max_incident_chars = max_incident_chars  # what extraction and retrieval read
         self.classify = classify
+        self.deferral = deferral or DeferralPolicy()  # when deferred candidates are re-judged
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._odds: tuple[bytes, npt.NDArray[np.float64]] | None = None
@@ -346,8 +351,9 @@ class NPOService:
             arm = bandit.choose(self.rng)
             propensity, policy = max(float(self._propensities(bandit)[arm.index]), 1e-3), "thompson"
         decision = decide(scenario, candidates, arm, self.spe, losses, notes)
-        stored = decision_to_dict(decision)
         now = self.clock()
+        decision = self.deferral.stamp(decision, now)
+        stored = decision_to_dict(decision)
         incident_id, rec_id = uuid.uuid4().hex, uuid.uuid4().hex
         with self.engine.begin() as conn:
             if incident.source_event_id and not claim_event(conn, incident.source_event_id, now):
@@ -401,6 +407,16 @@ class NPOService:
                     },
                     now,
                 ),
+            )
+            open_follow_up(  # an approval or a deferral job, when the decision needs one
+                conn,
+                recommendation_id=rec_id,
+                decision=decision,
+                requester=incident.reporter,
+                incident_json=deferral_incident(text, incident.hints, incident.reporter),
+                channel=incident.channel,
+                thread_ts=incident.thread_ts,
+                now=now,
             )
         return Recorded(rec_id, decision)
 

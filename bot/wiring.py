@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
 from bot.db.state import migrate_arms
+from bot.deferrals import deferral_policy
 from bot.llm import LLMAugmenter
 from bot.monitoring import MonitorTicker
 from bot.native import load_torch_first
@@ -104,6 +105,7 @@ def build(settings: Settings, ingest: bool = True) -> Components:
         rng,
         classify=llm.classify if llm else None,
         max_incident_chars=settings.max_incident_chars,
+        deferral=deferral_policy(settings),
     )
     ticker = MonitorTicker(
         service.engine,
