@@ -50,6 +50,8 @@ class ApprovalResult:
     decision: Decision | None = None  # the stored decision after the change
     decided_by: str | None = None
     reason: str = ""
+    state: str = ""  # of the approval: pending, approved or rejected
+    playbook_id: str | None = None  # the candidate it is about
 
     @property
     def changed(self) -> bool:
@@ -120,19 +122,23 @@ def reject(
     it (feedback: who, when, why), which also asks for a controlled retrain."""
     reason = reason.strip()
     result = _decide(service, recommendation_id, user, allowed, "rejected", reason)
-    if result.status is ApprovalStatus.REJECTED and result.decision is not None:
+    mine = result.state == "rejected" and result.decided_by == user
+    if result.status is ApprovalStatus.REJECTED or (
+        result.status is ApprovalStatus.ALREADY_DECIDED and mine
+    ):
+        # Also when this rejection was stored before (a retried submission): the vote has
+        # one event id, so it is stored once, even if the first attempt died in between.
         from bot.service import FeedbackInput
 
-        pending = result.decision.pending
         service.record_feedback(
             FeedbackInput(
                 recommendation_id,
                 user,
                 FeedbackKind.OVERRIDE,
-                f"approval:reject:{recommendation_id}",  # once, whatever happens twice
+                f"approval:reject:{recommendation_id}",
                 source="approval",
-                reason=reason,
-                playbook_id=pending.playbook_id if pending else None,
+                reason=result.reason,
+                playbook_id=result.playbook_id,
             )
         )
     return result
@@ -157,10 +163,14 @@ def _decide(
             why = ApprovalStatus.NO_REASON
         if why is not None:
             _audit_refusal(conn, user, action, recommendation_id, why, row.playbook_id, now)
-            return ApprovalResult(why, decided_by=row.decided_by)
+            return ApprovalResult(why, decided_by=row.decided_by, state=row.state)
         if not decide_approval(conn, recommendation_id, state, user, reason, now):
             return ApprovalResult(
-                ApprovalStatus.ALREADY_DECIDED, decided_by=row.decided_by, reason=row.reason
+                ApprovalStatus.ALREADY_DECIDED,
+                decided_by=row.decided_by,
+                reason=row.reason,
+                state=row.state,
+                playbook_id=row.playbook_id,
             )
         decision = stored_decision(conn, recommendation_id)
         if decision is None:
@@ -177,4 +187,4 @@ def _decide(
             now,
         )
     status = ApprovalStatus.APPROVED if state == "approved" else ApprovalStatus.REJECTED
-    return ApprovalResult(status, decision, user, reason)
+    return ApprovalResult(status, decision, user, reason, state, row.playbook_id)

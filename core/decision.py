@@ -113,7 +113,7 @@ class Deferral:
 
     @property
     def text(self) -> str:
-        """``next window opens Tue 02:00 UTC``; the date too when it is a week or more away."""
+        """``next window opens Tue 02:00 UTC`` (or, no window known, when it is checked)."""
         at = self.at.astimezone(dt.UTC)
         when = f"{at:%a %H:%M} UTC"
         if self.window:

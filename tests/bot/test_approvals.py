@@ -191,3 +191,25 @@ def test_the_console_keeps_to_the_configured_approvers(engine: Engine) -> None:
     text = "\n".join(out)
     assert "refused: mallory is not an approver" in text
     assert "approved by alice" in text
+
+
+def test_a_retried_rejection_stores_the_override_a_dead_process_did_not(engine: Engine) -> None:
+    """The rejection was stored, then the process died before its override was: the retried
+    submission stores the override, once; a different engineer's retry stores nothing."""
+    from bot.approvals import _decide
+
+    svc = _service(engine)
+    rec = svc.recommend(IncidentInput(TEXT, "slack", reporter="U1"))
+    first = _decide(svc, rec.recommendation_id, "U2", True, "rejected", "freeze")
+    assert first.status is ApprovalStatus.REJECTED
+    with Session(engine) as s:
+        assert s.exec(select(Feedback)).all() == []
+    assert reject(svc, rec.recommendation_id, "U3", True, "me too").status is (
+        ApprovalStatus.ALREADY_DECIDED
+    )
+    for _ in range(2):
+        retry = reject(svc, rec.recommendation_id, "U2", True, "freeze")
+        assert retry.status is ApprovalStatus.ALREADY_DECIDED
+    with Session(engine) as s:
+        votes = s.exec(select(Feedback)).all()
+        assert [(v.operator_id, v.kind, v.reason) for v in votes] == [("U2", "override", "freeze")]
