@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,34 @@ def store_decision(conn: Connection, recommendation_id: str, decision: Decision)
             spe_verdict=decision.explanation.compliance.verdict.value,
         )
     )
+
+
+def awaiting_or_recent(
+    conn: Connection, recommendation_ids: Sequence[str], cutoff: dt.datetime
+) -> set[str]:
+    """Of these recommendations, those nobody could judge before ``cutoff``: still awaiting
+    an approval or a window, or surfaced by an approval or a re-evaluation after it. The
+    expiry of unanswered recommendations leaves them alone."""
+    if not recommendation_ids:
+        return set()
+    ids = list(recommendation_ids)
+    waiting = conn.execute(
+        select(_RECS.c.id).where(
+            _RECS.c.id.in_(ids),
+            _RECS.c.outcome.in_((Outcome.NEEDS_APPROVAL.value, Outcome.DEFERRED.value)),
+        )
+    ).scalars()
+    approved = conn.execute(
+        select(_APPROVALS.c.recommendation_id).where(
+            _APPROVALS.c.recommendation_id.in_(ids), _APPROVALS.c.decided_at >= cutoff
+        )
+    ).scalars()
+    judged_again = conn.execute(
+        select(_JOBS.c.recommendation_id).where(
+            _JOBS.c.recommendation_id.in_(ids), _JOBS.c.updated_at >= cutoff
+        )
+    ).scalars()
+    return {str(i) for i in (*waiting, *approved, *judged_again)}
 
 
 # -- deferral jobs ------------------------------------------------------------------------

@@ -213,3 +213,22 @@ def test_a_retried_rejection_stores_the_override_a_dead_process_did_not(engine: 
     with Session(engine) as s:
         votes = s.exec(select(Feedback)).all()
         assert [(v.operator_id, v.kind, v.reason) for v in votes] == [("U2", "override", "freeze")]
+
+
+def test_expiry_waits_for_the_approval_and_counts_from_it(engine: Engine) -> None:
+    """Nobody can judge a recommendation awaiting approval: the expiry leaves it alone, and
+    once approved, gives it the full time from the approval."""
+    from bot.monitoring import expire_unanswered
+
+    clock = {"now": NOW}
+    svc = _service(engine)
+    svc.clock = lambda: clock["now"]
+    rec = svc.recommend(IncidentInput(TEXT, "slack", reporter="U1"))
+    day = dt.timedelta(hours=24)
+    clock["now"] = NOW + dt.timedelta(hours=30)
+    assert expire_unanswered(svc, clock["now"], day) == 0
+    assert approve(svc, rec.recommendation_id, "U2", True).changed
+    clock["now"] = NOW + dt.timedelta(hours=31)
+    assert expire_unanswered(svc, clock["now"], day) == 0
+    clock["now"] = NOW + dt.timedelta(hours=54, minutes=1)
+    assert expire_unanswered(svc, clock["now"], day) == 1
