@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections.abc import Iterator
 from itertools import count
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.db.models import AuditEntry, Feedback, Recommendation
-from bot.deferrals import DeferralPolicy, run_due
+from bot.deferrals import DeferralPolicy, Poster, run_due
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.app import app_for, slack_context
@@ -258,8 +259,21 @@ def test_a_deferred_recommendation_says_when_and_two_replicas_post_the_outcome_o
         (first, deferral_poster(ctx, WebClient(base_url=slack.url))),
         (second, deferral_poster(other_ctx, WebClient(base_url=slack.url))),
     ]
-    for svc, post in posters:
-        run_due(svc, svc.deferral, post)
+    barrier = threading.Barrier(len(posters))
+    counts: list[dict[str, int]] = []
+
+    def replica(svc: NPOService, post: Poster) -> None:
+        barrier.wait(10)
+        counts.append(run_due(svc, svc.deferral, post))
+
+    threads = [threading.Thread(target=replica, args=pair) for pair in posters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(c["posted"] for c in counts) == [0, 1]
+    for svc, post in posters:  # and later runs (a restart) find nothing left to post
+        assert run_due(svc, svc.deferral, post)["posted"] == 0
     posts = slack.wait_for("chat.postMessage", 2)
     _settle(slack)
     assert len(slack.of("chat.postMessage")) == 2  # the first message and one outcome
