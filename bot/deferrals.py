@@ -171,7 +171,7 @@ def _run_one(
     ids = {"recommendation_id": job.recommendation_id, "playbook": candidate.playbook_id}
     if verdict.verdict is Verdict.DEFER and attempt < job.max_attempts:
         deferral = policy.next_check(now, attempt + 1)
-        later = reevaluated(decision, verdict, now, deferral)
+        later = reevaluated(decision, verdict, now, deferral, scenario)
         with service.engine.begin() as conn:
             if postpone_job(conn, job, deferral.at, now):
                 store_decision(conn, job.recommendation_id, later)
@@ -180,7 +180,7 @@ def _run_one(
             extra={**ids, "attempt": attempt, "due_at": deferral.at.isoformat()},
         )
         return "postponed"
-    settled = reevaluated(decision, verdict, now)
+    settled = reevaluated(decision, verdict, now, fresh=scenario)
     if settled.outcome is Outcome.DEFERRED:  # the last attempt: give up and say so
         exp = settled.explanation
         note = f"gave up after {attempt} re-evaluation(s): still deferred"

@@ -173,23 +173,39 @@ def reevaluated(
     verdict: PolicyVerdict,
     at: dt.datetime,
     deferral: Deferral | None = None,
+    fresh: Scenario | None = None,
 ) -> Decision:
     """The decision after the SPE judged its deferred candidate again (fresh context):
     allowed → a recommendation of it; needs approval → awaiting a second engineer; defer →
     still deferred (``deferral``: until when; None when nobody checks again); deny →
-    blocked."""
+    blocked. ``fresh``: the scenario the SPE judged this time, named in the trace (the
+    facts above it are those of the first decision)."""
     if decision.pending is None:
         raise ValueError("reevaluate: the decision has no pending candidate")
     outcome = _OUTCOME_OF[verdict.verdict]
     pending = decision.pending
-    note = f"re-evaluated at {at:%Y-%m-%d %H:%M} UTC: {pending.playbook_id} is {verdict.verdict}"
+    seen = ""
+    if fresh is not None:
+        seen = (
+            " with fresh context ("
+            + ", ".join(f"{k} {v}" for k, v in fresh.context().items())
+            + ")"
+        )
+    note = (
+        f"re-evaluated at {at:%Y-%m-%d %H:%M} UTC{seen}: {pending.playbook_id} is {verdict.verdict}"
+    )
     explanation = replace(
         decision.explanation, trace=(*decision.explanation.trace, note), compliance=verdict
+    )
+    verdicts = tuple(
+        verdict if c.playbook_id == pending.playbook_id else v
+        for c, v in zip(decision.candidates, decision.verdicts, strict=True)
     )
     return replace(
         decision,
         outcome=outcome,
         chosen=pending if outcome is Outcome.RECOMMEND else None,
+        verdicts=verdicts,
         explanation=explanation,
         deferral=deferral if outcome is Outcome.DEFERRED else None,
     )

@@ -131,7 +131,10 @@ def test_a_deferred_candidate_is_judged_again_when_the_window_opens(
     assert (job.state, job.attempts, job.outcome) == ("done", 1, "recommend")
     stored = svc.decision(rec.recommendation_id)
     assert stored is not None and stored.recommended  # votes now see it as surfaced
-    assert "re-evaluated at 2026-12-08 02:00 UTC" in stored.explanation.trace[-1]
+    last = stored.explanation.trace[-1]
+    assert last.startswith("re-evaluated at 2026-12-08 02:00 UTC with fresh context (")
+    assert "maintenance_window yes" in last and last.endswith("link-optic is allow")
+    assert [v.verdict for v in stored.verdicts] == [Verdict.ALLOW]
 
 
 def test_without_a_window_it_retries_then_says_it_gave_up(engine: Engine) -> None:
