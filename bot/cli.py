@@ -127,6 +127,13 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     scheduler = _scheduler(settings, components, deferrals=deferrals)
     scheduler.start()
     try:
+        if getattr(args, "json", False):
+            from bot.console_json import run_console_json
+
+            def write(text: str) -> None:
+                print(text, flush=True)
+
+            return run_console_json(components.service, console_lines(), write)
         return run_console(components.service, console_lines(), approvers=settings.approver_users)
     finally:
         scheduler.shutdown(wait=False)
@@ -458,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     chat = sub.add_parser("chat", help="the console adapter: incidents and feedback on stdin")
+    chat.add_argument("--json", action="store_true", help="one JSON object per line (for scripts)")
     chat.set_defaults(func=_cmd_chat)
 
     stats = sub.add_parser("stats", help="playbook alignment stats")

@@ -24,7 +24,7 @@ from core.feedback import FeedbackKind
 
 HELP = __doc__ or ""
 log = logging.getLogger(__name__)
-_KINDS = {
+KINDS = {
     "like": FeedbackKind.LIKE,
     "override": FeedbackKind.OVERRIDE,
     "neutral": FeedbackKind.NEUTRAL,
@@ -92,11 +92,11 @@ def run_console(
                 echo("no recommendation yet: describe an incident first")
                 continue
             echo(_approval(service, last, operator, may_approve(operator), word, rest))
-        elif word in _KINDS:
+        elif word in KINDS:
             if last is None:
                 echo("no recommendation yet: describe an incident first")
                 continue
-            kind = _KINDS[word]
+            kind = KINDS[word]
             target = rest.strip() if kind is FeedbackKind.LIKE and rest.strip() else None
             reason = rest.strip() if kind is FeedbackKind.OVERRIDE else ""
             event_id = f"console:{last}:{next(counter)}"

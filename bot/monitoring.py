@@ -42,6 +42,7 @@ from bot.db.state import (
     save_monitor,
 )
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
+from core.decision import Outcome
 from core.feedback import FeedbackKind
 from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
 from core.monitor import LoggedVote, MonitorAction, MonitorDecision
@@ -322,20 +323,40 @@ class MonitorTicker:
 
 
 def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta) -> int:
-    """Recommendations nobody judged within ``after`` become ``skipped`` (idempotent)."""
+    """Close what nobody judged within ``after`` (idempotent); returns how many.
+
+    A recommendation nobody judged is an operator's skip (a judgment withheld: a vote of
+    kind ``skipped``, with the paper's λ_skip loss). An abstention nobody answered is the
+    bot's own silence, not anyone's skip: it is closed as ``expired`` with no vote, and
+    earns nothing either way.
+    """
     cutoff = now - after
     with Session(service.engine) as session:
         stale = session.exec(
-            select(Recommendation.id).where(
+            select(Recommendation.id, Recommendation.outcome).where(
                 Recommendation.status == "open", col(Recommendation.created_at) < cutoff
             )
         ).all()
         # Awaiting an approval or a window, nobody was asked to judge it yet; approved or
         # judged again, the clock starts then.
-        spared = awaiting_or_recent(session.connection(), stale, cutoff)
-    stale = [rec_id for rec_id in stale if rec_id not in spared]
+        spared = awaiting_or_recent(session.connection(), [r for r, _ in stale], cutoff)
+    stale = [(rec_id, outcome) for rec_id, outcome in stale if rec_id not in spared]
     expired = 0
-    for rec_id in stale:
+    silent = [rec_id for rec_id, outcome in stale if outcome != Outcome.RECOMMEND.value]
+    if silent:
+        with transaction(service.engine) as session:
+            rows = session.exec(
+                select(Recommendation).where(
+                    col(Recommendation.id).in_(silent), Recommendation.status == "open"
+                )
+            ).all()
+            for row in rows:
+                row.status = "expired"
+                session.add(row)
+            expired += len(rows)
+    for rec_id, outcome in stale:
+        if outcome != Outcome.RECOMMEND.value:
+            continue
         result = service.record_feedback(
             FeedbackInput(
                 rec_id, "system", FeedbackKind.SKIPPED, f"expiry:{rec_id}", source="expiry"

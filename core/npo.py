@@ -1,13 +1,14 @@
 """The NPO loop in memory: score → threshold → SPE → decision → feedback → monitor → retrain.
 
-The simulator and the console adapter drive this class; the bot keeps the same state in its
-database and calls the same pure pieces (``ScenarioScore.refined``, ``ThresholdBandit``,
-``MetaMonitor``, ``fit``) inside its transactions.
+The simulator drives this class; the bot keeps the same state in its database and calls the
+same pure pieces inside its transactions: the one learning step (``core.learning``), the
+scenario posterior (``core.scoring``), ``ThresholdBandit``, ``MetaMonitor`` and ``fit``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ import numpy as np
 from core.bandit import ArmChoice, BanditConfig, ThresholdBandit
 from core.decision import Candidate, Decision, decide
 from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, alignment_loss, signal
+from core.learning import LearningConfig, VoteEffect, learn, unlearn
 from core.model import (
     Example,
     FeatureHasher,
@@ -35,12 +37,18 @@ from core.monitor import (
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
 from core.scoring import ScoreTable, ScoringConfig
+from core.utility import UtilityConfig
 
 
 class ThresholdMode(enum.StrEnum):
     THOMPSON = "thompson"
     FIXED = "fixed"
     RANDOM = "random"
+    ABSTAIN = "abstain"  # the baseline that never recommends
+
+
+def _bandit_from_utility() -> BanditConfig:
+    return BanditConfig(start=UtilityConfig().best_threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +81,8 @@ class RetrainConfig:
 @dataclass(frozen=True, slots=True)
 class NPOConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    bandit: BanditConfig = field(default_factory=BanditConfig)
+    bandit: BanditConfig = field(default_factory=_bandit_from_utility)
+    utility: UtilityConfig = field(default_factory=UtilityConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     fit: FitConfig = field(default_factory=FitConfig)
@@ -89,6 +98,15 @@ class NPOConfig:
             )
         if self.skip_loss < 0:
             raise ValueError(f"skip_loss: {self.skip_loss} must be >= 0")
+
+    @property
+    def learning(self) -> LearningConfig:
+        return LearningConfig(self.scoring, self.utility, self.skip_loss)
+
+    @property
+    def bandit_learns(self) -> bool:
+        """Only a Thompson bandit learns its arms (fixed, random and abstain do not)."""
+        return self.learn and self.threshold_mode is ThresholdMode.THOMPSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +202,8 @@ class NPO:
         self.hasher = FeatureHasher(self.config.fit.dim)
         self.trained_upto = 0  # learning step of the newest vote the live prior was fitted on
         self.losses: list[float] = []
+        # Each live vote's effect, by (decision, voter); the decision is kept alive with it.
+        self._effects: dict[tuple[int, str], tuple[Decision, VoteEffect]] = {}
         self.retrains_accepted = 0
         self.retrains_rejected = 0
 
@@ -201,7 +221,7 @@ class NPO:
             score=self.scores.score(sid, prior),
             model_prior=prior,
             observations=local.observations if local else 0,
-            local_score=local.value if local else None,
+            local_score=local.local if local else None,
         )
 
     def choose_arm(self) -> ArmChoice:
@@ -212,6 +232,8 @@ class NPO:
             return self.bandit.arm_for(
                 self.bandit.arms[int(self.rng.integers(len(self.bandit.arms)))]
             )
+        if mode is ThresholdMode.ABSTAIN:
+            return ArmChoice(-1, math.inf, 1.0, 1.0, math.nan)
         return self.bandit.choose(self.rng)
 
     def decide(self, scenario: Scenario, matches: Sequence[Match]) -> Decision:
@@ -220,25 +242,47 @@ class NPO:
         return decide(scenario, candidates, self.choose_arm(), self.spe, self.losses[-20:])
 
     # -- learning -------------------------------------------------------------------------
-    def feedback(self, decision: Decision, playbook_id: str | None, kind: FeedbackKind) -> float:
-        """Record the operator's judgment of one candidate (or a skip); returns its loss."""
-        target = next((c for c in decision.candidates if c.playbook_id == playbook_id), None)
-        score = target.score if target else 0.0
-        loss = alignment_loss(kind, score, self.config.skip_loss)
-        self.losses.append(loss)
+    def feedback(
+        self,
+        decision: Decision,
+        playbook_id: str | None,
+        kind: FeedbackKind,
+        voter: str = "",
+    ) -> float:
+        """Record one operator's judgment of a candidate (or a skip); returns its loss.
+
+        A second vote by the same ``voter`` on the same decision replaces the first: what
+        the first taught is taken back before the second is learned, as in the bot.
+        """
+        self.withdraw(decision, voter)
         self.step += 1
-        self.votes.append(LoggedVote(self.step, kind, loss, playbook_id if target else None))
-        if target is None or signal(kind).label is None:
-            return loss
+        bandit = self.bandit if self.config.bandit_learns else None
+        effect = learn(decision, playbook_id, kind, self.step, self.config.learning, bandit)
+        self._effects[(id(decision), voter)] = (decision, effect)
+        self.losses.append(effect.loss)
+        self.votes.append(effect.logged())
+        if effect.playbook_id is None or signal(kind).label is None:
+            return effect.loss
         context = decision.scenario.context()
+        target = next(c for c in decision.candidates if c.playbook_id == effect.playbook_id)
         self.log.append(Example(target.playbook_id, context, target.similarity, kind, self.step))
         if self.config.learn:
-            sid = (target.playbook_id, decision.scenario.context_key)
-            self.scores.update(sid, kind, target.model_prior)
-            if decision.arm is not None and self.config.threshold_mode is ThresholdMode.THOMPSON:
-                surfaced = decision.chosen is not None and decision.chosen is target
-                self.bandit.update(decision.arm.index, score, kind, surfaced)
-        return loss
+            sid = (target.playbook_id, effect.context_key)
+            self.scores.add(sid, effect.evidence, kind, target.model_prior)
+        return effect.loss
+
+    def withdraw(self, decision: Decision, voter: str = "") -> VoteEffect | None:
+        """Take back everything one voter's vote on this decision taught (exactly)."""
+        stored = self._effects.pop((id(decision), voter), None)
+        if stored is None:
+            return None
+        effect = stored[1]
+        unlearn(effect, self.bandit if self.config.bandit_learns else None)
+        self.votes = [v for v in self.votes if v.seq != effect.step]
+        self.log = [ex for ex in self.log if ex.seq != effect.step]
+        if self.config.learn and effect.playbook_id is not None:
+            self.scores.remove((effect.playbook_id, effect.context_key), effect.evidence)
+        return effect
 
     def evaluate_retrain(self) -> tuple[RetrainResult, LogisticModel | None]:
         return evaluate_candidate(self.log, self.trained_upto, self.prior, self.config, self.hasher)

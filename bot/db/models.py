@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -73,7 +73,11 @@ class IncidentInbox(SQLModel, table=True):
 class Feedback(SQLModel, table=True):
     """One operator's current judgment of one recommendation (a later vote replaces it)."""
 
-    __table_args__ = (UniqueConstraint("recommendation_id", "operator_id"),)
+    __table_args__ = (
+        UniqueConstraint("recommendation_id", "operator_id"),
+        # A scenario's evidence is counted from its live votes at every recommendation.
+        Index("ix_feedback_scenario", "context_key", "playbook_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     recommendation_id: str = Field(foreign_key="recommendation.id", index=True)
@@ -106,16 +110,6 @@ class ProcessedEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True)
     created_at: dt.datetime = Field(default_factory=_now, index=True)  # retention deletes by age
-
-
-class ScenarioScoreRow(SQLModel, table=True):
-    __tablename__ = "scenario_score"
-
-    playbook_id: str = Field(primary_key=True)
-    context_key: str = Field(primary_key=True)
-    value: float
-    observations: int = 0
-    updated_at: dt.datetime = Field(default_factory=_now)
 
 
 class BanditArm(SQLModel, table=True):

@@ -121,7 +121,7 @@ def load_bandit(conn: Connection, config: BanditConfig, steps: int = 0) -> Thres
     locking = conn.dialect.name == "postgresql"
     rows = conn.execute(_READ_ARMS.with_for_update() if locking else _READ_ARMS).all()
     if not rows:
-        _write_fresh_arms(conn, config.arms)
+        _write_fresh_arms(conn, config)
         return ThresholdBandit(config, steps=steps)
     stored = tuple(float(r.threshold) for r in rows)
     if stored != tuple(config.arms):
@@ -142,10 +142,15 @@ def _arms(arms: tuple[float, ...]) -> str:
     return ",".join(f"{a:g}" for a in arms)
 
 
-def _write_fresh_arms(conn: Connection, arms: tuple[float, ...]) -> None:
+def _write_fresh_arms(conn: Connection, config: BanditConfig) -> None:
+    """The arms at their prior (``BanditConfig.prior``)."""
+    alpha, beta = config.prior()
     conn.execute(
         insert(_ARMS),
-        [{"arm_index": i, "threshold": t, "alpha": 1.0, "beta": 1.0} for i, t in enumerate(arms)],
+        [
+            {"arm_index": i, "threshold": t, "alpha": a, "beta": b}
+            for i, (t, a, b) in enumerate(zip(config.arms, alpha, beta, strict=True))
+        ],
     )
 
 
@@ -168,7 +173,7 @@ def migrate_arms(
         raise ArmsChangedError(arms_changed_message(stored, config.arms))
     conn.execute(delete(_ARMS))
     if migration == "reset":
-        _write_fresh_arms(conn, config.arms)
+        _write_fresh_arms(conn, config)
     else:
         nearest = [_nearest(rows, t) for t in config.arms]
         conn.execute(

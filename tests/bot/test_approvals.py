@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from bot.approvals import ApprovalStatus, approve, reject
 from bot.console import run_console
-from bot.db.models import Approval, AuditEntry, BanditArm, Feedback, Recommendation, RetrainRequest
+from bot.db.models import Approval, AuditEntry, Feedback, Recommendation, RetrainRequest
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from core.bandit import BanditConfig
 from core.decision import Outcome
@@ -39,12 +39,6 @@ def _service(engine: Engine) -> NPOService:
     )
     spe = ScriptedSPE({"drain_link": Verdict.NEEDS_APPROVAL})
     return NPOService(engine, retriever, spe, cfg, np.random.default_rng(1), clock=lambda: NOW)
-
-
-def _arms(engine: Engine) -> list[tuple[float, float]]:
-    with Session(engine) as s:
-        rows = s.exec(select(BanditArm).order_by(col(BanditArm.arm_index))).all()
-        return [(a.alpha, a.beta) for a in rows]
 
 
 def _audits(engine: Engine, prefix: str) -> list[tuple[str, str, dict[str, object]]]:
@@ -98,20 +92,19 @@ def test_a_needs_approval_candidate_waits_for_a_second_engineer(engine: Engine) 
 
 
 def test_an_approved_recommendation_counts_as_surfaced_for_learning(engine: Engine) -> None:
-    """The same like credits a threshold arm only once the candidate was approved (shown as
-    the recommendation); before that nobody was shown it."""
+    """The same like is worth a surfaced recommendation (utility +1) only once the
+    candidate was approved; before that nobody was shown it, and it counts as missed."""
     svc = _service(engine)
     first = svc.recommend(IncidentInput(TEXT, "slack", reporter="U1"))
     second = svc.recommend(IncidentInput(TEXT, "slack", reporter="U1"))
     like = FeedbackInput(first.recommendation_id, "U5", FeedbackKind.LIKE, "e1")
     assert svc.record_feedback(like).status is FeedbackStatus.STORED
-    before = _arms(engine)
     assert approve(svc, second.recommendation_id, "U2", True).changed
     like = FeedbackInput(second.recommendation_id, "U5", FeedbackKind.LIKE, "e2")
     assert svc.record_feedback(like).status is FeedbackStatus.STORED
-    assert before == [(1.0, 1.0), (1.0, 1.0)]  # the unapproved candidate credited no arm
-    after = _arms(engine)
-    assert sum(a for a, _ in after) == 3.0 and sum(b for _, b in after) == 2.0
+    [unapproved, approved_like] = [det for _, _, det in _audits(engine, "feedback:like")]
+    assert approved_like["utility"] == 1.0
+    assert unapproved["utility"] != 1.0 and float(str(unapproved["utility"])) <= 0.0
 
 
 def test_a_rejection_is_an_override_of_that_candidate_with_who_when_why(engine: Engine) -> None:

@@ -176,10 +176,10 @@ def test_run_with_a_slack_token_needs_the_signing_secret(
 def test_invalid_configuration_is_reported(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NPO_ETA", "fast")
+    monkeypatch.setenv("NPO_PRIOR_STRENGTH", "fast")
     code, _, err = _run(capsys, "demo")
     assert code == 2
-    assert "eta" in err
+    assert "prior_strength" in err
 
 
 def test_pausing_an_unknown_playbook_is_refused(

@@ -1,4 +1,4 @@
-"""Revision 0003 (approvals, deferral jobs) on a database that already holds decisions: the
+"""Revision 0004 (approvals, deferral jobs) on a database that already holds decisions: the
 old rows stay as they were, the new tables take follow-ups of them, and the revision goes
 down and up again cleanly."""
 
@@ -13,8 +13,8 @@ from bot.db.engine import make_engine
 from bot.db.migrate import alembic_config, current_revision, upgrade
 
 
-def test_upgrade_to_0003_keeps_decisions_and_follow_ups_attach_to_them(db_url: str) -> None:
-    upgrade(db_url, "0002")
+def test_upgrade_to_0004_keeps_decisions_and_follow_ups_attach_to_them(db_url: str) -> None:
+    upgrade(db_url, "0003")
     engine = make_engine(db_url)
     t0 = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
     with engine.begin() as conn:
@@ -37,7 +37,7 @@ def test_upgrade_to_0003_keeps_decisions_and_follow_ups_attach_to_them(db_url: s
             {"t": t0},
         )
     upgrade(db_url)
-    assert current_revision(db_url) == "0003"
+    assert current_revision(db_url) == "0004"
     with engine.begin() as conn:
         old = conn.execute(text("SELECT outcome, spe_verdict FROM recommendation")).one()
         assert tuple(old) == ("blocked", "needs_approval")  # nobody can act on it: unchanged
@@ -64,7 +64,7 @@ def test_upgrade_to_0003_keeps_decisions_and_follow_ups_attach_to_them(db_url: s
     assert {"ix_deferral_job_due_at", "ix_deferral_job_state"} <= indexes
     engine.dispose()
 
-    command.downgrade(alembic_config(db_url), "0002")
+    command.downgrade(alembic_config(db_url), "0003")
     engine = make_engine(db_url)
     names = set(inspect(engine).get_table_names())
     assert "approval" not in names and "deferral_job" not in names
@@ -72,4 +72,4 @@ def test_upgrade_to_0003_keeps_decisions_and_follow_ups_attach_to_them(db_url: s
         assert conn.execute(text("SELECT COUNT(*) FROM recommendation")).scalar_one() == 1
     engine.dispose()
     upgrade(db_url)
-    assert current_revision(db_url) == "0003"
+    assert current_revision(db_url) == "0004"

@@ -14,7 +14,13 @@ from sqlmodel import Session, col, select
 
 from bot.cli import main
 from bot.db.engine import make_engine
-from bot.db.models import ModelVersion, MonitorDecisionRow, RetrainRequest, SchedulerState
+from bot.db.models import (
+    ModelVersion,
+    MonitorDecisionRow,
+    Recommendation,
+    RetrainRequest,
+    SchedulerState,
+)
 from bot.db.state import read_monitor
 from bot.monitoring import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
@@ -189,6 +195,23 @@ def test_unanswered_recommendations_expire_as_skipped(
     assert expire_unanswered(service, clock.now, dt.timedelta(hours=24)) == 0
     [row] = service.stats()
     assert (row.playbook_id, row.skipped) == ("link-optic", 1)
+
+
+def test_an_unanswered_abstention_expires_without_a_vote(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """The bot's silence is not an operator's skip: no vote, no loss, nothing learned."""
+    clock = FakeClock()
+    service = _service(engine, rego_engine, clock, _config(fixed_threshold=0.9))
+    rec = service.recommend(IncidentInput(TEXT, "console"))
+    assert not rec.decision.recommended
+    clock.advance(dt.timedelta(hours=25))
+    assert expire_unanswered(service, clock.now, dt.timedelta(hours=24)) == 1
+    assert expire_unanswered(service, clock.now, dt.timedelta(hours=24)) == 0
+    assert service.stats() == [] and service.votes(rec.recommendation_id) == []
+    with Session(engine) as s:
+        row = s.get(Recommendation, rec.recommendation_id)
+        assert row is not None and row.status == "expired"
 
 
 def test_monitor_tick_command(

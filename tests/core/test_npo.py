@@ -30,18 +30,46 @@ def test_feedback_refines_the_scenario_score_and_the_bandit() -> None:
     fixed_alpha = npo.bandit.alpha.copy()
     loss = npo.feedback(d, "drain", FeedbackKind.OVERRIDE)
     assert loss == pytest.approx(0.8)
-    assert npo.scores.get(("drain", NIGHT.context_key)).value == pytest.approx(0.8 - 0.2 * 0.8)  # type: ignore[union-attr]
+    k, w = npo.config.scoring.prior_strength, npo.config.scoring.override_weight
+    assert npo.scores.score(("drain", NIGHT.context_key), 0.8) == pytest.approx(k * 0.8 / (k + w))
     assert npo.bandit.alpha.tolist() == fixed_alpha.tolist()  # fixed mode does not learn τ
     assert npo.monitor.signals(npo.votes).retrain_requested
 
 
-def test_thompson_mode_updates_the_arm_used() -> None:
+def test_thompson_mode_teaches_every_arm_what_it_would_have_earned() -> None:
+    """A like of a candidate at 0.8: arms ≤ 0.8 would have surfaced it (+1), the 0.9 arm
+    would have missed it (−M); every arm learns whatever the arm used was."""
     npo = _npo()
     d = npo.decide(NIGHT, [DRAIN])
-    assert d.arm is not None
+    before_a, before_b = npo.bandit.alpha.copy(), npo.bandit.beta.copy()
     npo.feedback(d, "drain", FeedbackKind.LIKE)
-    surfaced = d.recommended
-    assert npo.bandit.alpha[d.arm.index] == (2.0 if surfaced else 1.0)
+    gained_a = npo.bandit.alpha - before_a
+    gained_b = npo.bandit.beta - before_b
+    u = npo.config.utility
+    assert gained_a[:4].tolist() == pytest.approx([1.0] * 4)
+    assert gained_a[4] == pytest.approx(u.reward(-u.miss_cost))
+    assert (gained_a + gained_b).tolist() == pytest.approx([1.0] * 5)
+
+
+def test_a_second_vote_replaces_the_first_and_withdrawal_takes_it_all_back() -> None:
+    npo = _npo()
+    d = npo.decide(NIGHT, [DRAIN, OPTIC])
+    alpha, beta = npo.bandit.alpha.copy(), npo.bandit.beta.copy()
+    npo.feedback(d, "drain", FeedbackKind.LIKE, voter="ana")
+    npo.feedback(d, "drain", FeedbackKind.OVERRIDE, voter="ana")  # changed her mind
+    assert len(npo.votes) == 1 and npo.votes[0].kind is FeedbackKind.OVERRIDE
+    sid = ("drain", NIGHT.context_key)
+    assert npo.scores.get(sid).failures > 0 and npo.scores.get(sid).successes == 0  # type: ignore[union-attr]
+    npo.withdraw(d, "ana")
+    assert npo.votes == [] and npo.log == [] and npo.scores.get(sid) is None
+    assert npo.bandit.alpha.tolist() == pytest.approx(alpha.tolist())
+    assert npo.bandit.beta.tolist() == pytest.approx(beta.tolist())
+
+
+def test_always_abstain_never_recommends() -> None:
+    npo = _npo(threshold_mode=ThresholdMode.ABSTAIN)
+    d = npo.decide(NIGHT, [Match("sure", "Sure thing", Action("replace_optic", "l1"), 1.0)])
+    assert not d.recommended
 
 
 def test_static_mode_never_learns() -> None:
@@ -50,8 +78,8 @@ def test_static_mode_never_learns() -> None:
         d = npo.decide(NIGHT, [DRAIN])
         npo.feedback(d, "drain", FeedbackKind.OVERRIDE)
     assert len(npo.scores) == 0
-    assert npo.bandit.alpha.sum() == 5
-    assert npo.bandit.beta.sum() == 5
+    assert npo.bandit.alpha.tolist() == npo.bandit.prior_alpha.tolist()
+    assert npo.bandit.beta.tolist() == npo.bandit.prior_beta.tolist()
     assert npo.tick().decision.action is MonitorAction.HOLD
     assert isinstance(npo.prior, SimilarityPrior)
 

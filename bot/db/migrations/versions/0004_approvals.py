@@ -4,8 +4,8 @@ A recommendation whose candidate needs a second engineer gets an approval row (p
 approved or rejected, by whom and why); a deferred one gets a job that re-evaluates it
 when it may proceed, claimed with a lease so one replica runs it once.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 
 Decisions stored before this revision that the SPE deferred or sent for approval were
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
