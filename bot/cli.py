@@ -111,11 +111,20 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.console import console_lines, run_console
+    from bot.deferrals import FollowUp, run_due
+    from bot.render_text import render_decision
     from bot.wiring import build
 
     components = build(settings)
     components.ticker.notify = lambda text: print(text, file=sys.stderr)
-    scheduler = _scheduler(settings, components)
+
+    def show(follow: FollowUp) -> None:
+        print(f"── judged again: {render_decision(follow.decision, brief=True)}", file=sys.stderr)
+
+    def deferrals() -> None:
+        run_due(components.service, components.service.deferral, show)
+
+    scheduler = _scheduler(settings, components, deferrals=deferrals)
     scheduler.start()
     try:
         if getattr(args, "json", False):
@@ -124,8 +133,10 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
             def write(text: str) -> None:
                 print(text, flush=True)
 
-            return run_console_json(components.service, console_lines(), write)
-        return run_console(components.service, console_lines())
+            return run_console_json(
+                components.service, console_lines(), write, approvers=settings.approver_users
+            )
+        return run_console(components.service, console_lines(), approvers=settings.approver_users)
     finally:
         scheduler.shutdown(wait=False)
 
@@ -199,7 +210,17 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if any(counts.values()):
             log.warning("finished work a stopped process left: %s", counts)
 
-    scheduler = _scheduler(settings, components, sync.run, finish_pending)
+    from bot.deferrals import run_due
+    from bot.slack.follow_ups import deferral_poster
+
+    poster = deferral_poster(ctx, client)
+
+    def deferrals() -> None:
+        counts = run_due(components.service, components.service.deferral, poster)
+        if any(counts.values()):
+            log.info("deferrals judged again: %s", counts)
+
+    scheduler = _scheduler(settings, components, sync.run, finish_pending, deferrals)
     if settings.ops_channel:
         channel = settings.ops_channel
 
@@ -272,6 +293,7 @@ def _scheduler(
     components: Components,
     library_sync: Callable[[], object] | None = None,
     outbox: Callable[[], object] | None = None,
+    deferrals: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
     import datetime as dt
 
@@ -286,6 +308,7 @@ def _scheduler(
         library_sync=library_sync,
         retention=RetentionPolicy.from_settings(settings),
         outbox=outbox,
+        deferrals=deferrals,
     )
 
 

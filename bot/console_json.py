@@ -1,14 +1,18 @@
 """``npo chat --json``: the console adapter for scripts and measurements.
 
 The same lines as ``npo chat`` (an incident, or ``like`` / ``override <reason>`` /
-``neutral`` / ``skip`` / ``like <playbook>`` on the last incident), answered with one JSON
-object per line, flushed as soon as it is known:
+``neutral`` / ``skip`` / ``like <playbook>`` on the last incident; ``as <name>`` to speak as
+another operator, ``approve`` / ``reject <reason>`` for a decision awaiting a second
+engineer), answered with one JSON object per line, flushed as soon as it is known:
 
 * an incident: ``{"type": "decision", "recommendation_id", "outcome", "playbook", "score",
   "threshold", "verdict", "scenario": {feature: value, null where unknown}, "candidates":
   [{"playbook", "score", "verdict"}], "trace"}``;
 * a vote: ``{"type": "ack", "recommendation_id", "status", "kind", "playbook", "loss",
   "score"}`` (``score``: the judged scenario's score after the vote);
+* an approval: ``{"type": "approval", "recommendation_id", "status", "playbook",
+  "decision"}`` (``decision``: the decision object after an approval, else null);
+* ``as``: ``{"type": "operator", "operator"}``;
 * anything else: ``{"type": "error", "error": ...}`` (the run goes on).
 """
 
@@ -18,9 +22,10 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
+from bot.approvals import Approvers, approve, reject
 from bot.console import KINDS
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.decision import Decision
@@ -62,8 +67,10 @@ def run_console_json(
     lines: Iterable[str],
     write: Callable[[str], None],
     operator: str = "console",
+    approvers: Collection[str] = (),
 ) -> int:
     """Answer every line with one JSON object; ``write`` must flush."""
+    may_approve = Approvers(approvers, lambda _user: True).may_approve
     last: str | None = None
     counter = itertools.count(1)
 
@@ -79,7 +86,30 @@ def run_console_json(
         if word in {"quit", "exit"}:
             break
         try:
-            if word in KINDS:
+            if word == "as":
+                operator = rest.strip()[:64] or operator
+                emit({"type": "operator", "operator": operator})
+            elif word in {"approve", "reject"}:
+                if last is None:
+                    emit({"type": "error", "error": "no incident yet: describe one first"})
+                    continue
+                allowed = may_approve(operator)
+                if word == "approve":
+                    done = approve(service, last, operator, allowed)
+                else:
+                    done = reject(service, last, operator, allowed, rest.strip())
+                emit(
+                    {
+                        "type": "approval",
+                        "recommendation_id": last,
+                        "status": done.status.value,
+                        "playbook": done.playbook_id,
+                        "decision": decision_json(last, done.decision)
+                        if word == "approve" and done.decision is not None and done.changed
+                        else None,
+                    }
+                )
+            elif word in KINDS:
                 if last is None:
                     emit({"type": "error", "error": "no incident yet: describe one first"})
                     continue

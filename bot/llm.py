@@ -47,6 +47,14 @@ def template_summary(decision: Decision) -> str:
         )
     if decision.outcome.value == "blocked":
         return f"Not recommended: {exp.compliance.summary}"
+    if decision.pending is not None and decision.outcome.value in ("needs_approval", "deferred"):
+        waits = (
+            "awaits a second engineer" if decision.outcome.value == "needs_approval" else "waits"
+        )
+        return (
+            f"{decision.pending.title}: score {exp.visual.score:.2f} clears "
+            f"τ={exp.visual.threshold:.1f} but {waits}: {exp.compliance.summary}"
+        )
     return (
         f"Not confident enough (best score {exp.visual.score:.2f} < τ={exp.visual.threshold:.1f})."
     )

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from bot.db.engine import read_only, table_of, transaction
+from bot.db.follow_up_rows import awaiting_or_recent
 from bot.db.models import (
     Feedback,
     ModelVersion,
@@ -336,6 +337,10 @@ def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta
                 Recommendation.status == "open", col(Recommendation.created_at) < cutoff
             )
         ).all()
+        # Awaiting an approval or a window, nobody was asked to judge it yet; approved or
+        # judged again, the clock starts then.
+        spared = awaiting_or_recent(session.connection(), [r for r, _ in stale], cutoff)
+    stale = [(rec_id, outcome) for rec_id, outcome in stale if rec_id not in spared]
     expired = 0
     silent = [rec_id for rec_id, outcome in stale if outcome != Outcome.RECOMMEND.value]
     if silent:

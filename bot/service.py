@@ -42,6 +42,7 @@ from bot.db.feedback_rows import (
     voters,
     withdraw_vote,
 )
+from bot.db.follow_up_rows import open_follow_up
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
     Feedback,
@@ -75,6 +76,8 @@ from bot.db.state import (
     save_clock,
     save_monitor,
 )
+from bot.deferrals import DeferralPolicy
+from bot.deferrals import incident_json as deferral_incident
 from bot.extract import Vocabulary
 from bot.stats import PlaybookStats, playbook_stats
 from bot.text_input import MAX_STORED_CHARS, clean_text
@@ -312,6 +315,7 @@ class NPOService:
         max_incident_chars: int = 4000,
         vocabulary: Vocabulary | None = None,
         context: ContextGatherer | None = None,
+        deferral: DeferralPolicy | None = None,
     ) -> None:
         self.engine, self.retriever, self.spe = engine, retriever, spe
         self.config, self.rng, self.clock = config, rng, clock
@@ -320,6 +324,7 @@ class NPOService:
         self.classify = classify
         self.vocabulary = vocabulary  # the playbooks' applies_to, for extraction
         self.context = context  # context providers (None: the incident's own labels only)
+        self.deferral = deferral or DeferralPolicy()  # when deferred candidates are re-judged
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._odds: tuple[bytes, npt.NDArray[np.float64]] | None = None
@@ -333,15 +338,7 @@ class NPOService:
             return self._existing(incident.source_event_id)
         text, notes = incident.for_matching(self.max_incident_chars)
         hits = self.retriever.search(text, self.candidates)
-        scenario = scenario_for(
-            text,
-            incident.hints,
-            self.clock(),
-            [(h.doc_id, h.similarity) for h in hits],
-            self.vocabulary,
-            self.context,
-            self.classify,
-        )
+        scenario = self._scenario(text, incident.hints, self.clock(), hits)
         # Read and decide outside the write transaction: the SPE and the bandit take
         # milliseconds that writers (votes) should not wait for. What is read here only
         # changes through votes and monitor ticks; a decision made on it a few
@@ -363,8 +360,9 @@ class NPOService:
             arm = bandit.choose(self.rng)
             propensity, policy = max(float(self._propensities(bandit)[arm.index]), 1e-3), "thompson"
         decision = decide(scenario, candidates, arm, self.spe, losses, notes)
-        stored = decision_to_dict(decision)
         now = self.clock()
+        decision = self.deferral.stamp(decision, now)
+        stored = decision_to_dict(decision)
         incident_id, rec_id = uuid.uuid4().hex, uuid.uuid4().hex
         with self.engine.begin() as conn:
             if incident.source_event_id and not claim_event(conn, incident.source_event_id, now):
@@ -419,7 +417,39 @@ class NPOService:
                     now,
                 ),
             )
+            open_follow_up(  # an approval or a deferral job, when the decision needs one
+                conn,
+                recommendation_id=rec_id,
+                decision=decision,
+                requester=incident.reporter,
+                incident_json=deferral_incident(text, incident.hints, incident.reporter),
+                channel=incident.channel,
+                thread_ts=incident.thread_ts,
+                now=now,
+            )
         return Recorded(rec_id, decision)
+
+    def _scenario(
+        self,
+        text: str,
+        hints: Mapping[str, object],
+        now: dt.datetime,
+        hits: Sequence[PlaybookHit],
+    ) -> Scenario:
+        return scenario_for(
+            text,
+            hints,
+            now,
+            [(h.doc_id, h.similarity) for h in hits],
+            self.vocabulary,
+            self.context,
+            self.classify,
+        )
+
+    def fresh_scenario(self, text: str, now: dt.datetime, hints: Mapping[str, object]) -> Scenario:
+        """The incident's scenario with the context as it is now (a deferral judged again)."""
+        text = text[: self.max_incident_chars]
+        return self._scenario(text, hints, now, self.retriever.search(text, self.candidates))
 
     def _decision_state(
         self, context_key: str

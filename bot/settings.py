@@ -221,6 +221,29 @@ class Settings(BaseSettings):
             return tuple(x.strip().strip(":") for x in value.split(",") if x.strip())
         return value
 
+    # Approvals and deferrals (bot/approvals.py, bot/deferrals.py).
+    approver_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="User ids who may approve a needs-approval recommendation (empty: "
+        "everyone allowed to override); never the incident's requester.",
+    )
+    defer_retry_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="With no maintenance window known, a deferred candidate is judged again "
+        "after this many minutes.",
+    )
+    defer_max_attempts: int = Field(
+        5, ge=1, description="Re-evaluations of a deferred candidate before the bot gives up."
+    )
+
+    @field_validator("approver_users", mode="before")
+    @classmethod
+    def _split_approvers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(x.strip() for x in value.split(",") if x.strip())
+        return value
+
     @property
     def submissions_folder(self) -> Path:
         return self.submissions_dir or self.data_dir / "playbooks"

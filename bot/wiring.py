@@ -15,6 +15,7 @@ from bot.context.config import build_gatherer, load_config
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
 from bot.db.state import migrate_arms
+from bot.deferrals import deferral_policy
 from bot.extract import Vocabulary
 from bot.llm import LLMAugmenter
 from bot.monitoring import MonitorTicker
@@ -115,6 +116,7 @@ def build(settings: Settings, ingest: bool = True) -> Components:
         max_incident_chars=settings.max_incident_chars,
         vocabulary=vocabulary,
         context=context,
+        deferral=deferral_policy(settings),
     )
     ticker = MonitorTicker(
         service.engine,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
@@ -9,6 +10,7 @@ from core.bandit import ArmChoice
 from core.decision import (
     Candidate,
     Decision,
+    Deferral,
     Explanation,
     Fact,
     Outcome,
@@ -47,6 +49,8 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
     data["explanation"]["threshold"]["sample"] = _nan_to_none(decision.explanation.threshold.sample)
     if decision.arm is not None:
         data["arm"]["sample"] = _nan_to_none(decision.arm.sample)
+    if decision.deferral is not None:
+        data["deferral"]["at"] = decision.deferral.at.isoformat()
     return data
 
 
@@ -60,6 +64,10 @@ def _verdict(d: dict[str, Any]) -> PolicyVerdict:
 
 def _candidate(d: dict[str, Any]) -> Candidate:
     return Candidate(**{**d, "action": Action(**d["action"])})
+
+
+def _deferral(d: dict[str, Any]) -> Deferral:
+    return Deferral(**{**d, "at": dt.datetime.fromisoformat(d["at"])})
 
 
 def _float(value: float | None) -> float:
@@ -91,4 +99,7 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
         explanation=explanation,
         chosen=_candidate(data["chosen"]) if data.get("chosen") else None,
         arm=ArmChoice(**{**arm, "sample": _float(arm["sample"])}) if arm else None,
+        pending=_candidate(data["pending"]) if data.get("pending") else None,
+        deferral=_deferral(data["deferral"]) if data.get("deferral") else None,
+        approved_by=str(data.get("approved_by", "")),
     )

@@ -239,3 +239,42 @@ class AlertGroup(SQLModel, table=True):
     status: str = "firing"
     created_at: dt.datetime = Field(default_factory=_now)
     updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class Approval(SQLModel, table=True):
+    """A recommendation whose candidate needs a second engineer (SPE ``needs_approval``):
+    pending until someone allowed to approve, who is not its requester, approves or
+    rejects it. The state changes once (a conditional update), whoever clicks twice."""
+
+    __tablename__ = "approval"
+
+    recommendation_id: str = Field(foreign_key="recommendation.id", primary_key=True)
+    playbook_id: str
+    requester: str = ""
+    state: str = Field(default="pending", index=True)  # pending | approved | rejected
+    decided_by: str | None = None
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(default_factory=_now)
+    decided_at: dt.datetime | None = None
+
+
+class DeferralJob(SQLModel, table=True):
+    """A deferred candidate to judge again at ``due_at`` with fresh context. Any replica
+    may run it: it is claimed with a lease (``claimed_until``), and its outcome is posted
+    once, into the incident's thread."""
+
+    __tablename__ = "deferral_job"
+
+    recommendation_id: str = Field(foreign_key="recommendation.id", primary_key=True)
+    playbook_id: str
+    incident_json: str = Field(sa_column=Column(Text, nullable=False))  # text and hints
+    channel: str = ""
+    thread_ts: str = ""
+    due_at: dt.datetime = Field(index=True)
+    attempts: int = 0  # re-evaluations done so far
+    max_attempts: int = 1
+    state: str = Field(default="waiting", index=True)  # waiting | done | gave_up
+    outcome: str = ""  # the outcome of the last re-evaluation
+    claimed_until: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=_now)
+    updated_at: dt.datetime = Field(default_factory=_now)

@@ -53,3 +53,21 @@ def test_an_abstention_lists_candidates_and_takes_a_like_by_name(engine: Engine)
     assert objs[0]["outcome"] == "abstain" and objs[0]["playbook"] is None
     assert objs[1]["status"] == "stored" and objs[1]["playbook"] == "drain"
     assert objs[2]["status"] == "not_a_candidate"
+
+
+def test_a_second_engineer_approves_in_json(engine: Engine) -> None:
+    hits = [FakeHit("drain", 0.8, "drain_link")]
+    spe = ScriptedSPE({"drain_link": Verdict.NEEDS_APPROVAL})
+    cfg = NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.5)
+    svc = NPOService(engine, FakeRetriever(hits), spe, cfg, np.random.default_rng(0), lambda: NOW)
+    out: list[str] = []
+    lines = ["CRC errors on leaf-1", "approve", "as bo", "approve", "like"]
+    run_console_json(svc, lines, out.append)
+    objs = [json.loads(line) for line in out]
+    assert objs[0]["outcome"] == "needs_approval"
+    assert objs[1]["type"] == "approval" and objs[1]["status"] == "own_request"
+    assert objs[2] == {"type": "operator", "operator": "bo"}
+    assert objs[3]["status"] == "approved"
+    approved = objs[3]["decision"]
+    assert isinstance(approved, dict) and approved["outcome"] == "recommend"
+    assert objs[4]["type"] == "ack" and objs[4]["status"] == "stored"

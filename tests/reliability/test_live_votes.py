@@ -123,7 +123,8 @@ def test_a_vote_on_a_blocked_decision_credits_no_arm(engine: Engine, verdict: Ve
     """The candidate was never surfaced: no arm would have earned this like by showing it."""
     svc = _service(engine, ScriptedSPE({"replace_optic": verdict, "drain_link": verdict}))
     recorded = svc.recommend(IncidentInput(TEXT, "slack"))
-    assert recorded.decision.outcome is Outcome.BLOCKED
+    waits = verdict is Verdict.NEEDS_APPROVAL  # not surfaced until a second engineer approves
+    assert recorded.decision.outcome is (Outcome.NEEDS_APPROVAL if waits else Outcome.BLOCKED)
     status = _vote(svc, recorded.recommendation_id, "U1", FeedbackKind.LIKE, "r1")
     assert status is FeedbackStatus.STORED  # still stored: it teaches the score
     prior_a, prior_b = svc.config.bandit.prior()
