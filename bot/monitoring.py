@@ -239,7 +239,12 @@ class MonitorTicker:
         monitor = load_monitor(conn, self.config.monitor)
         # Decide again on the locked document: a pause or resume made by a person while the
         # tick computed is what M must build on (the signals are the snapshot's).
-        decision = monitor.decide(monitor.signals(snap.votes))
+        signals = monitor.signals(snap.votes)
+        decision = monitor.decide(signals)
+        if shadow.holdout:
+            # This tick's shadow verdict (M*) joins the history the learned M is fitted on,
+            # after M decided: M never sees the verdict of the tick it decides.
+            monitor.observe(signals, shadow.accepted)
         if decision.action is MonitorAction.RETRAIN and shadow.accepted and model is None:
             model = fit(snap.log, self.config.fit)  # rare: the decision changed meanwhile
         ideal = None
