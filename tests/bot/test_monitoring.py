@@ -301,11 +301,14 @@ def test_each_judged_tick_teaches_the_learned_monitor_that_then_decides(
     engine: Engine, rego_engine: RegoPolicyEngine
 ) -> None:
     """The bot's tick keeps M*'s verdict with the tick's signals in the stored monitor
-    document; once both verdicts have been seen, the default (learned) M decides."""
-    assert MonitorConfig().policy is MonitorPolicy.LEARNED
+    document; with the learned M configured, it decides once both verdicts have been seen."""
     clock = FakeClock()
     monitor = MonitorConfig(
-        min_labels=4, pause_min_decisions=500, learned_min_ticks=2, learned_min_each=1
+        min_labels=4,
+        pause_min_decisions=500,
+        policy=MonitorPolicy.LEARNED,
+        learned_min_ticks=2,
+        learned_min_each=1,
     )
     config = _config(monitor=monitor, retrain=RetrainConfig(min_holdout=2))
     service = _service(engine, rego_engine, clock, config)

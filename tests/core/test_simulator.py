@@ -11,6 +11,7 @@ import pytest
 from core.decision import Decision, Outcome
 from core.feedback import FeedbackKind
 from core.model import Example, FeatureHasher, FitConfig, SimilarityPrior, fit
+from core.monitor import MonitorConfig, MonitorPolicy
 from core.npo import NPO, NPOConfig, ThresholdMode
 from core.policy import Action, MemoisedEngine, PolicyVerdict, Verdict
 from core.rego import RegoPolicyEngine
@@ -247,3 +248,15 @@ def test_unknown_variant_and_bad_config_are_rejected() -> None:
         SimConfig(confirm_p=1.5)
     with pytest.raises(ValueError, match="neutral_p"):
         SimConfig(neutral_p=0.6, skip_p=0.6)
+
+
+@pytest.mark.slow
+def test_the_default_monitor_is_the_one_with_the_higher_kappa() -> None:
+    """Both monitors are asked at every tick of the same runs; the default must be the one
+    that agrees better with the ground-truth M* beyond chance (the study's 30 seeds: fewer
+    disagree with each other, the two are close)."""
+    runs = simulate(["full"], range(30), SimConfig())["full"]
+    s = summarise(runs)
+    kappa = {MonitorPolicy.RULE: s.meta_kappa_rule, MonitorPolicy.LEARNED: s.meta_kappa_learned}
+    assert MonitorConfig().policy is max(kappa, key=kappa.__getitem__)
+    assert s.meta_kappa == pytest.approx(kappa[MonitorConfig().policy])  # it is what acted
