@@ -539,7 +539,9 @@ def _tick(
     live = npo.prior
     if spec.meta == "schedule":
         _, candidate = npo.evaluate_retrain()
-        scheduled = spec.npo.learn and (t + 1) % cfg.schedule_every == 0
+        # Retrain at the first tick on or after each multiple of ``schedule_every``.
+        every, done = cfg.schedule_every, t + 1
+        scheduled = spec.npo.learn and done // every > (done - cfg.tick_every) // every
         if scheduled:
             npo.retrain(force=True)
         action = rule = learned = 1.0 if scheduled else 0.0

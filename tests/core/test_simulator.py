@@ -260,3 +260,11 @@ def test_the_default_monitor_is_the_one_with_the_higher_kappa() -> None:
     kappa = {MonitorPolicy.RULE: s.meta_kappa_rule, MonitorPolicy.LEARNED: s.meta_kappa_learned}
     assert MonitorConfig().policy is max(kappa, key=kappa.__getitem__)
     assert s.meta_kappa == pytest.approx(kappa[MonitorConfig().policy])  # it is what acted
+
+
+def test_no_meta_retrains_on_its_schedule_whatever_the_tick_cadence() -> None:
+    cfg = SimConfig(episodes=200)  # ticks every 20, schedule every 50
+    r = run("no_meta", 0, cfg)
+    retrained_at = [e for e, a in zip(r.tick_episode, r.tick_action, strict=True) if a == 1.0]
+    assert retrained_at == [60, 100, 160, 200]  # the first tick on or after each 50
+    assert r.retrains == len(retrained_at)
