@@ -191,8 +191,9 @@ class JudgedTick:
 
 @dataclass(slots=True)
 class MonitorState:
-    """What M keeps between ticks (survives restarts through ``to_dict``/``from_dict``);
-    every tally is recomputed from the live votes (``MetaMonitor.signals``)."""
+    """What M keeps between ticks (survives restarts through ``to_dict``/``from_dict``;
+    the learned M's ``history`` through ``history_to_list``/``history_from_list``, stored
+    apart); every tally is recomputed from the live votes (``MetaMonitor.signals``)."""
 
     retrained_at: int = 0  # learning step of the newest vote the last retrain decision saw
     paused: set[str] = field(default_factory=set)
@@ -204,29 +205,35 @@ class MonitorState:
             "retrained_at": self.retrained_at,
             "paused": sorted(self.paused),
             "resumed_at": dict(sorted(self.resumed_at.items())),
-            "history": [[*t.features, int(t.retrain)] for t in self.history],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> MonitorState:
         paused = data.get("paused", [])
         resumed = data.get("resumed_at", {})
-        history = data.get("history", [])  # absent in documents stored before the learned M
         assert isinstance(paused, Sequence)
         assert isinstance(resumed, Mapping)
-        assert isinstance(history, Sequence)
-        width = len(FEATURES)
-        ticks = [
-            JudgedTick(tuple(float(x) for x in row[:width]), bool(row[width]))
-            for row in history
-            if isinstance(row, Sequence) and len(row) == width + 1  # other widths: older M
-        ]
         return cls(
             retrained_at=int(data.get("retrained_at", 0)),  # type: ignore[call-overload]
             paused={str(p) for p in paused},
             resumed_at={str(k): int(v) for k, v in resumed.items()},
-            history=ticks,
         )
+
+
+def history_to_list(history: Sequence[JudgedTick]) -> list[list[float]]:
+    """The learned M's tick history as JSON rows. Stored apart from the monitor document,
+    which every recommendation reads: only the tick reads this."""
+    return [[*(round(x, 6) for x in t.features), float(t.retrain)] for t in history]
+
+
+def history_from_list(rows: Sequence[object]) -> list[JudgedTick]:
+    """Rows of another width (written by an M with other features) are dropped."""
+    width = len(FEATURES)
+    return [
+        JudgedTick(tuple(float(x) for x in row[:width]), bool(row[width]))
+        for row in rows
+        if isinstance(row, Sequence) and len(row) == width + 1
+    ]
 
 
 @dataclass(frozen=True, slots=True)

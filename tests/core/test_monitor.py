@@ -16,6 +16,8 @@ from core.monitor import (
     MonitorSignals,
     MonitorState,
     fidelity,
+    history_from_list,
+    history_to_list,
     meta_agreement,
     page_hinkley,
 )
@@ -251,10 +253,12 @@ def test_the_learned_monitor_keeps_a_bounded_history_that_survives_restarts() ->
         m.observe(_signals(k), k % 2 == 0)
     assert len(m.state.history) == 10
     assert m.state.history[-1].features == _signals(24).features()
-    restored = MetaMonitor(
-        m.config, MonitorState.from_dict(json.loads(json.dumps(m.state.to_dict())))
-    )
-    assert restored.state == m.state
+    state = MonitorState.from_dict(json.loads(json.dumps(m.state.to_dict())))
+    state.history = history_from_list(json.loads(json.dumps(history_to_list(m.state.history))))
+    restored = MetaMonitor(m.config, state)
+    assert [t.retrain for t in restored.state.history] == [t.retrain for t in m.state.history]
+    for kept, live in zip(restored.state.history, m.state.history, strict=True):
+        assert kept.features == pytest.approx(live.features, abs=1e-6)  # stored to 6 places
     assert restored.decide(_signals(30)) == m.decide(_signals(30))
-    legacy = {"retrained_at": 3, "paused": [], "resumed_at": {}}  # stored before the learned M
-    assert MonitorState.from_dict(legacy).history == []
+    assert "history" not in m.state.to_dict()  # stored apart from the document votes read
+    assert history_from_list([[1.0, 2.0, 1.0]]) == []  # a row of another width is dropped
