@@ -39,7 +39,9 @@ from bot.db.state import (
     load_monitor,
     model_weights,
     read_monitor,
+    read_monitor_history,
     save_monitor,
+    save_monitor_history,
 )
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
 from core.decision import Outcome
@@ -166,6 +168,7 @@ class MonitorTicker:
         shadow, _ = evaluate_candidate(snap.log, snap.trained_upto, snap.live, self.config)
         with self._reader.connect() as conn:
             monitor = read_monitor(conn, self.config.monitor)
+            monitor.state.history = read_monitor_history(conn)
         signals = monitor.signals(snap.votes)
         decision = monitor.decide(signals)
         model = None
@@ -239,9 +242,16 @@ class MonitorTicker:
         one transaction: a pause or resume made by a person meanwhile is kept."""
         conn = session.connection()
         monitor = load_monitor(conn, self.config.monitor)
+        monitor.state.history = read_monitor_history(conn)
         # Decide again on the locked document: a pause or resume made by a person while the
         # tick computed is what M must build on (the signals are the snapshot's).
-        decision = monitor.decide(monitor.signals(snap.votes))
+        signals = monitor.signals(snap.votes)
+        decision = monitor.decide(signals)
+        if shadow.holdout:
+            # This tick's shadow verdict (M*) joins the history the learned M is fitted on,
+            # after M decided: M never sees the verdict of the tick it decides.
+            monitor.observe(signals, shadow.accepted)
+            save_monitor_history(conn, monitor.state.history, self.clock())
         if decision.action is MonitorAction.RETRAIN and shadow.accepted and model is None:
             model = fit(snap.log, self.config.fit)  # rare: the decision changed meanwhile
         ideal = None

@@ -354,7 +354,7 @@ class NPOService:
             arm = bandit.arm_for(bandit.arms[int(self.rng.integers(len(bandit.arms)))])
             propensity, policy = 1.0 / len(bandit.arms), "random"
         elif mode is ThresholdMode.ABSTAIN:
-            arm = ArmChoice(-1, math.inf, 1.0, 1.0, math.nan)
+            arm = ArmChoice(len(bandit.arms) - 1, math.inf, 1.0, 1.0, math.nan)  # none clears it
             propensity, policy = 1.0, "abstain"
         else:
             arm = bandit.choose(self.rng)

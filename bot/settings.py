@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.text_input import MAX_STORED_CHARS
 from core.bandit import BanditConfig, BanditRule
-from core.monitor import MonitorConfig
+from core.monitor import MonitorConfig, MonitorPolicy
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
 from core.scoring import ScoringConfig
 from core.utility import UtilityConfig
@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     )
     threshold_mode: ThresholdMode = Field(ThresholdMode.THOMPSON, description="How τ is chosen.")
     fixed_threshold: float = Field(0.7, description="τ when threshold_mode is fixed.")
-    retrain_min_gain: float = Field(0.005, description="δ: hold-out gain a retrain needs.")
+    retrain_min_gain: float = Field(
+        RetrainConfig().min_gain, description="δ: hold-out Brier-score gain a retrain needs."
+    )
     retrain_holdout: float = Field(
         0.5, description="Share of the feedback newer than the live model held out."
     )
@@ -188,6 +190,10 @@ class Settings(BaseSettings):
     alertmanager_allow_anonymous: bool = Field(
         False, description="Accept POST /alertmanager without a token (no NPO_ALERTMANAGER_TOKEN)."
     )
+    monitor_policy: MonitorPolicy = Field(
+        MonitorConfig().policy,
+        description="Meta-monitor M: learned (fitted on past shadow retrains) or rule.",
+    )
 
     # Scenario context (bot/context): sources of facts, and the optional LLM extractor.
     context_config: Path | None = Field(
@@ -271,6 +277,7 @@ class Settings(BaseSettings):
                 ewma_bound=self.monitor_ewma_bound,
                 min_labels=self.monitor_min_labels,
                 pause_override_rate=self.pause_override_rate,
+                policy=self.monitor_policy,
             ),
             retrain=RetrainConfig(
                 holdout_fraction=self.retrain_holdout, min_gain=self.retrain_min_gain

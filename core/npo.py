@@ -10,13 +10,13 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from core.bandit import ArmChoice, BanditConfig, ThresholdBandit
 from core.decision import Candidate, Decision, decide
-from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, alignment_loss, signal
+from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, signal
 from core.learning import LearningConfig, VoteEffect, learn, unlearn
 from core.model import (
     Example,
@@ -33,6 +33,7 @@ from core.monitor import (
     MonitorAction,
     MonitorConfig,
     MonitorDecision,
+    MonitorSignals,
 )
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
@@ -63,11 +64,12 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class RetrainConfig:
-    """Controlled retraining: a candidate must beat the live model on the newest feedback."""
+    """Controlled retraining: a candidate must beat the live model on the newest feedback,
+    by δ in a proper scoring rule (``holdout_loss``)."""
 
     holdout_fraction: float = 0.5  # of the feedback newer than the live model
     min_holdout: int = 5
-    min_gain: float = 0.005  # δ, in alignment loss
+    min_gain: float = 0.002  # δ, in the weighted Brier score of the hold-out
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -132,16 +134,28 @@ class TickReport:
     shadow: RetrainResult
     candidate: LogisticModel | None = None
     retrain: RetrainResult | None = None
+    signals: MonitorSignals | None = None
+    rule: MonitorDecision | None = None  # what each M would have answered at this tick
+    learned: MonitorDecision | None = None  # None: too few judged ticks to fit it yet
 
 
-def holdout_loss(prior: Prior, examples: Sequence[Example], skip_loss: float) -> float:
-    """Mean alignment loss the prior's scores would have earned on these judgments."""
-    if not examples:
-        return 0.0
-    return sum(
-        alignment_loss(ex.kind, prior.predict(ex.playbook_id, ex.context, ex.similarity), skip_loss)
-        for ex in examples
-    ) / len(examples)
+def holdout_loss(prior: Prior, examples: Sequence[Example]) -> float:
+    """Weighted Brier score of the prior on these judgments: Σ w·(p − y)² / Σ w.
+
+    A proper scoring rule: its expectation is lowest for the true P(like), so the gate
+    cannot be won by an over-confident model (|p − y| can: it is minimised by rounding p
+    to 0 or 1). Brier rather than log loss: bounded, so one confident miss among a few
+    dozen hold-out judgments cannot decide a retrain alone. Skips carry no label.
+    """
+    total = weight = 0.0
+    for ex in examples:
+        sig = signal(ex.kind)
+        if sig.label is None:
+            continue
+        p = prior.predict(ex.playbook_id, ex.context, ex.similarity)
+        total += sig.weight * (p - sig.label) ** 2
+        weight += sig.weight
+    return total / weight if weight else 0.0
 
 
 def evaluate_candidate(
@@ -171,12 +185,12 @@ def evaluate_candidate(
         return RetrainResult(False, 0.0, 0.0, 0, reason), None
     train, hold = log[:-n_hold], log[-n_hold:]
     candidate = fit(train, config.fit, hasher)
-    live_loss = holdout_loss(live, hold, config.skip_loss)
-    cand_loss = holdout_loss(candidate, hold, config.skip_loss)
+    live_loss = holdout_loss(live, hold)
+    cand_loss = holdout_loss(candidate, hold)
     accepted = live_loss - cand_loss >= rc.min_gain
     verb = "lowers" if accepted else "does not lower"
     reason = (
-        f"candidate {verb} hold-out loss by δ={rc.min_gain}: "
+        f"candidate {verb} hold-out Brier score by δ={rc.min_gain}: "
         f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
     )
     return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
@@ -233,7 +247,9 @@ class NPO:
                 self.bandit.arms[int(self.rng.integers(len(self.bandit.arms)))]
             )
         if mode is ThresholdMode.ABSTAIN:
-            return ArmChoice(-1, math.inf, 1.0, 1.0, math.nan)
+            # No score clears an infinite threshold; the bandit never learns from it.
+            top = len(self.bandit.arms) - 1
+            return ArmChoice(top, math.inf, 1.0, 1.0, float("nan"))
         return self.bandit.choose(self.rng)
 
     def decide(self, scenario: Scenario, matches: Sequence[Match]) -> Decision:
@@ -302,14 +318,23 @@ class NPO:
         return result
 
     def tick(self) -> TickReport:
-        """One meta-monitoring tick: shadow evaluation, then M's decision carried out."""
-        shadow, candidate = self.evaluate_retrain()
+        """One meta-monitoring tick: shadow evaluation (M*), M's decision carried out, then
+        the tick joins the history the learned M is fitted on (after deciding, so M never
+        sees the verdict of the tick it decides)."""
         if not self.config.learn:
             hold = MonitorDecision(MonitorAction.HOLD, "learning disabled")
-            return TickReport(hold, shadow, candidate)
-        decision = self.monitor.decide(self.monitor.signals(self.votes))
+            return TickReport(hold, RetrainResult(False, 0.0, 0.0, 0, "learning disabled"))
+        shadow, candidate = self.evaluate_retrain()
+        monitor = self.monitor
+        signals = monitor.signals(self.votes)
+        decision = monitor.decide(signals)
+        rule = monitor.pause_decision(signals) or monitor.rule_decision(signals)
+        learned = monitor.pause_decision(signals) or monitor.learned_decision(signals)
+        if shadow.holdout:
+            monitor.observe(signals, shadow.accepted)
+        report = TickReport(decision, shadow, candidate, None, signals, rule, learned)
         if decision.action is MonitorAction.PAUSE_PLAYBOOK and decision.playbook_id:
-            self.monitor.pause(decision.playbook_id)
+            monitor.pause(decision.playbook_id)
         elif decision.action is MonitorAction.RETRAIN:
-            return TickReport(decision, shadow, candidate, self.retrain(shadow))
-        return TickReport(decision, shadow, candidate)
+            return replace(report, retrain=self.retrain(shadow))
+        return report

@@ -20,7 +20,14 @@ from sqlalchemy.engine import Connection, Row
 from bot.db.engine import table_of
 from bot.db.models import AuditEntry, BanditArm, LearningClock, ModelVersion, MonitorStateRow
 from core.bandit import BanditConfig, ThresholdBandit
-from core.monitor import MetaMonitor, MonitorConfig, MonitorState
+from core.monitor import (
+    JudgedTick,
+    MetaMonitor,
+    MonitorConfig,
+    MonitorState,
+    history_from_list,
+    history_to_list,
+)
 
 _MONITOR = table_of(MonitorStateRow)
 _ARMS = table_of(BanditArm)
@@ -34,6 +41,8 @@ _WRITE_MONITOR = (
     .where(_MONITOR.c.id == 1)
     .values(state_json=bindparam("state"), updated_at=bindparam("now"))
 )
+_HISTORY_ROW = 2  # the learned monitor's tick history: read by the tick only
+_READ_HISTORY = select(_MONITOR.c.state_json).where(_MONITOR.c.id == _HISTORY_ROW)
 _READ_ARMS = select(_ARMS.c.threshold, _ARMS.c.alpha, _ARMS.c.beta).order_by(_ARMS.c.arm_index)
 _WRITE_ARM = (
     update(_ARMS)
@@ -239,3 +248,20 @@ def audit(
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def read_monitor_history(conn: Connection) -> list[JudgedTick]:
+    """The judged ticks the learned monitor is fitted on (none until a tick stored some).
+    Kept in its own row so that the monitor document every recommendation reads stays small."""
+    stored = conn.execute(_READ_HISTORY).scalar_one_or_none()
+    return history_from_list(json.loads(stored)) if stored else []
+
+
+def save_monitor_history(conn: Connection, history: Sequence[JudgedTick], now: dt.datetime) -> None:
+    """Store the history (in the tick's transaction, after ``load_monitor`` took the lock)."""
+    doc = json.dumps(history_to_list(history))
+    updated = conn.execute(
+        update(_MONITOR).where(_MONITOR.c.id == _HISTORY_ROW).values(state_json=doc, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        conn.execute(insert(_MONITOR), {"id": _HISTORY_ROW, "state_json": doc, "updated_at": now})

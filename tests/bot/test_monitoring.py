@@ -21,11 +21,11 @@ from bot.db.models import (
     RetrainRequest,
     SchedulerState,
 )
-from bot.db.state import read_monitor
+from bot.db.state import read_monitor, read_monitor_history
 from bot.monitoring import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
-from core.monitor import MonitorAction, MonitorConfig
+from core.monitor import MonitorAction, MonitorConfig, MonitorPolicy
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
 from tests.fakes import FakeHit, FakeRetriever
@@ -318,3 +318,40 @@ def test_votes_flow_while_the_tick_computes_and_a_pause_made_meanwhile_is_kept(
         assert "link-drain" in read_monitor(conn, config.monitor).state.paused
     with Session(engine) as s:
         assert s.exec(select(MonitorDecisionRow)).one().action == "hold"
+
+
+def test_each_judged_tick_teaches_the_learned_monitor_that_then_decides(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """The bot's tick keeps M*'s verdict with the tick's signals in the stored monitor
+    document; with the learned M configured, it decides once both verdicts have been seen."""
+    clock = FakeClock()
+    monitor = MonitorConfig(
+        min_labels=4,
+        pause_min_decisions=500,
+        policy=MonitorPolicy.LEARNED,
+        learned_min_ticks=2,
+        learned_min_each=1,
+    )
+    config = _config(monitor=monitor, retrain=RetrainConfig(min_holdout=2))
+    service = _service(engine, rego_engine, clock, config)
+    ticker = MonitorTicker(engine, config, clock, INTERVAL)
+    reasons: list[str] = []
+    verdicts: list[bool] = []
+    for _ in range(8):
+        _overrides(service, clock, 6)
+        clock.advance(INTERVAL)
+        outcome = ticker.tick()
+        assert outcome is not None
+        reasons.append(outcome.reason)
+        if outcome.shadow.holdout:
+            verdicts.append(outcome.shadow.accepted)
+    with Session(engine) as s:
+        stored = read_monitor_history(s.connection())
+        assert read_monitor(s.connection(), config.monitor).state.history == []  # kept apart
+    assert [t.retrain for t in stored] == verdicts
+    assert verdicts[:2] == [True, False]  # the first retrain helped, the next did not
+    # The rule answered until both verdicts had been seen; from then on the learned M,
+    # which has learned that more of the same overrides no longer pay for a retrain.
+    assert not any(r.startswith("learned monitor") for r in reasons[:2])
+    assert all(r.startswith("learned monitor") and "< 0.50" in r for r in reasons[2:])

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from core.feedback import FeedbackKind
-from core.model import SimilarityPrior
+from core.model import Example, SimilarityPrior
 from core.monitor import MonitorAction, MonitorConfig
-from core.npo import NPO, Match, NPOConfig, RetrainConfig, ThresholdMode
+from core.npo import NPO, Match, NPOConfig, RetrainConfig, ThresholdMode, holdout_loss
 from core.policy import Action
 from core.scenario import Scenario
 from tests.fakes import ScriptedSPE
@@ -157,3 +157,56 @@ def test_invalid_npo_config() -> None:
         RetrainConfig(min_holdout=0)
     with pytest.raises(ValueError, match=r"^min_gain"):
         RetrainConfig(min_gain=-0.1)
+
+
+class _Constant:
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def predict(self, playbook_id: str, context: object, similarity: float) -> float:
+        return self.p
+
+
+def test_the_retrain_gate_scores_with_a_proper_rule() -> None:
+    """Seven likes in ten: |p − y| prefers the over-confident p = 1 (loss 0.3 < 0.42), the
+    Brier score prefers the truth p = 0.7 — a gate on |p − y| rewards over-confidence."""
+    ctx = DAY.context()
+    kinds = [FeedbackKind.LIKE] * 7 + [FeedbackKind.OVERRIDE] * 3 + [FeedbackKind.SKIPPED]
+    examples = [Example("drain", ctx, 0.8, k, i) for i, k in enumerate(kinds)]
+    calibrated, overconfident = _Constant(0.7), _Constant(1.0)
+    assert holdout_loss(calibrated, examples) == pytest.approx(0.21)  # skips carry no label
+    assert holdout_loss(overconfident, examples) == pytest.approx(0.3)
+    assert holdout_loss(calibrated, examples) < holdout_loss(overconfident, examples)
+    neutral = [Example("drain", ctx, 0.8, FeedbackKind.NEUTRAL, 0)]
+    assert holdout_loss(_Constant(0.5), neutral) == 0.0
+    assert holdout_loss(calibrated, []) == 0.0
+
+
+def test_abstain_mode_never_recommends_and_teaches_no_arm() -> None:
+    npo = _npo(threshold_mode=ThresholdMode.ABSTAIN)
+    for _ in range(5):
+        decision = npo.decide(NIGHT, [DRAIN, OPTIC])
+        assert not decision.recommended
+        assert [c.playbook_id for c in decision.candidates] == ["drain", "optic"]
+        npo.feedback(decision, "drain", FeedbackKind.LIKE)
+    assert npo.bandit.alpha.tolist() == [1.0] * 5 and npo.bandit.beta.tolist() == [1.0] * 5
+
+
+def test_a_tick_reports_both_monitors_and_adds_its_verdict_to_the_history() -> None:
+    npo = _npo(monitor=MonitorConfig(min_labels=4))
+    _teach(npo, 10)
+    report = npo.tick()
+    assert report.signals is not None and report.rule is not None
+    assert report.learned is None  # nothing to learn from before the first judged tick
+    assert len(npo.monitor.state.history) == 1
+    assert npo.monitor.state.history[0].retrain is report.shadow.accepted
+    assert npo.monitor.state.history[0].features == report.signals.features()
+
+
+def test_a_static_tick_fits_nothing() -> None:
+    npo = _npo(learn=False)
+    _teach(npo, 10)
+    report = npo.tick()
+    assert report.decision.action is MonitorAction.HOLD
+    assert report.candidate is None and report.shadow.holdout == 0
+    assert npo.monitor.state.history == []
