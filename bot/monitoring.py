@@ -337,8 +337,8 @@ def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta
 
     A recommendation nobody judged is an operator's skip (a judgment withheld: a vote of
     kind ``skipped``, with the paper's λ_skip loss). An abstention nobody answered is the
-    bot's own silence, not anyone's skip: it is closed as ``expired`` with no vote, and
-    earns nothing either way.
+    bot's own silence, not anyone's skip: it is closed as ``expired`` with no vote and no
+    loss, and the threshold arms learn what it was expected to be worth.
     """
     cutoff = now - after
     with Session(service.engine) as session:
@@ -351,19 +351,8 @@ def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta
         # judged again, the clock starts then.
         spared = awaiting_or_recent(session.connection(), [r for r, _ in stale], cutoff)
     stale = [(rec_id, outcome) for rec_id, outcome in stale if rec_id not in spared]
-    expired = 0
     silent = [rec_id for rec_id, outcome in stale if outcome != Outcome.RECOMMEND.value]
-    if silent:
-        with transaction(service.engine) as session:
-            rows = session.exec(
-                select(Recommendation).where(
-                    col(Recommendation.id).in_(silent), Recommendation.status == "open"
-                )
-            ).all()
-            for row in rows:
-                row.status = "expired"
-                session.add(row)
-            expired += len(rows)
+    expired = service.expire_abstentions(silent)
     for rec_id, outcome in stale:
         if outcome != Outcome.RECOMMEND.value:
             continue

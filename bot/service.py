@@ -58,7 +58,12 @@ from bot.db.outbox_rows import (
     mark_decided,
     release_post,
 )
-from bot.db.recommendation_rows import operator_verbosity, store_message_ts, store_recommendation
+from bot.db.recommendation_rows import (
+    expire_open,
+    operator_verbosity,
+    store_message_ts,
+    store_recommendation,
+)
 from bot.db.scores import Key as ScoreKey
 from bot.db.scores import context_evidence, scenario_evidence
 from bot.db.state import (
@@ -85,7 +90,7 @@ from core.bandit import ArmChoice, ArmDelta, ThresholdBandit
 from core.codec import decision_from_dict, decision_to_dict
 from core.decision import Candidate, Decision, decide
 from core.feedback import FeedbackKind, signal
-from core.learning import judged, learn
+from core.learning import judged, learn, learn_unanswered
 from core.model import LogisticModel, Prior, SimilarityPrior
 from core.npo import NPOConfig, ThresholdMode
 from core.ope import thompson_propensities
@@ -596,6 +601,25 @@ class NPOService:
                 if attempt == 4 or len(batch) > 1:
                     raise
         raise AssertionError("unreachable")
+
+    def expire_abstentions(self, rec_ids: Sequence[str]) -> int:
+        """Close abstentions nobody answered (no vote: the bot's silence is nobody's skip)
+        and let the arms learn their expected worth (``core.learning.learn_unanswered``)."""
+        if not rec_ids:
+            return 0
+        with self.engine.begin() as conn:
+            step, bandit_steps = load_clock(conn)  # serialises learning updates
+            closed = expire_open(conn, rec_ids)
+            if not closed:
+                return 0
+            bandit = load_bandit(conn, self.config.bandit, bandit_steps)
+            learner = bandit if self.config.bandit_learns else None
+            for _rec_id, decision_json in sorted(decisions(conn, closed).items()):
+                decision = decision_from_dict(json.loads(decision_json))
+                learn_unanswered(decision, self.config.learning, learner)
+            save_bandit(conn, bandit)
+            save_clock(conn, step, bandit.steps)
+        return len(closed)
 
     def withdraw_feedback(
         self, recommendation_id: str, operator_id: str, source_event_id: str

@@ -155,11 +155,17 @@ def _write_csvs(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
 
 
 def _smooth(series: np.ndarray, window: int) -> np.ndarray:
+    """Rolling mean over the last ``window`` values that exist (NaN: no value, e.g. the
+    loss of an abstention nobody answered)."""
     if window <= 1 or len(series) < window:
         return series
-    kernel = np.ones(window) / window
-    head = np.cumsum(series[: window - 1]) / np.arange(1, window)
-    return np.concatenate([head, np.convolve(series, kernel, mode="valid")])
+    present = ~np.isnan(series)
+    values = np.where(present, series, 0.0)
+    kernel = np.ones(window)
+    total = np.convolve(values, kernel)[: len(series)]
+    count = np.convolve(present.astype(np.float64), kernel)[: len(series)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _write_plots(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:

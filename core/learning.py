@@ -136,6 +136,44 @@ def learn(
     )
 
 
+def unanswered_rewards(
+    decision: Decision, arms: Sequence[float], config: UtilityConfig
+) -> list[float | None]:
+    """What each arm is expected to have earned on an abstention nobody answered.
+
+    Operators answer an abstention mostly when a listed candidate is right, so learning
+    only from answered ones would teach the arms that waiting is always a missed chance.
+    An arm that would also have abstained earned nothing (0); an arm that would have shown
+    a candidate is credited what its calibrated score says that was worth,
+    ``s − (1 − s)·C``, the model's estimate where no judgment came.
+    """
+    rewards: list[float | None] = []
+    for tau in arms:
+        shown = next(
+            (
+                c
+                for c, v in zip(decision.candidates, decision.verdicts, strict=True)
+                if c.score >= tau and v.allowed
+            ),
+            None,
+        )
+        worth = 0.0 if shown is None else shown.score - (1 - shown.score) * config.override_cost
+        rewards.append(config.reward(worth))
+    return rewards
+
+
+def learn_unanswered(
+    decision: Decision, config: LearningConfig, bandit: ThresholdBandit | None
+) -> ArmDelta | None:
+    """An abstention nobody answered: no vote, no loss, no scenario evidence; the arms learn
+    its expected worth (``unanswered_rewards``). Nothing when the bot recommended."""
+    if bandit is None or decision.chosen is not None or not decision.candidates:
+        return None
+    if bandit.config.rule is not BanditRule.UTILITY or decision.arm is None:
+        return None
+    return bandit.credit(unanswered_rewards(decision, bandit.arms, config.utility))
+
+
 def unlearn(effect: VoteEffect, bandit: ThresholdBandit | None) -> None:
     """Take back what ``effect`` added to the arms; the caller removes ``effect.evidence``."""
     if bandit is not None and effect.arms is not None:

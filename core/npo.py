@@ -17,7 +17,7 @@ import numpy as np
 from core.bandit import ArmChoice, BanditConfig, ThresholdBandit
 from core.decision import Candidate, Decision, decide
 from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, signal
-from core.learning import LearningConfig, VoteEffect, learn, unlearn
+from core.learning import LearningConfig, VoteEffect, learn, learn_unanswered, unlearn
 from core.model import (
     Example,
     FeatureHasher,
@@ -286,6 +286,13 @@ class NPO:
             sid = (target.playbook_id, effect.context_key)
             self.scores.add(sid, effect.evidence, kind, target.model_prior)
         return effect.loss
+
+    def unanswered(self, decision: Decision) -> None:
+        """An abstention nobody answered: the bot's silence, not anyone's skip (no vote,
+        no loss); the arms learn its expected worth (``core.learning.learn_unanswered``)."""
+        learn_unanswered(
+            decision, self.config.learning, self.bandit if self.config.bandit_learns else None
+        )
 
     def withdraw(self, decision: Decision, voter: str = "") -> VoteEffect | None:
         """Take back everything one voter's vote on this decision taught (exactly)."""

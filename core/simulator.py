@@ -331,7 +331,7 @@ class Judgment:
     """What the simulated operator did with one decision."""
 
     playbook_id: str | None
-    kind: FeedbackKind
+    kind: FeedbackKind | None  # None: nobody answered an abstention (no vote)
     surfaced: bool  # the judged candidate was the recommendation
     helped: bool  # a playbook that fits the incident was recommended
 
@@ -398,7 +398,7 @@ def operate(
     if fitting and d.confirm[t] < engage:
         right = max(fitting, key=lambda c: (pop.truth(c.playbook_id, scenario), c.playbook_id))
         return Judgment(right.playbook_id, FeedbackKind.LIKE, False, False)
-    return Judgment(None, FeedbackKind.SKIPPED, False, False)
+    return Judgment(None, None, False, False)  # nobody answered the bot's silence
 
 
 class TruthProbe:
@@ -520,7 +520,11 @@ def _episodes(
             pop.drifted = True
         decision = npo.decide(incident.scenario, incident.matches)
         judged = operate(decision, incident, t, pop, draws, cfg)
-        result.loss[t] = npo.feedback(decision, judged.playbook_id, judged.kind)
+        if judged.kind is None:
+            npo.unanswered(decision)
+            result.loss[t] = math.nan  # no judgment: no alignment loss either
+        else:
+            result.loss[t] = npo.feedback(decision, judged.playbook_id, judged.kind)
         result.utility[t] = utility(judged.surfaced, judged.kind, cfg.utility)
         result.helped[t] = judged.helped
         result.overridden[t] = judged.surfaced and judged.kind is FeedbackKind.OVERRIDE
@@ -657,7 +661,7 @@ def summarise(runs: Sequence[RunResult]) -> VariantSummary:
         meta_kappa_rule=rule.kappa,
         meta_kappa_learned=learned.kappa,
         meta_ticks=acted.ticks,
-        mean_loss=float(np.mean([r.loss.mean() for r in runs])),
+        mean_loss=float(np.mean([np.nanmean(r.loss) for r in runs])),
         final_threshold=float(np.mean([np.nanmean(t) for t in thresholds]))
         if thresholds
         else math.nan,

@@ -3,6 +3,7 @@ posted message, and the reporter's display preference."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -41,3 +42,18 @@ def store_message_ts(conn: Connection, rec_id: str, channel: str, message_ts: st
 
 def operator_verbosity(conn: Connection, operator_id: str) -> str | None:
     return conn.execute(_VERBOSITY, {"op": operator_id}).scalar_one_or_none()
+
+
+def expire_open(conn: Connection, rec_ids: Sequence[str]) -> list[str]:
+    """Close these recommendations as ``expired`` if they are still open; the ids closed."""
+    if not rec_ids:
+        return []
+    still_open = [
+        str(r)
+        for r in conn.execute(
+            select(_RECS.c.id).where(_RECS.c.id.in_(list(rec_ids)), _RECS.c.status == "open")
+        ).scalars()
+    ]
+    if still_open:
+        conn.execute(update(_RECS).where(_RECS.c.id.in_(still_open)).values(status="expired"))
+    return still_open

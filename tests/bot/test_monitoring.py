@@ -69,7 +69,11 @@ def _overrides(service: NPOService, clock: FakeClock, n: int) -> None:
         rec = service.recommend(IncidentInput(TEXT, "console"))
         service.record_feedback(
             FeedbackInput(
-                rec.recommendation_id, f"U{i}", FeedbackKind.OVERRIDE, f"o{i}-{clock.now}"
+                rec.recommendation_id,
+                f"U{i}",
+                FeedbackKind.OVERRIDE,
+                f"o{i}-{clock.now}",
+                playbook_id="link-optic",  # one override stops it being recommended
             )
         )
         clock.advance(dt.timedelta(minutes=1))

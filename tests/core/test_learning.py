@@ -8,7 +8,15 @@ import pytest
 from core.bandit import BanditConfig, BanditRule, ThresholdBandit
 from core.decision import Candidate, decide
 from core.feedback import FeedbackKind
-from core.learning import LearningConfig, arm_rewards, judged, learn, unlearn
+from core.learning import (
+    LearningConfig,
+    arm_rewards,
+    judged,
+    learn,
+    learn_unanswered,
+    unanswered_rewards,
+    unlearn,
+)
 from core.policy import Action, PolicyVerdict, RuleHit, Verdict
 from core.scenario import Scenario
 from core.utility import UtilityConfig
@@ -105,3 +113,17 @@ def test_unlearn_is_the_exact_inverse(rule: BanditRule) -> None:
     unlearn(effect, with_vote)
     np.testing.assert_allclose(with_vote.alpha, without.alpha, atol=1e-12)
     np.testing.assert_allclose(with_vote.beta, without.beta, atol=1e-12)
+
+
+def test_an_unanswered_abstention_teaches_its_expected_worth() -> None:
+    """Nobody answered: arms that would also abstain earned 0, an arm that would have shown
+    the 0.6 candidate is credited 0.6 − 0.4·C (negative: waiting was right)."""
+    d = _decision([_cand("a", 0.6)])
+    assert not d.recommended
+    rewards = unanswered_rewards(d, ARMS, U)
+    worth = U.reward(0.6 - 0.4 * U.override_cost)
+    assert rewards == [worth, worth, U.reward(0.0), U.reward(0.0), U.reward(0.0)]
+    bandit = ThresholdBandit(BanditConfig(start=0.7))
+    assert learn_unanswered(d, LearningConfig(), bandit) is not None and bandit.steps == 1
+    shown = _decision([_cand("a", 0.75)])
+    assert learn_unanswered(shown, LearningConfig(), bandit) is None  # it recommended
