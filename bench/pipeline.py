@@ -30,7 +30,7 @@ from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.playbook import lint_folder
 from retrieval.search import HybridSearcher
 from retrieval.store import ChunkStore, chroma_client
-from tests.slack_fake import event_body, fake_slack, signed_headers
+from testkit.slack_api import event_body, fake_slack, signed_headers
 
 SECRET = "bench-secret"
 QUERIES = [

@@ -13,6 +13,7 @@ from core.bandit import BanditConfig
 from core.monitor import MonitorConfig
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
 from core.scoring import ScoringConfig
+from retrieval.embeddings import EmbeddingBackend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,6 +172,13 @@ class Settings(BaseSettings):
     alertmanager_allow_anonymous: bool = Field(
         False, description="Accept POST /alertmanager without a token (no NPO_ALERTMANAGER_TOKEN)."
     )
+    embedding_backend: EmbeddingBackend = Field(
+        EmbeddingBackend.TORCH,
+        description="How the embedding model runs: torch, onnx or onnx-int8 (exported offline).",
+    )
+    embedding_cache: Path | None = Field(
+        None, description="Where ONNX exports of the model are kept (default: data_dir/models)."
+    )
 
     @field_validator("arms", mode="before")
     @classmethod
@@ -203,6 +211,10 @@ class Settings(BaseSettings):
     @property
     def chroma_folder(self) -> Path:
         return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def embedding_cache_folder(self) -> Path:
+        return self.embedding_cache or self.data_dir / "models"
 
     def npo_config(self) -> NPOConfig:
         """The core's configuration; invalid combinations fail here with the field named."""
