@@ -43,7 +43,7 @@ from bot.db.state import (
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
 from core.feedback import FeedbackKind
 from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
-from core.monitor import LoggedVote, MonitorAction, MonitorDecision
+from core.monitor import LoggedVote, MetaMonitor, MonitorAction, MonitorSignals
 from core.npo import NPOConfig, RetrainResult, evaluate_candidate
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class MonitorTicker:
             if live_model(session.connection()) != snap.live_id:
                 log.info("monitor tick skipped: the live model changed while it computed")
                 return None
-            outcome = self._commit(session, snap, shadow, decision, model)
+            outcome = self._commit(session, snap, shadow, (monitor, signals), model)
             _mark_run(session, "monitor_tick", now)
         if outcome.action is MonitorAction.PAUSE_PLAYBOOK:
             self.notify(f":pause_button: Playbook `{outcome.playbook_id}` paused: {outcome.reason}")
@@ -230,7 +230,7 @@ class MonitorTicker:
         session: Session,
         snap: _Snapshot,
         shadow: RetrainResult,
-        decision: MonitorDecision,
+        computed: tuple[MetaMonitor, MonitorSignals],
         model: LogisticModel | None,
     ) -> TickOutcome:
         """Decide and carry the decision out on the current monitor document (locked), in
@@ -238,8 +238,13 @@ class MonitorTicker:
         conn = session.connection()
         monitor = load_monitor(conn, self.config.monitor)
         # Decide again on the locked document: a pause or resume made by a person while the
-        # tick computed is what M must build on (the signals are the snapshot's).
-        decision = monitor.decide(monitor.signals(snap.votes))
+        # tick computed is what M must build on (the signals are the snapshot's). Signals
+        # are a function of the votes and the document, so the ones computed outside the
+        # lock serve unless the document changed: the lock is not held over the whole log.
+        unlocked, signals = computed
+        if monitor.state.to_dict() != unlocked.state.to_dict():
+            signals = monitor.signals(snap.votes)
+        decision = monitor.decide(signals)
         if decision.action is MonitorAction.RETRAIN and shadow.accepted and model is None:
             model = fit(snap.log, self.config.fit)  # rare: the decision changed meanwhile
         ideal = None
