@@ -4,7 +4,8 @@ The bench fills the database itself (bulk insert of synthetic historical votes, 
 learning clock moved past them), then runs one ``MonitorTicker.tick`` — load, shadow
 retrain, decision, controlled retrain, save — while 8 writer threads vote through the
 service's real path at a steady pace. It reports the tick's seconds, the votes' latency
-during the tick (p50/p99), votes that failed, and the peak memory of the tick.
+during the tick (p50/p99) and, as its peer, during 3 s before it, votes that failed, and the
+peak memory of the tick.
 
 Each database runs in a spawned child so its peak RSS is its own; the child resets the
 kernel's high-water mark after the fill, so the figure is the tick's (plus the writers).
@@ -216,7 +217,11 @@ def _run_tick(url: str, rows: int) -> dict[str, Any]:
         t.start()
     time.sleep(0.5)  # the writers are voting before the tick starts
     with lock:
+        warm = len(latencies)
+    time.sleep(3.0)  # the peer: the same votes on the same database, no tick running
+    with lock:
         before = len(latencies)
+        idle = latencies[warm:before]
     _reset_peak_rss()
     started = time.perf_counter()
     outcome = ticker.tick(force=True)
@@ -236,6 +241,8 @@ def _run_tick(url: str, rows: int) -> dict[str, Any]:
         "votes": len(during),
         "vote_p50_ms": float(np.percentile(during, 50)) if during else float("nan"),
         "vote_p99_ms": float(np.percentile(during, 99)) if during else float("nan"),
+        "idle_votes": len(idle),
+        "idle_vote_p99_ms": float(np.percentile(idle, 99)) if idle else float("nan"),
         "failed": failed_during,
         "failures": sorted(set(failed))[:3],
         "peak_mb": peak_mb,
@@ -260,6 +267,8 @@ def _figures(r: dict[str, Any], suffix: str) -> dict[str, Any]:
         f"tick_1m_vote_p99_ms{suffix}": r["vote_p99_ms"],
         f"tick_1m_votes_failed{suffix}": r["failed"],
         f"tick_1m_votes{suffix}": r["votes"],
+        f"tick_1m_idle_vote_p99_ms{suffix}": r["idle_vote_p99_ms"],
+        f"tick_1m_idle_votes{suffix}": r["idle_votes"],
         f"tick_1m_peak_mb{suffix}": r["peak_mb"],
         f"tick_1m_fill_s{suffix}": r["fill_s"],
         f"tick_1m_action{suffix}": r["action"],
