@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 _VOTES = table_of(Feedback)
 _MODELS = table_of(ModelVersion)
 
+_READ_BATCH = 20_000  # rows per fetch of the tick's read of the log
 _LOCK_KEY = 0x4E504F  # "NPO": one advisory lock for the scheduled jobs
 
 
@@ -191,9 +192,12 @@ class MonitorTicker:
 
     def _snapshot(self, now: dt.datetime) -> _Snapshot:
         """The live votes as columns (no ORM objects: a million rows), the live model."""
+        contexts: dict[str, dict[str, str]] = {}  # many votes share a context: parse once
+        kinds = {k.value: k for k in FeedbackKind}
+        log: list[Example] = []
+        votes: list[LoggedVote] = []
         with self._reader.connect() as conn:
             live_id = live_model(conn)
-            rows = conn.execute(_LIVE_VOTES).all()
             trained_upto = 0
             if live_id is not None:
                 trained_upto = int(
@@ -202,18 +206,19 @@ class MonitorTicker:
                     ).scalar_one()
                 )
             live = self._live(conn, live_id)
-        contexts: dict[str, dict[str, str]] = {}  # many votes share a context: parse once
-        log: list[Example] = []
-        votes: list[LoggedVote] = []
-        for seq, playbook, context_json, similarity, kind_name, loss in rows:
-            kind = FeedbackKind(kind_name)
-            votes.append(LoggedVote(seq, kind, loss, playbook or None))
-            if not playbook or kind is FeedbackKind.SKIPPED:
-                continue
-            context = contexts.get(context_json)
-            if context is None:
-                context = contexts[context_json] = json.loads(context_json)
-            log.append(Example(playbook, context, similarity, kind, seq))
+            # In batches (a server-side cursor on PostgreSQL): one fetch of a million rows
+            # is one long call that keeps the vote threads of this process from running.
+            result = conn.execution_options(yield_per=_READ_BATCH).execute(_LIVE_VOTES)
+            for batch in result.partitions():
+                for seq, playbook, context_json, similarity, kind_name, loss in batch:
+                    kind = kinds[kind_name]
+                    votes.append(LoggedVote(seq, kind, loss, playbook or None))
+                    if not playbook or kind is FeedbackKind.SKIPPED:
+                        continue
+                    context = contexts.get(context_json)
+                    if context is None:
+                        context = contexts[context_json] = json.loads(context_json)
+                    log.append(Example(playbook, context, similarity, kind, seq))
         newest = votes[-1].seq if votes else 0
         return _Snapshot(live_id, live, trained_upto, log, votes, newest, now)
 
