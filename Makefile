@@ -35,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/npo demo
 
 simulate: $(STAMP)
-	$(BIN)/npo simulate --episodes 400 --seeds 5 --out var/simulate
+	$(BIN)/npo simulate --operator outcome --seeds 30 --out var/simulate
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -44,7 +44,17 @@ log = logging.getLogger("npo.alerts")
 # retries) did not answer. Alertmanager retries 5xx answers only.
 TRANSIENT = (SQLAlchemyError, SlackClientError, OSError)
 
-_LABELS_AS_HINTS = {"severity", "redundancy", "component", "fault_type", "device", "instance"}
+_LABELS_AS_HINTS = {
+    "severity",
+    "redundancy",
+    "component",
+    "fault_type",
+    "device",
+    "instance",
+    "interface",
+    "maintenance_window",
+    "utilisation",
+}
 
 
 class AlertPayloadError(ValueError):

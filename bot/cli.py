@@ -20,7 +20,7 @@ from bot.logs import configure_logging
 from bot.progress import progress_bar
 from bot.settings import Settings
 from core.rego import PolicyError
-from core.simulator import VARIANTS, SimConfig
+from core.simulator import VARIANTS, OperatorModel, SimConfig
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -48,7 +48,11 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             EXIT_USAGE,
         )
     try:
-        config = SimConfig(episodes=args.episodes, tick_every=args.tick_every)
+        config = SimConfig(
+            episodes=args.episodes,
+            tick_every=args.tick_every,
+            operator=OperatorModel(args.operator),
+        )
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
     if args.seeds < 1:
@@ -61,21 +65,26 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     runs = run_all(variants, seeds, config, modules, args.workers, lambda _r: bar.advance())
     bar.close()
     elapsed = time.perf_counter() - started
-    summary = summary_document(runs, args.episodes, args.seeds)
+    summary = summary_document(runs, config, args.seeds)
     if args.out:
         write_outputs(runs, args.out, summary)
     if args.json:
         print(json.dumps(summary))
         return 0
     print(
-        f"{'variant':18s} {'final_loss':>10s} {'mean_loss':>10s} {'final_τ':>8s} "
-        f"{'fidelity':>8s} {'retrains':>8s} {'reward':>8s}"
+        f"operator {config.operator.value}, {args.seeds} seed(s) × {args.episodes} episodes; "
+        "utility per incident with its 95% interval over seeds"
+    )
+    print(
+        f"{'variant':17s} {'utility':>8s} {'95% interval':>18s} {'help':>6s} {'override':>8s} "
+        f"{'retrains':>8s} {'fidelity':>8s} {'base':>6s} {'κ':>6s}"
     )
     for name, row in summary["variants"].items():  # type: ignore[attr-defined]
+        low, high = row["utility_ci"]
         print(
-            f"{name:18s} {row['final_loss']:10.4f} {row['mean_loss']:10.4f} "
-            f"{row['final_threshold']:8.3f} {row['meta_fidelity']:8.3f} "
-            f"{row['retrains']:8d} {row['reward']:8.3f}"
+            f"{name:17s} {row['utility']:8.3f} {f'[{low:.3f}, {high:.3f}]':>18s} "
+            f"{row['help_rate']:6.3f} {row['override_rate']:8.3f} {row['retrains']:8.1f} "
+            f"{row['meta_fidelity']:8.3f} {row['meta_base_rate']:6.3f} {row['meta_kappa']:6.3f}"
         )
     episodes = total * args.episodes
     print(
@@ -111,14 +120,32 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.console import console_lines, run_console
+    from bot.deferrals import FollowUp, run_due
+    from bot.render_text import render_decision
     from bot.wiring import build
 
     components = build(settings)
     components.ticker.notify = lambda text: print(text, file=sys.stderr)
-    scheduler = _scheduler(settings, components)
+
+    def show(follow: FollowUp) -> None:
+        print(f"── judged again: {render_decision(follow.decision, brief=True)}", file=sys.stderr)
+
+    def deferrals() -> None:
+        run_due(components.service, components.service.deferral, show)
+
+    scheduler = _scheduler(settings, components, deferrals=deferrals)
     scheduler.start()
     try:
-        return run_console(components.service, console_lines())
+        if getattr(args, "json", False):
+            from bot.console_json import run_console_json
+
+            def write(text: str) -> None:
+                print(text, flush=True)
+
+            return run_console_json(
+                components.service, console_lines(), write, approvers=settings.approver_users
+            )
+        return run_console(components.service, console_lines(), approvers=settings.approver_users)
     finally:
         scheduler.shutdown(wait=False)
 
@@ -192,7 +219,17 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if any(counts.values()):
             log.warning("finished work a stopped process left: %s", counts)
 
-    scheduler = _scheduler(settings, components, sync.run, finish_pending)
+    from bot.deferrals import run_due
+    from bot.slack.follow_ups import deferral_poster
+
+    poster = deferral_poster(ctx, client)
+
+    def deferrals() -> None:
+        counts = run_due(components.service, components.service.deferral, poster)
+        if any(counts.values()):
+            log.info("deferrals judged again: %s", counts)
+
+    scheduler = _scheduler(settings, components, sync.run, finish_pending, deferrals)
     if settings.ops_channel:
         channel = settings.ops_channel
 
@@ -265,6 +302,7 @@ def _scheduler(
     components: Components,
     library_sync: Callable[[], object] | None = None,
     outbox: Callable[[], object] | None = None,
+    deferrals: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
     import datetime as dt
 
@@ -279,6 +317,7 @@ def _scheduler(
         library_sync=library_sync,
         retention=RetentionPolicy.from_settings(settings),
         outbox=outbox,
+        deferrals=deferrals,
     )
 
 
@@ -409,12 +448,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npo", description="NPO ChatOps")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="reproduce the paper's learning dynamics and ablations")
+    sim = sub.add_parser(
+        "simulate", help="the loop against a simulated operator: utility, baselines, meta κ"
+    )
     sim.add_argument("--episodes", type=int, default=400)
-    sim.add_argument("--seeds", type=int, default=5)
+    sim.add_argument("--seeds", type=int, default=30)
+    sim.add_argument(
+        "--operator",
+        choices=[o.value for o in OperatorModel],
+        default=OperatorModel.OUTCOME.value,
+        help="outcome: judges what happened (default); gap: the paper's score-gap rule",
+    )
     sim.add_argument("--seed-base", type=int, default=0, help="first seed (default 0)")
     sim.add_argument("--variants", default=",".join(VARIANTS))
-    sim.add_argument("--tick-every", type=int, default=10, help="episodes per monitor tick")
+    sim.add_argument(
+        "--tick-every", type=int, default=SimConfig().tick_every, help="episodes per monitor tick"
+    )
     sim.add_argument("--out", type=Path, help="folder for episodes.csv, ticks.csv and plots")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON only")
     sim.add_argument(
@@ -437,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     chat = sub.add_parser("chat", help="the console adapter: incidents and feedback on stdin")
+    chat.add_argument("--json", action="store_true", help="one JSON object per line (for scripts)")
     chat.set_defaults(func=_cmd_chat)
 
     stats = sub.add_parser("stats", help="playbook alignment stats")

@@ -3,6 +3,8 @@
 Type an incident to get a recommendation; then ``like``, ``override <reason>``,
 ``neutral``, ``skip`` or ``like <playbook>`` (for a candidate of an abstention) apply to
 the last recommendation; ``stats``, ``verbosity brief|full``, ``help`` and ``quit``.
+When it awaits a second engineer, ``as <name>`` switches who is typing (``as`` alone says
+who), and ``approve`` or ``reject <reason>`` decides it.
 """
 
 from __future__ import annotations
@@ -11,16 +13,18 @@ import itertools
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
+from bot.approvals import REFUSED, ApprovalStatus, Approvers, approve, reject
 from bot.render_text import render_decision
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from bot.stats import PlaybookStats
+from core.decision import Outcome
 from core.feedback import FeedbackKind
 
 HELP = __doc__ or ""
 log = logging.getLogger(__name__)
-_KINDS = {
+KINDS = {
     "like": FeedbackKind.LIKE,
     "override": FeedbackKind.OVERRIDE,
     "neutral": FeedbackKind.NEUTRAL,
@@ -51,7 +55,10 @@ def run_console(
     lines: Iterable[str],
     echo: Callable[[str], None] = print,
     operator: str = "console",
+    approvers: Collection[str] = (),
 ) -> int:
+    """``approvers``: who may approve (empty: anyone who types, but never the requester)."""
+    may_approve = Approvers(approvers, lambda _user: True).may_approve
     last: str | None = None
     counter = itertools.count(1)
     verbosity = service.verbosity(operator, "full")
@@ -74,11 +81,22 @@ def run_console(
                 echo(f"verbosity: {verbosity}")
             except ValueError as exc:
                 echo(f"error: {exc}")
-        elif word in _KINDS:
+        elif word == "as":
+            name = rest.strip()
+            if name:
+                operator = name[:64]
+                verbosity = service.verbosity(operator, "full")
+            echo(f"operator: {operator}")
+        elif word in {"approve", "reject"}:
             if last is None:
                 echo("no recommendation yet: describe an incident first")
                 continue
-            kind = _KINDS[word]
+            echo(_approval(service, last, operator, may_approve(operator), word, rest))
+        elif word in KINDS:
+            if last is None:
+                echo("no recommendation yet: describe an incident first")
+                continue
+            kind = KINDS[word]
             target = rest.strip() if kind is FeedbackKind.LIKE and rest.strip() else None
             reason = rest.strip() if kind is FeedbackKind.OVERRIDE else ""
             event_id = f"console:{last}:{next(counter)}"
@@ -131,8 +149,48 @@ def run_console(
                 },
             )
             echo(render_decision(recorded.decision, brief=verbosity == "brief"))
-            echo("   → like · override <reason> · neutral · skip · like <playbook>")
+            if recorded.decision.outcome is Outcome.NEEDS_APPROVAL:
+                echo("   → as <name> · approve · reject <reason>")
+            else:
+                echo("   → like · override <reason> · neutral · skip · like <playbook>")
     return 0
+
+
+def _approval(
+    service: NPOService, rec_id: str, operator: str, allowed: bool, word: str, reason: str
+) -> str:
+    started = time.perf_counter()
+    if word == "approve":
+        result = approve(service, rec_id, operator, allowed)
+    else:
+        result = reject(service, rec_id, operator, allowed, reason)
+    log.log(
+        logging.INFO if result.changed else logging.WARNING,
+        "approval %s",
+        result.status.value.replace("_", " "),
+        extra={
+            "recommendation_id": rec_id,
+            "user": operator,
+            "status": result.status.value,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    if result.status is ApprovalStatus.APPROVED and result.decision is not None:
+        return render_decision(result.decision) + "\n   → like · override <reason> · neutral · skip"
+    if result.status is ApprovalStatus.REJECTED:
+        return f"rejected by {operator}: {result.reason} (stored as an override)"
+    if result.status is ApprovalStatus.ALREADY_DECIDED:
+        return f"not recorded: already decided by {result.decided_by}"
+    if result.status is ApprovalStatus.UNKNOWN:
+        return "not recorded: the last recommendation is not awaiting approval"
+    assert result.status in REFUSED
+    return {
+        ApprovalStatus.OWN_REQUEST: (
+            f"refused: {operator} asked for it; a second engineer approves (as <name>)"
+        ),
+        ApprovalStatus.NOT_AN_APPROVER: f"refused: {operator} is not an approver",
+        ApprovalStatus.NO_REASON: "refused: say why (reject <reason>)",
+    }[result.status]
 
 
 def console_lines() -> Iterable[str]:
@@ -144,4 +202,6 @@ def console_lines() -> Iterable[str]:
             except EOFError:
                 return
     else:
+        if hasattr(sys.stdin, "reconfigure"):  # a stray byte must not end a scripted run
+            sys.stdin.reconfigure(errors="replace")
         yield from sys.stdin

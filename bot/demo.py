@@ -152,8 +152,9 @@ def run_demo(
             loss = npo.feedback(decision, target, kind)
             line = f"   operator: {kind}"
             if target is not None:
-                local = npo.scores.get((target, incident.scenario.context_key))
-                line += f" on {target}; its local score is now {local.value:.2f}" if local else ""
+                cand = next(c for c in decision.candidates if c.playbook_id == target)
+                score = npo.scores.score((target, incident.scenario.context_key), cand.model_prior)
+                line += f" on {target}; its score is now {score:.2f}"
             echo(f"{line} → loss {loss:.2f}")
         report = npo.tick()
         echo(f"\n   meta-monitor: {report.decision.action} — {report.decision.reason}")

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from bot.db.engine import read_only, table_of, transaction
+from bot.db.follow_up_rows import awaiting_or_recent
 from bot.db.models import (
     Feedback,
     ModelVersion,
@@ -38,9 +39,12 @@ from bot.db.state import (
     load_monitor,
     model_weights,
     read_monitor,
+    read_monitor_history,
     save_monitor,
+    save_monitor_history,
 )
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
+from core.decision import Outcome
 from core.feedback import FeedbackKind
 from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
 from core.monitor import LoggedVote, MetaMonitor, MonitorAction, MonitorSignals
@@ -165,6 +169,7 @@ class MonitorTicker:
         shadow, _ = evaluate_candidate(snap.log, snap.trained_upto, snap.live, self.config)
         with self._reader.connect() as conn:
             monitor = read_monitor(conn, self.config.monitor)
+            monitor.state.history = read_monitor_history(conn)
         signals = monitor.signals(snap.votes)
         decision = monitor.decide(signals)
         model = None
@@ -242,6 +247,7 @@ class MonitorTicker:
         one transaction: a pause or resume made by a person meanwhile is kept."""
         conn = session.connection()
         monitor = load_monitor(conn, self.config.monitor)
+        monitor.state.history = read_monitor_history(conn)
         # Decide again on the locked document: a pause or resume made by a person while the
         # tick computed is what M must build on (the signals are the snapshot's). Signals
         # are a function of the votes and the document, so the ones computed outside the
@@ -250,6 +256,11 @@ class MonitorTicker:
         if monitor.state.to_dict() != unlocked.state.to_dict():
             signals = monitor.signals(snap.votes)
         decision = monitor.decide(signals)
+        if shadow.holdout:
+            # This tick's shadow verdict (M*) joins the history the learned M is fitted on,
+            # after M decided: M never sees the verdict of the tick it decides.
+            monitor.observe(signals, shadow.accepted)
+            save_monitor_history(conn, monitor.state.history, self.clock())
         if decision.action is MonitorAction.RETRAIN and shadow.accepted and model is None:
             model = fit(snap.log, self.config.fit)  # rare: the decision changed meanwhile
         ideal = None
@@ -331,16 +342,40 @@ class MonitorTicker:
 
 
 def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta) -> int:
-    """Recommendations nobody judged within ``after`` become ``skipped`` (idempotent)."""
+    """Close what nobody judged within ``after`` (idempotent); returns how many.
+
+    A recommendation nobody judged is an operator's skip (a judgment withheld: a vote of
+    kind ``skipped``, with the paper's λ_skip loss). An abstention nobody answered is the
+    bot's own silence, not anyone's skip: it is closed as ``expired`` with no vote, and
+    earns nothing either way.
+    """
     cutoff = now - after
     with Session(service.engine) as session:
         stale = session.exec(
-            select(Recommendation.id).where(
+            select(Recommendation.id, Recommendation.outcome).where(
                 Recommendation.status == "open", col(Recommendation.created_at) < cutoff
             )
         ).all()
+        # Awaiting an approval or a window, nobody was asked to judge it yet; approved or
+        # judged again, the clock starts then.
+        spared = awaiting_or_recent(session.connection(), [r for r, _ in stale], cutoff)
+    stale = [(rec_id, outcome) for rec_id, outcome in stale if rec_id not in spared]
     expired = 0
-    for rec_id in stale:
+    silent = [rec_id for rec_id, outcome in stale if outcome != Outcome.RECOMMEND.value]
+    if silent:
+        with transaction(service.engine) as session:
+            rows = session.exec(
+                select(Recommendation).where(
+                    col(Recommendation.id).in_(silent), Recommendation.status == "open"
+                )
+            ).all()
+            for row in rows:
+                row.status = "expired"
+                session.add(row)
+            expired += len(rows)
+    for rec_id, outcome in stale:
+        if outcome != Outcome.RECOMMEND.value:
+            continue
         result = service.record_feedback(
             FeedbackInput(
                 rec_id, "system", FeedbackKind.SKIPPED, f"expiry:{rec_id}", source="expiry"

@@ -195,3 +195,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pol.add_argument("--json", action="store_true")
     pol.add_argument("--clip", type=float, default=50.0, help="importance-weight clip")
     pol.set_defaults(func=_eval_policy)
+    from bot.incident_eval import register as register_incidents
+
+    register_incidents(ev)

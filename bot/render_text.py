@@ -30,21 +30,42 @@ _HEADLINE = {
     Outcome.RECOMMEND: "RECOMMEND",
     Outcome.ABSTAIN: "NO RECOMMENDATION (not confident enough)",
     Outcome.BLOCKED: "NO RECOMMENDATION (blocked by the safety policies)",
+    Outcome.NEEDS_APPROVAL: "AWAITING A SECOND ENGINEER (the safety policies ask for approval)",
+    Outcome.DEFERRED: "DEFERRED (the safety policies say to wait)",
 }
+
+
+_SHOWN = ("severity", "redundancy", "utilisation", "maintenance_window")
+
+
+def follow_up_text(decision: Decision) -> str | None:
+    """What happens next to an awaiting candidate, or who approved the recommendation."""
+    if decision.outcome is Outcome.RECOMMEND and decision.approved_by:
+        return f"approved by {decision.approved_by} (second engineer)"
+    if decision.outcome is Outcome.NEEDS_APPROVAL:
+        return "a second engineer (not the requester) types approve, or reject <reason>"
+    if decision.outcome is Outcome.DEFERRED and decision.deferral is not None:
+        d = decision.deferral
+        return f"can proceed: {d.text} (judged again then, attempt {d.attempt} of {d.max_attempts})"
+    if decision.outcome is Outcome.DEFERRED:
+        return "gave up: still deferred after every re-evaluation; decide by hand"
+    return None
 
 
 def render_decision(decision: Decision, brief: bool = False) -> str:
     exp = decision.explanation
     s = decision.scenario
     lines = [
-        f"── incident: {s.component}/{s.fault_type} on {s.device or '?'} "
-        f"(severity {s.severity}, redundancy {s.redundancy}, "
-        f"{'in' if s.maintenance_window else 'outside'} maintenance window)",
+        f"── incident: {s.component or 'unknown'}/{s.fault_type or 'unknown'} "
+        f"on {s.device or '?'} ({'; '.join(f.text for f in s.facts() if f.name in _SHOWN)})",
         f"   {_HEADLINE[decision.outcome]}",
     ]
-    if decision.chosen is not None:
-        c = decision.chosen
+    c = decision.chosen or decision.pending
+    if c is not None:
         lines.append(f"   playbook  {c.playbook_id} — {c.title} ({c.action.name})")
+    follow = follow_up_text(decision)
+    if follow:
+        lines.append(f"   next      {follow}")
     lines += [
         f"   gauge     {gauge(exp.visual.score, exp.visual.threshold)} "
         f"score {exp.visual.score:.2f} vs τ {exp.visual.threshold:.1f}",

@@ -22,6 +22,7 @@ from bot.service import NPOService
 
 log = logging.getLogger(__name__)
 OUTBOX_EVERY = dt.timedelta(seconds=30)
+DEFERRALS_EVERY = dt.timedelta(seconds=30)
 
 LIBRARY_SYNC_EVERY = dt.timedelta(seconds=30)
 RETENTION_RETRY = dt.timedelta(minutes=1)
@@ -36,9 +37,11 @@ def build_scheduler(
     library_sync: Callable[[], object] | None = None,
     retention: RetentionPolicy | None = None,
     outbox: Callable[[], object] | None = None,
+    deferrals: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
-    """Every job; ``library_sync`` (bot/library_sync.py), ``retention`` and ``outbox``
-    (bot/slack/outbox.py: what a dead process acknowledged but did not finish) when given."""
+    """Every job; ``library_sync`` (bot/library_sync.py), ``retention``, ``outbox``
+    (bot/slack/outbox.py: what a dead process acknowledged but did not finish) and
+    ``deferrals`` (bot/deferrals.py: deferred candidates judged again when due) when given."""
     scheduler = BackgroundScheduler(timezone=dt.UTC)
 
     def add(job: Callable[[], object], trigger: BaseTrigger, job_id: str) -> None:
@@ -69,6 +72,8 @@ def build_scheduler(
         add(library_sync, every(LIBRARY_SYNC_EVERY), "library_sync")
     if outbox is not None:
         add(outbox, every(OUTBOX_EVERY), "outbox")
+    if deferrals is not None:  # every replica: a lease in our tables runs each job once
+        add(deferrals, every(DEFERRALS_EVERY), "deferrals")
     if retention is not None:
         policy = retention
 

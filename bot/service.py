@@ -3,8 +3,10 @@ else. It owns the transaction boundaries; the learning itself is the pure core.
 
 Feedback is idempotent: each delivery carries a source event id that is stored once
 (unique key), so a Slack retry, a second click or a second replica changes nothing. One
-operator's later vote on a recommendation replaces the earlier one: the scenario score is
-replayed from the current votes, and the bandit's old contribution is taken back.
+operator's later vote on a recommendation replaces the earlier one. Every vote goes through
+the one learning step of the core (``core.learning.learn``); a replaced or withdrawn vote's
+arm evidence is taken back exactly, and its scenario evidence leaves with it (scenario
+evidence is counted from the live votes, ``bot.db.scores``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bot.context.build import scenario_for
+from bot.context.gather import ContextGatherer
 from bot.db.batch_writes import BatchWrites
 from bot.db.engine import bounded_wait, read_only, transaction
 from bot.db.feedback_rows import (
@@ -33,11 +38,11 @@ from bot.db.feedback_rows import (
     is_claimed,
     recent_losses,
     replace_vote,
-    scenario_history,
     stored_vote,
     voters,
     withdraw_vote,
 )
+from bot.db.follow_up_rows import open_follow_up
 from bot.db.group_commit import GroupCommit
 from bot.db.models import (
     Feedback,
@@ -55,7 +60,7 @@ from bot.db.outbox_rows import (
 )
 from bot.db.recommendation_rows import operator_verbosity, store_message_ts, store_recommendation
 from bot.db.scores import Key as ScoreKey
-from bot.db.scores import ScoreBook, scenario_scores
+from bot.db.scores import context_evidence, scenario_evidence
 from bot.db.state import (
     audit,
     audit_row,
@@ -71,19 +76,22 @@ from bot.db.state import (
     save_clock,
     save_monitor,
 )
-from bot.extract import extract_scenario
+from bot.deferrals import DeferralPolicy
+from bot.deferrals import incident_json as deferral_incident
+from bot.extract import Vocabulary
 from bot.stats import PlaybookStats, playbook_stats
 from bot.text_input import MAX_STORED_CHARS, clean_text
-from core.bandit import ArmDelta, ThresholdBandit
+from core.bandit import ArmChoice, ArmDelta, ThresholdBandit
 from core.codec import decision_from_dict, decision_to_dict
 from core.decision import Candidate, Decision, decide
-from core.feedback import FeedbackKind, alignment_loss, signal
+from core.feedback import FeedbackKind, signal
+from core.learning import judged, learn
 from core.model import LogisticModel, Prior, SimilarityPrior
 from core.npo import NPOConfig, ThresholdMode
 from core.ope import thompson_propensities
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
-from core.scoring import ScenarioScore, blend
+from core.scoring import Evidence, evidence, posterior
 
 
 class PlaybookHit(Protocol):
@@ -221,7 +229,8 @@ class _Batch:
     decisions: dict[str, Decision] = field(default_factory=dict)
     # (recommendation, operator) → the stored vote, or None until a replacement loads it
     votes: dict[tuple[str, str], StoredVote | None] = field(default_factory=dict)
-    scores: ScoreBook = field(default_factory=ScoreBook)
+    # (playbook, context) → evidence of its live votes, kept current as the batch votes
+    scores: dict[ScoreKey, Evidence] = field(default_factory=dict)
     writes: BatchWrites = field(default_factory=BatchWrites)
 
 
@@ -304,12 +313,18 @@ class NPOService:
         classify: Callable[[str], Mapping[str, object]] | None = None,
         *,
         max_incident_chars: int = 4000,
+        vocabulary: Vocabulary | None = None,
+        context: ContextGatherer | None = None,
+        deferral: DeferralPolicy | None = None,
     ) -> None:
         self.engine, self.retriever, self.spe = engine, retriever, spe
         self.config, self.rng, self.clock = config, rng, clock
         self.candidates = candidates
         self.max_incident_chars = max_incident_chars  # what extraction and retrieval read
         self.classify = classify
+        self.vocabulary = vocabulary  # the playbooks' applies_to, for extraction
+        self.context = context  # context providers (None: the incident's own labels only)
+        self.deferral = deferral or DeferralPolicy()  # when deferred candidates are re-judged
         self._mc_rng = np.random.default_rng(rng.integers(2**63))  # propensity estimates
         self._model_cache: tuple[int, LogisticModel] | None = None
         self._odds: tuple[bytes, npt.NDArray[np.float64]] | None = None
@@ -322,12 +337,8 @@ class NPOService:
         if incident.source_event_id and self._already_handled(incident.source_event_id):
             return self._existing(incident.source_event_id)
         text, notes = incident.for_matching(self.max_incident_chars)
-        scenario = extract_scenario(text, self.clock(), incident.hints)
-        if self.classify is not None and "unknown" in (scenario.component, scenario.fault_type):
-            labels = self.classify(text)  # only component/fault type, validated
-            hints = {k: v for k, v in labels.items() if k in ("component", "fault_type")}
-            scenario = extract_scenario(text, self.clock(), {**hints, **incident.hints})
         hits = self.retriever.search(text, self.candidates)
+        scenario = self._scenario(text, incident.hints, self.clock(), hits)
         # Read and decide outside the write transaction: the SPE and the bandit take
         # milliseconds that writers (votes) should not wait for. What is read here only
         # changes through votes and monitor ticks; a decision made on it a few
@@ -342,12 +353,16 @@ class NPOService:
         elif mode is ThresholdMode.RANDOM:
             arm = bandit.arm_for(bandit.arms[int(self.rng.integers(len(bandit.arms)))])
             propensity, policy = 1.0 / len(bandit.arms), "random"
+        elif mode is ThresholdMode.ABSTAIN:
+            arm = ArmChoice(len(bandit.arms) - 1, math.inf, 1.0, 1.0, math.nan)  # none clears it
+            propensity, policy = 1.0, "abstain"
         else:
             arm = bandit.choose(self.rng)
             propensity, policy = max(float(self._propensities(bandit)[arm.index]), 1e-3), "thompson"
         decision = decide(scenario, candidates, arm, self.spe, losses, notes)
-        stored = decision_to_dict(decision)
         now = self.clock()
+        decision = self.deferral.stamp(decision, now)
+        stored = decision_to_dict(decision)
         incident_id, rec_id = uuid.uuid4().hex, uuid.uuid4().hex
         with self.engine.begin() as conn:
             if incident.source_event_id and not claim_event(conn, incident.source_event_id, now):
@@ -402,18 +417,50 @@ class NPOService:
                     now,
                 ),
             )
+            open_follow_up(  # an approval or a deferral job, when the decision needs one
+                conn,
+                recommendation_id=rec_id,
+                decision=decision,
+                requester=incident.reporter,
+                incident_json=deferral_incident(text, incident.hints, incident.reporter),
+                channel=incident.channel,
+                thread_ts=incident.thread_ts,
+                now=now,
+            )
         return Recorded(rec_id, decision)
+
+    def _scenario(
+        self,
+        text: str,
+        hints: Mapping[str, object],
+        now: dt.datetime,
+        hits: Sequence[PlaybookHit],
+    ) -> Scenario:
+        return scenario_for(
+            text,
+            hints,
+            now,
+            [(h.doc_id, h.similarity) for h in hits],
+            self.vocabulary,
+            self.context,
+            self.classify,
+        )
+
+    def fresh_scenario(self, text: str, now: dt.datetime, hints: Mapping[str, object]) -> Scenario:
+        """The incident's scenario with the context as it is now (a deferral judged again)."""
+        text = text[: self.max_incident_chars]
+        return self._scenario(text, hints, now, self.retriever.search(text, self.candidates))
 
     def _decision_state(
         self, context_key: str
-    ) -> tuple[Prior, set[str], dict[str, ScenarioScore], ThresholdBandit, list[float]]:
-        """Prior, paused playbooks, this scenario's refined scores, bandit, recent losses:
-        read in one snapshot."""
+    ) -> tuple[Prior, set[str], dict[str, Evidence], ThresholdBandit, list[float]]:
+        """Prior, paused playbooks, this context's evidence per playbook, bandit, recent
+        losses: read in one snapshot."""
         with self._reader.connect() as conn:
             return (
                 self._prior(conn),
                 set(read_monitor(conn, self.config.monitor).state.paused),
-                scenario_scores(conn, context_key),
+                context_evidence(conn, context_key, self.config.scoring),
                 read_bandit(conn, self.config.bandit),
                 recent_losses(conn),
             )
@@ -565,11 +612,8 @@ class NPOService:
             self._take_back(bandit, current)
             save_bandit(conn, bandit)
             withdraw_vote(conn, current.id, now)
-            scores = ScoreBook()
-            local = self._replay_score(conn, current.playbook_id, current.context_key, scores)
-            scores.flush(conn, now)
             audit(conn, operator_id, "withdraw", recommendation_id, {"kind": current.kind}, now)
-            return FeedbackResult(FeedbackStatus.WITHDRAWN, None, local, current.playbook_id)
+            return FeedbackResult(FeedbackStatus.WITHDRAWN, None, None, current.playbook_id)
 
     def _record_all(self, conn: Connection, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
         """Apply a batch of votes in order: a few queries up front, one write per table."""
@@ -580,18 +624,18 @@ class NPOService:
         for rec_id, decision_json in decisions(conn, rec_ids).items():
             loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
         loaded.votes.update(dict.fromkeys(voters(conn, rec_ids)))  # loaded if replaced
-        loaded.scores.load(
+        loaded.scores = scenario_evidence(
             conn,
             (
                 (c.playbook_id, d.scenario.context_key)
                 for d in loaded.decisions.values()
                 for c in d.candidates
             ),
+            self.config.scoring,
         )
         results = [self._record(conn, fb, loaded) for fb in batch]
         loaded.writes.flush(conn)
         if any(r.changed for r in results):
-            loaded.scores.flush(conn, self.clock())
             save_bandit(conn, loaded.bandit)
             save_clock(conn, loaded.step, loaded.bandit.steps)
         return results
@@ -605,11 +649,9 @@ class NPOService:
         decision = loaded.decisions.get(fb.recommendation_id)
         if decision is None:
             return FeedbackResult(FeedbackStatus.UNKNOWN_RECOMMENDATION)
-        target = self._target(decision, fb.playbook_id)
+        target = judged(decision, fb.playbook_id)
         if target is None and fb.kind is not FeedbackKind.SKIPPED:
             return FeedbackResult(FeedbackStatus.NOT_A_CANDIDATE)
-        score = target.score if target else 0.0
-        loss = alignment_loss(fb.kind, score, self.config.skip_loss)
         sig = signal(fb.kind)
         key = (fb.recommendation_id, fb.operator_id)
         replaced = key in loaded.votes
@@ -620,15 +662,17 @@ class NPOService:
             assert previous is not None
             if not previous.withdrawn:
                 self._take_back(loaded.bandit, previous)
+                self._forget(loaded, previous)
         loaded.step += 1
-        delta = self._bandit_apply(loaded.bandit, decision, target, fb.kind)
+        bandit = loaded.bandit if self.config.bandit_learns else None
+        effect = learn(decision, fb.playbook_id, fb.kind, loaded.step, self.config.learning, bandit)
         fields: dict[str, Any] = {
-            "playbook_id": target.playbook_id if target else "",
+            "playbook_id": effect.playbook_id or "",
             "kind": fb.kind.value,
             "label": sig.label,
             "weight": sig.weight,
-            "score": score,
-            "loss": loss,
+            "score": effect.score,
+            "loss": effect.loss,
             "reason": fb.reason,
             "source": fb.source,
             "prior": target.model_prior if target else 0.0,
@@ -636,12 +680,17 @@ class NPOService:
             "context_json": json.dumps(decision.scenario.context()),
             "withdrawn": False,
             "seq": loaded.step,
-            "bandit_json": json.dumps(delta.to_dict()) if delta else "{}",
+            "bandit_json": json.dumps(effect.arms.to_dict()) if effect.arms else "{}",
             "updated_at": now,
         }
         local = None
-        replaced_kind = None
         context_key = decision.scenario.context_key
+        if target is not None and not effect.evidence.empty:
+            scenario = (target.playbook_id, context_key)
+            found = loaded.scores.get(scenario, Evidence()) + effect.evidence
+            loaded.scores[scenario] = found
+            local = posterior(found, target.model_prior, self.config.scoring)
+        replaced_kind = None
         if not replaced:  # the common case: a first vote, appended in bulk
             loaded.votes[key] = None  # stored by this batch: loaded only if it is replaced
             loaded.writes.votes.append(
@@ -654,21 +703,11 @@ class NPOService:
                     **fields,
                 }
             )
-            if target is not None:
-                local = self._extend_score(
-                    (target.playbook_id, context_key), target.model_prior, fb.kind, loaded.scores
-                )
-        else:  # a later vote replaces the earlier one: history changes, replay it
+        else:  # a later vote replaces the earlier one in place
             assert previous is not None
             replaced_kind = previous.kind
             replace_vote(conn, previous.id, fields)
             loaded.votes[key] = None  # changed: read again if replaced again
-            if target is not None:
-                local = self._replay_score(
-                    conn, target.playbook_id, previous.context_key, loaded.scores
-                )
-            if previous.playbook_id not in ("", fields["playbook_id"]):
-                self._replay_score(conn, previous.playbook_id, previous.context_key, loaded.scores)
         if fb.kind is FeedbackKind.OVERRIDE:
             loaded.writes.retrains.append(
                 {
@@ -684,7 +723,8 @@ class NPOService:
             "reason": fb.reason,
             "source": fb.source,
             "replaced": replaced_kind,
-            "loss": round(loss, 4),
+            "loss": round(effect.loss, 4),
+            "utility": effect.utility,
         }
         loaded.writes.audits.append(
             audit_row(
@@ -692,36 +732,7 @@ class NPOService:
             )
         )
         status = FeedbackStatus.REPLACED if replaced else FeedbackStatus.STORED
-        return FeedbackResult(status, loss, local, fields["playbook_id"] or None)
-
-    @staticmethod
-    def _target(decision: Decision, playbook_id: str | None) -> Candidate | None:
-        wanted = playbook_id or (decision.chosen.playbook_id if decision.chosen else None)
-        if wanted is None and decision.candidates:
-            wanted = decision.candidates[0].playbook_id
-        return next((c for c in decision.candidates if c.playbook_id == wanted), None)
-
-    def _bandit_apply(
-        self,
-        bandit: ThresholdBandit,
-        decision: Decision,
-        target: Candidate | None,
-        kind: FeedbackKind,
-    ) -> ArmDelta | None:
-        """Add one vote's evidence on the threshold arms; what it added, to take it back.
-
-        Only a candidate the operator was shown as the recommendation credits an arm: a
-        vote on a blocked decision or on a candidate listed in an abstention tells no arm
-        what it would have earned by surfacing it."""
-        if self.config.threshold_mode is not ThresholdMode.THOMPSON or decision.arm is None:
-            return None
-        surfaced = (
-            target is not None
-            and decision.chosen is not None
-            and (decision.chosen.playbook_id == target.playbook_id)
-        )
-        arm = bandit.nearest_arm(decision.arm.threshold)
-        return bandit.update(arm, target.score if target else 0.0, kind, surfaced)
+        return FeedbackResult(status, effect.loss, local, fields["playbook_id"] or None)
 
     @staticmethod
     def _take_back(bandit: ThresholdBandit, vote: StoredVote) -> None:
@@ -730,31 +741,12 @@ class NPOService:
         if stored:
             bandit.take_back(ArmDelta.from_dict(stored))
 
-    def _extend_score(
-        self, key: ScoreKey, prior: float, kind: FeedbackKind, scores: ScoreBook
-    ) -> float | None:
-        """A new vote is the latest in its scenario's history: one refinement step, O(1)."""
-        if signal(kind).label is None:
-            return None
-        score = (scores.get(key) or ScenarioScore(prior)).refined(kind, self.config.scoring.eta)
-        scores.set(key, score)
-        return score.value
-
-    def _replay_score(
-        self, conn: Connection, playbook_id: str, context_key: str, scores: ScoreBook
-    ) -> float | None:
-        """The scenario score is a pure function of its current votes, in time order."""
-        key = (playbook_id, context_key)
-        scores.load(conn, [key])
-        history = scenario_history(conn, playbook_id, context_key)
-        if not history:
-            scores.set(key, None)
-            return None
-        score = ScenarioScore(history[0][1])
-        for kind, _prior in history:
-            score = score.refined(FeedbackKind(kind), self.config.scoring.eta)
-        scores.set(key, score)
-        return score.value
+    def _forget(self, loaded: _Batch, previous: StoredVote) -> None:
+        """The batch's view of a scenario loses what a replaced vote had added to it."""
+        scenario = (previous.playbook_id, previous.context_key)
+        if previous.playbook_id and scenario in loaded.scores:
+            found = evidence(FeedbackKind(previous.kind), self.config.scoring)
+            loaded.scores[scenario] = loaded.scores[scenario] - found
 
     # -- state --------------------------------------------------------------------------
     def _prior(self, conn: Connection) -> Prior:
@@ -767,7 +759,7 @@ class NPOService:
         return self._model_cache[1]
 
     def _candidate(
-        self, scenario: Scenario, hit: PlaybookHit, prior: Prior, local: ScenarioScore | None
+        self, scenario: Scenario, hit: PlaybookHit, prior: Prior, local: Evidence | None
     ) -> Candidate:
         meta = hit.metadata
         action = Action(
@@ -782,10 +774,10 @@ class NPOService:
             title=str(meta.get("playbook_title", hit.title)),
             action=action,
             similarity=hit.similarity,
-            score=blend(local, model_prior, self.config.scoring.blend_k),
+            score=posterior(local or Evidence(), model_prior, self.config.scoring),
             model_prior=model_prior,
             observations=local.observations if local else 0,
-            local_score=local.value if local else None,
+            local_score=local.local if local else None,
         )
 
     # -- reading ------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.text_input import MAX_STORED_CHARS
-from core.bandit import BanditConfig
-from core.monitor import MonitorConfig
+from core.bandit import BanditConfig, BanditRule
+from core.monitor import MonitorConfig, MonitorPolicy
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
 from core.scoring import ScoringConfig
+from core.utility import UtilityConfig
 from retrieval.embeddings import EmbeddingBackend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -42,17 +43,35 @@ class Settings(BaseSettings):
         None, description="sentence-transformers model name or path (default: bundled MiniLM)."
     )
 
-    eta: float = Field(0.2, description="Score refinement step η.")
-    blend_k: float = Field(3.0, description="Weight of the model prior in observations.")
+    prior_strength: float = Field(
+        0.5, description="What the calibrated prior of a scenario is worth, in confirmations."
+    )
+    override_weight: float = Field(
+        2.0, description="Evidence against a scenario that one override adds, in confirmations."
+    )
+    override_cost: float = Field(
+        3.0, description="Utility cost C of an overridden recommendation (a like is worth 1)."
+    )
+    miss_cost: float = Field(
+        0.5, description="Utility cost M of an abstention whose candidate was then confirmed."
+    )
     skip_loss: float = Field(0.1, description="Alignment loss of a skipped decision (λ_skip).")
     arms: Annotated[tuple[float, ...], NoDecode] = Field(
         (0.5, 0.6, 0.7, 0.8, 0.9), description="Threshold arms."
     )
     bandit_discount: float = Field(1.0, description="Discount γ of the bandit (1: none).")
-    counterfactual: bool = Field(False, description="Counterfactual updates of ordered arms.")
+    bandit_rule: BanditRule = Field(
+        BanditRule.UTILITY,
+        description="utility: every arm learns from every judged candidate; paper: the paper rule.",
+    )
+    counterfactual: bool = Field(
+        False, description="With the paper's rule: credit every arm between τ and the score."
+    )
     threshold_mode: ThresholdMode = Field(ThresholdMode.THOMPSON, description="How τ is chosen.")
     fixed_threshold: float = Field(0.7, description="τ when threshold_mode is fixed.")
-    retrain_min_gain: float = Field(0.005, description="δ: hold-out gain a retrain needs.")
+    retrain_min_gain: float = Field(
+        RetrainConfig().min_gain, description="δ: hold-out Brier-score gain a retrain needs."
+    )
     retrain_holdout: float = Field(
         0.5, description="Share of the feedback newer than the live model held out."
     )
@@ -172,6 +191,18 @@ class Settings(BaseSettings):
     alertmanager_allow_anonymous: bool = Field(
         False, description="Accept POST /alertmanager without a token (no NPO_ALERTMANAGER_TOKEN)."
     )
+    monitor_policy: MonitorPolicy = Field(
+        MonitorConfig().policy,
+        description="Meta-monitor M: learned (fitted on past shadow retrains) or rule.",
+    )
+
+    # Scenario context (bot/context): sources of facts, and the optional LLM extractor.
+    context_config: Path | None = Field(
+        None, description="YAML file of the context sources (Prometheus, windows, store)."
+    )
+    llm_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Time the LLM extractor may take before it is ignored."
+    )
     embedding_backend: EmbeddingBackend = Field(
         EmbeddingBackend.TORCH,
         description="How the embedding model runs: torch, onnx or onnx-int8 (exported offline).",
@@ -204,6 +235,29 @@ class Settings(BaseSettings):
             return tuple(x.strip().strip(":") for x in value.split(",") if x.strip())
         return value
 
+    # Approvals and deferrals (bot/approvals.py, bot/deferrals.py).
+    approver_users: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="User ids who may approve a needs-approval recommendation (empty: "
+        "everyone allowed to override); never the incident's requester.",
+    )
+    defer_retry_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="With no maintenance window known, a deferred candidate is judged again "
+        "after this many minutes.",
+    )
+    defer_max_attempts: int = Field(
+        5, ge=1, description="Re-evaluations of a deferred candidate before the bot gives up."
+    )
+
+    @field_validator("approver_users", mode="before")
+    @classmethod
+    def _split_approvers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(x.strip() for x in value.split(",") if x.strip())
+        return value
+
     @property
     def submissions_folder(self) -> Path:
         return self.submissions_dir or self.data_dir / "playbooks"
@@ -218,15 +272,24 @@ class Settings(BaseSettings):
 
     def npo_config(self) -> NPOConfig:
         """The core's configuration; invalid combinations fail here with the field named."""
+        utility = UtilityConfig(override_cost=self.override_cost, miss_cost=self.miss_cost)
         return NPOConfig(
-            scoring=ScoringConfig(eta=self.eta, blend_k=self.blend_k),
-            bandit=BanditConfig(
-                arms=self.arms, discount=self.bandit_discount, counterfactual=self.counterfactual
+            scoring=ScoringConfig(
+                prior_strength=self.prior_strength, override_weight=self.override_weight
             ),
+            bandit=BanditConfig(
+                arms=self.arms,
+                discount=self.bandit_discount,
+                counterfactual=self.counterfactual,
+                rule=self.bandit_rule,
+                start=utility.best_threshold,
+            ),
+            utility=utility,
             monitor=MonitorConfig(
                 ewma_bound=self.monitor_ewma_bound,
                 min_labels=self.monitor_min_labels,
                 pause_override_rate=self.pause_override_rate,
+                policy=self.monitor_policy,
             ),
             retrain=RetrainConfig(
                 holdout_fraction=self.retrain_holdout, min_gain=self.retrain_min_gain

@@ -17,18 +17,32 @@ import numpy as np
 from bot.native import load_torch_first
 from core.policy import MemoisedEngine, SafetyPolicyEngine
 from core.rego import RegoPolicyEngine
-from core.simulator import RunResult, SimConfig, run, summarise, variant_spec
+from core.simulator import (
+    RunResult,
+    SimConfig,
+    kappa_over_time,
+    run,
+    summarise,
+    variant_spec,
+    world,
+)
 
 
-def _run_job(
-    variant: str, seed: int, config: SimConfig, policy_modules: Mapping[str, str] | None
-) -> RunResult:
+def _run_seed(
+    variants: Sequence[str],
+    seed: int,
+    config: SimConfig,
+    policy_modules: Mapping[str, str] | None,
+) -> list[RunResult]:
+    """Every variant of one seed in one process: the seed's world (incidents, operator
+    draws, M* probe) is built once and shared."""
     spe: SafetyPolicyEngine | None = None
     if policy_modules is not None:
         # Engines hold native state that cannot cross processes: each job builds its own.
         load_torch_first()
         spe = MemoisedEngine(RegoPolicyEngine(policy_modules))
-    return run(variant, seed, config, spe)
+    shared = world(seed, config)
+    return [run(v, seed, config, spe, shared) for v in variants]
 
 
 def run_all(
@@ -39,32 +53,36 @@ def run_all(
     workers: int = 1,
     on_result: Callable[[RunResult], object] | None = None,
 ) -> dict[str, list[RunResult]]:
-    """Every (variant, seed) run, in parallel when ``workers`` > 1; ordered by seed."""
+    """Every (variant, seed) run, one job per seed on a process pool when ``workers`` > 1;
+    ordered by seed."""
     for v in variants:
         variant_spec(v)  # fail fast on a bad name, before any process starts
-    jobs = [(v, s) for s in seeds for v in variants]
     results: dict[tuple[str, int], RunResult] = {}
-    if workers <= 1:
-        for v, s in jobs:
-            results[(v, s)] = _run_job(v, s, config, policy_modules)
+
+    def collect(batch: list[RunResult]) -> None:
+        for r in batch:
+            results[(r.variant, r.seed)] = r
             if on_result:
-                on_result(results[(v, s)])
+                on_result(r)
+
+    if workers <= 1:
+        for s in seeds:
+            collect(_run_seed(variants, s, config, policy_modules))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_run_job, v, s, config, policy_modules): (v, s) for v, s in jobs}
+            futures = [pool.submit(_run_seed, variants, s, config, policy_modules) for s in seeds]
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                if on_result:
-                    on_result(results[futures[fut]])
+                collect(fut.result())
     return {v: [results[(v, s)] for s in seeds] for v in variants}
 
 
 def summary_document(
-    runs: Mapping[str, Sequence[RunResult]], episodes: int, seeds: int
+    runs: Mapping[str, Sequence[RunResult]], config: SimConfig, seeds: int
 ) -> dict[str, object]:
     return {
-        "episodes": episodes,
+        "episodes": config.episodes,
         "seeds": seeds,
+        "operator": config.operator.value,
         "variants": {v: summarise(rs).as_dict() for v, rs in runs.items()},
     }
 
@@ -92,10 +110,16 @@ def write_outputs(runs: Mapping[str, Sequence[RunResult]], out: Path, summary: o
         raise
 
 
+def _cell(x: float) -> str:
+    return "" if x != x else f"{x:g}"
+
+
 def _write_csvs(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
     with (folder / "episodes.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["variant", "seed", "episode", "loss", "reward", "threshold"])
+        w.writerow(
+            ["variant", "seed", "episode", "utility", "helped", "overridden", "loss", "threshold"]
+        )
         for variant, rs in runs.items():
             for r in rs:
                 for t in range(len(r.loss)):
@@ -104,18 +128,30 @@ def _write_csvs(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
                             variant,
                             r.seed,
                             t + 1,
+                            f"{r.utility[t]:g}",
+                            int(r.helped[t]),
+                            int(r.overridden[t]),
                             f"{r.loss[t]:.6f}",
-                            f"{r.reward[t]:.3f}",
-                            f"{r.threshold[t]:.2f}",
+                            _cell(round(float(r.threshold[t]), 2)),
                         ]
                     )
     with (folder / "ticks.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["variant", "seed", "episode", "monitor_agrees_with_ideal"])
+        w.writerow(["variant", "seed", "episode", "ideal", "action", "rule", "learned"])
         for variant, rs in runs.items():
             for r in rs:
-                for ep, agree in zip(r.tick_episode, r.tick_agree, strict=True):
-                    w.writerow([variant, r.seed, ep, "" if agree != agree else int(agree)])
+                for k, ep in enumerate(r.tick_episode):
+                    w.writerow(
+                        [
+                            variant,
+                            r.seed,
+                            ep,
+                            _cell(r.tick_ideal[k]),
+                            _cell(r.tick_action[k]),
+                            _cell(r.tick_rule[k]),
+                            _cell(r.tick_learned[k]),
+                        ]
+                    )
 
 
 def _smooth(series: np.ndarray, window: int) -> np.ndarray:
@@ -126,15 +162,6 @@ def _smooth(series: np.ndarray, window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(series, kernel, mode="valid")])
 
 
-def _cumulative_mean(values: np.ndarray) -> np.ndarray:
-    """Running mean that ignores NaN (ticks without a reference); NaN until the first value."""
-    seen = ~np.isnan(values)
-    counts = np.cumsum(seen)
-    sums = np.cumsum(np.where(seen, values, 0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
 def _write_plots(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
     import matplotlib
 
@@ -142,42 +169,45 @@ def _write_plots(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels: dict[str, tuple[str, Callable[[RunResult], np.ndarray]]] = {
-        "loss": ("alignment loss (rolling mean, 40 episodes)", lambda r: _smooth(r.loss, 40)),
-        "reward": ("reward (rolling mean, 40 episodes)", lambda r: _smooth(r.reward, 40)),
-        "threshold": (
-            "threshold τ (rolling mean, 40 episodes)",
-            lambda r: _smooth(r.threshold, 40),
-        ),
+        "utility": ("utility per incident (rolling mean, 40 episodes)", lambda r: r.utility),
+        "help_rate": ("help rate (rolling mean, 40 episodes)", lambda r: r.helped),
+        "loss": ("alignment loss (rolling mean, 40 episodes)", lambda r: r.loss),
+        "threshold": ("threshold τ (rolling mean, 40 episodes)", lambda r: r.threshold),
     }
     for name, (title, series_of) in panels.items():
         fig, ax = plt.subplots(figsize=(9, 5))
         for variant, rs in runs.items():
-            data = np.vstack([series_of(r) for r in rs])
-            mean = data.mean(0)
-            lo, hi = np.percentile(data, 25, axis=0), np.percentile(data, 75, axis=0)
+            data = np.vstack([_smooth(series_of(r), 40) for r in rs])
+            if np.isnan(data).all():
+                continue  # always_abstain has no threshold
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(data, 0)
+                lo, hi = np.nanpercentile(data, 25, axis=0), np.nanpercentile(data, 75, axis=0)
             x = np.arange(1, data.shape[1] + 1)
-            (line,) = ax.plot(x, mean, label=variant, linewidth=1.4)
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
-        ax.set(title=title, xlabel="episode")
-        ax.legend(fontsize=8, ncol=2)
+            (line,) = ax.plot(x, mean, label=variant, linewidth=1.2)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.08)
+        ax.set(title=f"{title}; band: interquartile range over seeds", xlabel="episode")
+        ax.legend(fontsize=7, ncol=3)
         fig.tight_layout()
         fig.savefig(folder / f"{name}.png", dpi=110)
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 5))
-    for variant, rs in runs.items():
-        if not rs[0].tick_agree:
+    for variant in ("full", "drift"):
+        rs = runs.get(variant, ())
+        if not rs or not rs[0].tick_episode:
             continue
-        data = np.vstack([_cumulative_mean(np.asarray(r.tick_agree)) for r in rs])
-        x = np.asarray(rs[0].tick_episode)
-        with warnings.catch_warnings():  # early ticks have no reference in any seed
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(data, 0)
-            lo, hi = np.nanpercentile(data, 25, axis=0), np.nanpercentile(data, 75, axis=0)
-        (line,) = ax.plot(x, mean, label=variant, linewidth=1.4)
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
-    ax.set(title="meta-alignment fidelity (cumulative)", xlabel="episode", ylim=(0, 1.05))
-    ax.legend(fontsize=8, ncol=2)
+        for series, label in (("tick_rule", "rule M"), ("tick_learned", "learned M")):
+            episodes, kappa = kappa_over_time(rs, series)
+            ax.plot(episodes, kappa, label=f"{variant}: {label}", linewidth=1.4)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set(
+        title="Cohen's κ of M against the ideal M* (cumulative, pooled over seeds)",
+        xlabel="episode",
+        ylabel="κ",
+    )
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "meta_fidelity.png", dpi=110)
+    fig.savefig(folder / "meta_kappa.png", dpi=110)
     plt.close(fig)

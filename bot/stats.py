@@ -20,6 +20,7 @@ from bot.db.models import (
     MonitorStateRow,
     Recommendation,
 )
+from core.monitor import meta_agreement
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,10 @@ def alignment_report(
             }
         )
     judged_ticks = [d for d in decisions if d.ideal_action is not None]
-    agree = sum((d.action == "retrain") == (d.ideal_action == "retrain") for d in judged_ticks)
+    meta = meta_agreement(
+        [d.action == "retrain" for d in judged_ticks],
+        [d.ideal_action == "retrain" for d in judged_ticks],
+    )
     return {
         "playbooks": rows,
         "arms": [
@@ -157,7 +161,9 @@ def alignment_report(
             for a in arms
         ],
         "monitor": {
-            "fidelity": round(agree / len(judged_ticks), 6) if judged_ticks else None,
+            "fidelity": round(meta.fidelity, 6) if judged_ticks else None,
+            "base_rate": round(meta.base_rate, 6) if judged_ticks else None,  # of M* = retrain
+            "kappa": round(meta.kappa, 6) if judged_ticks else None,
             "ticks": len(decisions),
             "recent": [
                 {
@@ -236,7 +242,12 @@ def format_report(report: dict[str, Any]) -> str:
         arms = ", ".join(f"τ={a['threshold']:.1f}: {a['mean']:.2f}" for a in report["arms"])
         lines.append(f"\nthreshold arms (posterior mean): {arms or '—'}")
         mon = report["monitor"]
-        fid = "—" if mon["fidelity"] is None else f"{mon['fidelity']:.2f}"
+        fid = "—"
+        if mon["fidelity"] is not None:
+            fid = (
+                f"{mon['fidelity']:.2f} (base rate of retrain {mon['base_rate']:.2f}, "
+                f"Cohen's κ {mon['kappa']:.2f})"
+            )
         lines.append(f"monitor: {mon['ticks']} ticks, meta-alignment fidelity {fid}")
         for d in mon["recent"][:5]:
             lines.append(f"  {d['at'][:16]} {d['action']}: {d['reason']}")

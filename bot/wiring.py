@@ -11,9 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from bot.context.config import build_gatherer, load_config
 from bot.db.engine import default_url, make_engine
 from bot.db.migrate import upgrade
 from bot.db.state import migrate_arms
+from bot.deferrals import deferral_policy
+from bot.extract import Vocabulary
 from bot.llm import LLMAugmenter
 from bot.monitoring import MonitorTicker
 from bot.native import load_torch_first
@@ -97,15 +100,25 @@ def build(settings: Settings, ingest: bool = True) -> Components:
         reingest()
     spe = load_policy_engine(settings.policies_dir)
     rng = np.random.default_rng(settings.seed)
-    llm = LLMAugmenter.from_name(settings.llm) if settings.llm else None
+    vocabulary = Vocabulary.from_folders(folders)
+    llm = (
+        LLMAugmenter.from_name(settings.llm, vocabulary, settings.llm_timeout_seconds)
+        if settings.llm
+        else None
+    )
+    engine = make_engine(url)
+    context = build_gatherer(load_config(settings.context_config), engine)
     service = NPOService(
-        make_engine(url),
+        engine,
         searcher,
         spe,
         settings.npo_config(),
         rng,
         classify=llm.classify if llm else None,
         max_incident_chars=settings.max_incident_chars,
+        vocabulary=vocabulary,
+        context=context,
+        deferral=deferral_policy(settings),
     )
     ticker = MonitorTicker(
         service.engine,

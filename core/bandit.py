@@ -1,15 +1,23 @@
 """Thompson sampling over ordered decision thresholds.
 
-Each arm τ has a Beta(α, β) posterior over "a recommendation surfaced at this threshold
-is accepted". The paper's rule credits only the arm that was used, and only when the
-recommendation was surfaced. Because the arms are ordered, one judged score s also tells
-every higher arm what it would have done: each arm with τ_chosen ≤ τ ≤ s would have surfaced
-it too, so the counterfactual rule gives all of them the same update (the paper's
-semantics, with more evidence per judgment and without selection bias).
+``BanditRule.UTILITY`` (default): each arm τ has a Beta(α, β) posterior over the *utility*
+of deciding at τ (``core.utility``: +1 a liked recommendation, −C an overridden one, −M a
+missed one, 0 an abstention nobody needed), mapped onto [0, 1] and added as fractional
+evidence (α += r, β += 1 − r). One judged candidate tells every arm what it would have done
+— surfaced it (τ ≤ s and the SPE allowed it), abstained, or surfaced another candidate
+(then this judgment says nothing about that arm) — whether the bot recommended it or listed
+it in an abstention, so every arm learns from every judgment. The prior starts from the
+threshold the objective implies for a calibrated score (τ* = C/(1 + C + M)), which the
+evidence then corrects.
+
+``BanditRule.PAPER``: the paper's rule. The posterior is over "a surfaced recommendation is
+accepted", and only the arm used is credited, only when it surfaced the candidate; with
+``counterfactual`` every arm between the one used and the score gets the same update.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +26,12 @@ import numpy as np
 from core.feedback import FeedbackKind, signal
 
 DEFAULT_ARMS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULT_START_STRENGTH = 6.0
+
+
+class BanditRule(enum.StrEnum):
+    UTILITY = "utility"
+    PAPER = "paper"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +40,10 @@ class BanditConfig:
 
     arms: tuple[float, ...] = DEFAULT_ARMS
     discount: float = 1.0
-    counterfactual: bool = False
+    counterfactual: bool = False  # the paper rule's ordered-arm variant
+    rule: BanditRule = BanditRule.UTILITY
+    start: float | None = None  # τ* the prior favours (None: a flat Beta(1, 1) prior)
+    start_strength: float = DEFAULT_START_STRENGTH  # pseudo-observations behind that prior
 
     def __post_init__(self) -> None:
         if not self.arms:
@@ -37,6 +54,22 @@ class BanditConfig:
             raise ValueError(f"arms: thresholds must be strictly increasing, got {self.arms}")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount: {self.discount} must be within (0, 1]")
+        if self.start is not None and not 0.0 <= self.start <= 1.0:
+            raise ValueError(f"start: {self.start} must be within [0, 1]")
+        if self.start_strength < 0.0:
+            raise ValueError(f"start_strength: {self.start_strength} must be >= 0")
+
+    def prior(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(α₀, β₀) per arm. With a start threshold, the arm nearest it gets the strongest
+        belief and each arm further away a quarter less: Beta(1 + n·q, 1 + n·(1 − q))."""
+        n = len(self.arms)
+        if self.start is None or self.start_strength == 0.0:
+            return (1.0,) * n, (1.0,) * n
+        start = self.start
+        best = min(range(n), key=lambda i: (abs(self.arms[i] - start), i))
+        q = [max(0.0, 1.0 - 0.25 * abs(i - best)) for i in range(n)]
+        m = self.start_strength
+        return tuple(1.0 + m * x for x in q), tuple(1.0 + m * (1.0 - x) for x in q)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +125,11 @@ class ThresholdBandit:
         self.config = config or BanditConfig()
         self.steps = steps  # learning steps so far: the clock of the discount
         n = len(self.config.arms)
-        self.alpha = np.ones(n) if alpha is None else np.asarray(alpha, dtype=np.float64)
-        self.beta = np.ones(n) if beta is None else np.asarray(beta, dtype=np.float64)
+        prior_alpha, prior_beta = self.config.prior()
+        self.prior_alpha = np.asarray(prior_alpha, dtype=np.float64)
+        self.prior_beta = np.asarray(prior_beta, dtype=np.float64)
+        self.alpha = self.prior_alpha.copy() if alpha is None else np.asarray(alpha, np.float64)
+        self.beta = self.prior_beta.copy() if beta is None else np.asarray(beta, np.float64)
         if self.alpha.shape != (n,) or self.beta.shape != (n,):
             raise ValueError(f"alpha/beta: need {n} values each, one per arm")
         if (self.alpha <= 0).any() or (self.beta <= 0).any():
@@ -161,6 +197,30 @@ class ThresholdBandit:
             self.steps,
         )
 
+    def credit(self, rewards: Sequence[float | None]) -> ArmDelta:
+        """The utility rule: add each arm's reward in [0, 1] (None: this judgment says
+        nothing about that arm) as fractional evidence; one step of the discount's clock
+        when any arm learned. Returns what was added, for ``take_back``."""
+        if len(rewards) != len(self.arms):
+            raise ValueError(f"rewards: need {len(self.arms)} values, one per arm")
+        if all(r is None for r in rewards):
+            zero = (0.0,) * len(self.arms)
+            return ArmDelta(self.arms, zero, zero, self.steps)
+        if any(r is not None and not 0.0 <= r <= 1.0 for r in rewards):
+            raise ValueError(f"rewards: each must be within [0, 1], got {list(rewards)}")
+        self._discount()
+        self.steps += 1
+        d_alpha = np.array([0.0 if r is None else r for r in rewards])
+        d_beta = np.array([0.0 if r is None else 1.0 - r for r in rewards])
+        self.alpha += d_alpha
+        self.beta += d_beta
+        return ArmDelta(
+            self.arms,
+            tuple(float(x) for x in d_alpha),
+            tuple(float(x) for x in d_beta),
+            self.steps,
+        )
+
     def take_back(self, delta: ArmDelta) -> None:
         """Remove exactly what ``delta`` added (a withdrawn or replaced vote).
 
@@ -175,14 +235,15 @@ class ThresholdBandit:
             i = index.get(arm)
             if i is None:
                 continue
-            self.alpha[i] = max(1.0, self.alpha[i] - factor * d_alpha)
-            self.beta[i] = max(1.0, self.beta[i] - factor * d_beta)
+            self.alpha[i] = max(self.prior_alpha[i], self.alpha[i] - factor * d_alpha)
+            self.beta[i] = max(self.prior_beta[i], self.beta[i] - factor * d_beta)
 
     def _discount(self) -> None:
+        """Evidence ages towards the prior (not towards nothing)."""
         g = self.config.discount
         if g < 1.0:
-            self.alpha = 1.0 + g * (self.alpha - 1.0)
-            self.beta = 1.0 + g * (self.beta - 1.0)
+            self.alpha = self.prior_alpha + g * (self.alpha - self.prior_alpha)
+            self.beta = self.prior_beta + g * (self.beta - self.prior_beta)
 
     def posterior_means(self) -> list[float]:
         return [float(x) for x in self.alpha / (self.alpha + self.beta)]
@@ -192,6 +253,9 @@ class ThresholdBandit:
             "arms": list(self.arms),
             "discount": self.config.discount,
             "counterfactual": self.config.counterfactual,
+            "rule": self.config.rule.value,
+            "start": self.config.start,
+            "start_strength": self.config.start_strength,
             "alpha": self.alpha.tolist(),
             "beta": self.beta.tolist(),
             "steps": self.steps,
@@ -203,6 +267,9 @@ class ThresholdBandit:
             arms=tuple(float(a) for a in data["arms"]),  # type: ignore[attr-defined]
             discount=float(data["discount"]),  # type: ignore[arg-type]
             counterfactual=bool(data["counterfactual"]),
+            rule=BanditRule(str(data.get("rule", BanditRule.PAPER.value))),
+            start=None if data.get("start") is None else float(data["start"]),  # type: ignore[arg-type]
+            start_strength=float(data.get("start_strength", DEFAULT_START_STRENGTH)),  # type: ignore[arg-type]
         )
         steps = int(data.get("steps", 0))  # type: ignore[call-overload]
         return cls(config, data["alpha"], data["beta"], steps)  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
@@ -9,6 +10,7 @@ from core.bandit import ArmChoice
 from core.decision import (
     Candidate,
     Decision,
+    Deferral,
     Explanation,
     Fact,
     Outcome,
@@ -16,7 +18,7 @@ from core.decision import (
     VisualClue,
 )
 from core.policy import Action, PolicyVerdict, RuleHit, Verdict
-from core.scenario import Scenario
+from core.scenario import Provenance, Scenario
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -38,12 +40,17 @@ def decision_to_dict(decision: Decision) -> dict[str, Any]:
             "hour_of_day",
             "text",
             "device",
+            "interface",
+            "recent_faults",
         )
     }
     data["scenario"]["active_changes"] = list(scenario.active_changes)
+    data["scenario"]["provenance"] = [[n, asdict(p)] for n, p in scenario.provenance]
     data["explanation"]["threshold"]["sample"] = _nan_to_none(decision.explanation.threshold.sample)
     if decision.arm is not None:
         data["arm"]["sample"] = _nan_to_none(decision.arm.sample)
+    if decision.deferral is not None:
+        data["deferral"]["at"] = decision.deferral.at.isoformat()
     return data
 
 
@@ -59,6 +66,10 @@ def _candidate(d: dict[str, Any]) -> Candidate:
     return Candidate(**{**d, "action": Action(**d["action"])})
 
 
+def _deferral(d: dict[str, Any]) -> Deferral:
+    return Deferral(**{**d, "at": dt.datetime.fromisoformat(d["at"])})
+
+
 def _float(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
@@ -66,6 +77,7 @@ def _float(value: float | None) -> float:
 def decision_from_dict(data: dict[str, Any]) -> Decision:
     s = dict(data["scenario"])
     s["active_changes"] = tuple(s.get("active_changes", ()))
+    s["provenance"] = tuple((n, Provenance(**p)) for n, p in s.get("provenance", ()))
     e = data["explanation"]
     t = dict(e["threshold"])
     t["sample"] = _float(t["sample"])
@@ -87,4 +99,7 @@ def decision_from_dict(data: dict[str, Any]) -> Decision:
         explanation=explanation,
         chosen=_candidate(data["chosen"]) if data.get("chosen") else None,
         arm=ArmChoice(**{**arm, "sample": _float(arm["sample"])}) if arm else None,
+        pending=_candidate(data["pending"]) if data.get("pending") else None,
+        deferral=_deferral(data["deferral"]) if data.get("deferral") else None,
+        approved_by=str(data.get("approved_by", "")),
     )

@@ -1,21 +1,23 @@
 """The NPO loop in memory: score → threshold → SPE → decision → feedback → monitor → retrain.
 
-The simulator and the console adapter drive this class; the bot keeps the same state in its
-database and calls the same pure pieces (``ScenarioScore.refined``, ``ThresholdBandit``,
-``MetaMonitor``, ``fit``) inside its transactions.
+The simulator drives this class; the bot keeps the same state in its database and calls the
+same pure pieces inside its transactions: the one learning step (``core.learning``), the
+scenario posterior (``core.scoring``), ``ThresholdBandit``, ``MetaMonitor`` and ``fit``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from core.bandit import ArmChoice, BanditConfig, ThresholdBandit
 from core.decision import Candidate, Decision, decide
-from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, alignment_loss, signal
+from core.feedback import DEFAULT_SKIP_LOSS, FeedbackKind, signal
+from core.learning import LearningConfig, VoteEffect, learn, unlearn
 from core.model import (
     Example,
     FeatureHasher,
@@ -31,16 +33,23 @@ from core.monitor import (
     MonitorAction,
     MonitorConfig,
     MonitorDecision,
+    MonitorSignals,
 )
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
 from core.scoring import ScoreTable, ScoringConfig
+from core.utility import UtilityConfig
 
 
 class ThresholdMode(enum.StrEnum):
     THOMPSON = "thompson"
     FIXED = "fixed"
     RANDOM = "random"
+    ABSTAIN = "abstain"  # the baseline that never recommends
+
+
+def _bandit_from_utility() -> BanditConfig:
+    return BanditConfig(start=UtilityConfig().best_threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +64,12 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class RetrainConfig:
-    """Controlled retraining: a candidate must beat the live model on the newest feedback."""
+    """Controlled retraining: a candidate must beat the live model on the newest feedback,
+    by δ in a proper scoring rule (``holdout_loss``)."""
 
     holdout_fraction: float = 0.5  # of the feedback newer than the live model
     min_holdout: int = 5
-    min_gain: float = 0.005  # δ, in alignment loss
+    min_gain: float = 0.002  # δ, in the weighted Brier score of the hold-out
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -73,7 +83,8 @@ class RetrainConfig:
 @dataclass(frozen=True, slots=True)
 class NPOConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    bandit: BanditConfig = field(default_factory=BanditConfig)
+    bandit: BanditConfig = field(default_factory=_bandit_from_utility)
+    utility: UtilityConfig = field(default_factory=UtilityConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     fit: FitConfig = field(default_factory=FitConfig)
@@ -89,6 +100,15 @@ class NPOConfig:
             )
         if self.skip_loss < 0:
             raise ValueError(f"skip_loss: {self.skip_loss} must be >= 0")
+
+    @property
+    def learning(self) -> LearningConfig:
+        return LearningConfig(self.scoring, self.utility, self.skip_loss)
+
+    @property
+    def bandit_learns(self) -> bool:
+        """Only a Thompson bandit learns its arms (fixed, random and abstain do not)."""
+        return self.learn and self.threshold_mode is ThresholdMode.THOMPSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +134,28 @@ class TickReport:
     shadow: RetrainResult
     candidate: LogisticModel | None = None
     retrain: RetrainResult | None = None
+    signals: MonitorSignals | None = None
+    rule: MonitorDecision | None = None  # what each M would have answered at this tick
+    learned: MonitorDecision | None = None  # None: too few judged ticks to fit it yet
 
 
-def holdout_loss(prior: Prior, examples: Sequence[Example], skip_loss: float) -> float:
-    """Mean alignment loss the prior's scores would have earned on these judgments."""
-    if not examples:
-        return 0.0
-    return sum(
-        alignment_loss(ex.kind, prior.predict(ex.playbook_id, ex.context, ex.similarity), skip_loss)
-        for ex in examples
-    ) / len(examples)
+def holdout_loss(prior: Prior, examples: Sequence[Example]) -> float:
+    """Weighted Brier score of the prior on these judgments: Σ w·(p − y)² / Σ w.
+
+    A proper scoring rule: its expectation is lowest for the true P(like), so the gate
+    cannot be won by an over-confident model (|p − y| can: it is minimised by rounding p
+    to 0 or 1). Brier rather than log loss: bounded, so one confident miss among a few
+    dozen hold-out judgments cannot decide a retrain alone. Skips carry no label.
+    """
+    total = weight = 0.0
+    for ex in examples:
+        sig = signal(ex.kind)
+        if sig.label is None:
+            continue
+        p = prior.predict(ex.playbook_id, ex.context, ex.similarity)
+        total += sig.weight * (p - sig.label) ** 2
+        weight += sig.weight
+    return total / weight if weight else 0.0
 
 
 def evaluate_candidate(
@@ -153,12 +185,12 @@ def evaluate_candidate(
         return RetrainResult(False, 0.0, 0.0, 0, reason), None
     train, hold = log[:-n_hold], log[-n_hold:]
     candidate = fit(train, config.fit, hasher)
-    live_loss = holdout_loss(live, hold, config.skip_loss)
-    cand_loss = holdout_loss(candidate, hold, config.skip_loss)
+    live_loss = holdout_loss(live, hold)
+    cand_loss = holdout_loss(candidate, hold)
     accepted = live_loss - cand_loss >= rc.min_gain
     verb = "lowers" if accepted else "does not lower"
     reason = (
-        f"candidate {verb} hold-out loss by δ={rc.min_gain}: "
+        f"candidate {verb} hold-out Brier score by δ={rc.min_gain}: "
         f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
     )
     return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
@@ -184,6 +216,8 @@ class NPO:
         self.hasher = FeatureHasher(self.config.fit.dim)
         self.trained_upto = 0  # learning step of the newest vote the live prior was fitted on
         self.losses: list[float] = []
+        # Each live vote's effect, by (decision, voter); the decision is kept alive with it.
+        self._effects: dict[tuple[int, str], tuple[Decision, VoteEffect]] = {}
         self.retrains_accepted = 0
         self.retrains_rejected = 0
 
@@ -201,7 +235,7 @@ class NPO:
             score=self.scores.score(sid, prior),
             model_prior=prior,
             observations=local.observations if local else 0,
-            local_score=local.value if local else None,
+            local_score=local.local if local else None,
         )
 
     def choose_arm(self) -> ArmChoice:
@@ -212,6 +246,10 @@ class NPO:
             return self.bandit.arm_for(
                 self.bandit.arms[int(self.rng.integers(len(self.bandit.arms)))]
             )
+        if mode is ThresholdMode.ABSTAIN:
+            # No score clears an infinite threshold; the bandit never learns from it.
+            top = len(self.bandit.arms) - 1
+            return ArmChoice(top, math.inf, 1.0, 1.0, float("nan"))
         return self.bandit.choose(self.rng)
 
     def decide(self, scenario: Scenario, matches: Sequence[Match]) -> Decision:
@@ -220,25 +258,47 @@ class NPO:
         return decide(scenario, candidates, self.choose_arm(), self.spe, self.losses[-20:])
 
     # -- learning -------------------------------------------------------------------------
-    def feedback(self, decision: Decision, playbook_id: str | None, kind: FeedbackKind) -> float:
-        """Record the operator's judgment of one candidate (or a skip); returns its loss."""
-        target = next((c for c in decision.candidates if c.playbook_id == playbook_id), None)
-        score = target.score if target else 0.0
-        loss = alignment_loss(kind, score, self.config.skip_loss)
-        self.losses.append(loss)
+    def feedback(
+        self,
+        decision: Decision,
+        playbook_id: str | None,
+        kind: FeedbackKind,
+        voter: str = "",
+    ) -> float:
+        """Record one operator's judgment of a candidate (or a skip); returns its loss.
+
+        A second vote by the same ``voter`` on the same decision replaces the first: what
+        the first taught is taken back before the second is learned, as in the bot.
+        """
+        self.withdraw(decision, voter)
         self.step += 1
-        self.votes.append(LoggedVote(self.step, kind, loss, playbook_id if target else None))
-        if target is None or signal(kind).label is None:
-            return loss
+        bandit = self.bandit if self.config.bandit_learns else None
+        effect = learn(decision, playbook_id, kind, self.step, self.config.learning, bandit)
+        self._effects[(id(decision), voter)] = (decision, effect)
+        self.losses.append(effect.loss)
+        self.votes.append(effect.logged())
+        if effect.playbook_id is None or signal(kind).label is None:
+            return effect.loss
         context = decision.scenario.context()
+        target = next(c for c in decision.candidates if c.playbook_id == effect.playbook_id)
         self.log.append(Example(target.playbook_id, context, target.similarity, kind, self.step))
         if self.config.learn:
-            sid = (target.playbook_id, decision.scenario.context_key)
-            self.scores.update(sid, kind, target.model_prior)
-            if decision.arm is not None and self.config.threshold_mode is ThresholdMode.THOMPSON:
-                surfaced = decision.chosen is not None and decision.chosen is target
-                self.bandit.update(decision.arm.index, score, kind, surfaced)
-        return loss
+            sid = (target.playbook_id, effect.context_key)
+            self.scores.add(sid, effect.evidence, kind, target.model_prior)
+        return effect.loss
+
+    def withdraw(self, decision: Decision, voter: str = "") -> VoteEffect | None:
+        """Take back everything one voter's vote on this decision taught (exactly)."""
+        stored = self._effects.pop((id(decision), voter), None)
+        if stored is None:
+            return None
+        effect = stored[1]
+        unlearn(effect, self.bandit if self.config.bandit_learns else None)
+        self.votes = [v for v in self.votes if v.seq != effect.step]
+        self.log = [ex for ex in self.log if ex.seq != effect.step]
+        if self.config.learn and effect.playbook_id is not None:
+            self.scores.remove((effect.playbook_id, effect.context_key), effect.evidence)
+        return effect
 
     def evaluate_retrain(self) -> tuple[RetrainResult, LogisticModel | None]:
         return evaluate_candidate(self.log, self.trained_upto, self.prior, self.config, self.hasher)
@@ -258,14 +318,23 @@ class NPO:
         return result
 
     def tick(self) -> TickReport:
-        """One meta-monitoring tick: shadow evaluation, then M's decision carried out."""
-        shadow, candidate = self.evaluate_retrain()
+        """One meta-monitoring tick: shadow evaluation (M*), M's decision carried out, then
+        the tick joins the history the learned M is fitted on (after deciding, so M never
+        sees the verdict of the tick it decides)."""
         if not self.config.learn:
             hold = MonitorDecision(MonitorAction.HOLD, "learning disabled")
-            return TickReport(hold, shadow, candidate)
-        decision = self.monitor.decide(self.monitor.signals(self.votes))
+            return TickReport(hold, RetrainResult(False, 0.0, 0.0, 0, "learning disabled"))
+        shadow, candidate = self.evaluate_retrain()
+        monitor = self.monitor
+        signals = monitor.signals(self.votes)
+        decision = monitor.decide(signals)
+        rule = monitor.pause_decision(signals) or monitor.rule_decision(signals)
+        learned = monitor.pause_decision(signals) or monitor.learned_decision(signals)
+        if shadow.holdout:
+            monitor.observe(signals, shadow.accepted)
+        report = TickReport(decision, shadow, candidate, None, signals, rule, learned)
         if decision.action is MonitorAction.PAUSE_PLAYBOOK and decision.playbook_id:
-            self.monitor.pause(decision.playbook_id)
+            monitor.pause(decision.playbook_id)
         elif decision.action is MonitorAction.RETRAIN:
-            return TickReport(decision, shadow, candidate, self.retrain(shadow))
-        return TickReport(decision, shadow, candidate)
+            return replace(report, retrain=self.retrain(shadow))
+        return report

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -73,7 +73,11 @@ class IncidentInbox(SQLModel, table=True):
 class Feedback(SQLModel, table=True):
     """One operator's current judgment of one recommendation (a later vote replaces it)."""
 
-    __table_args__ = (UniqueConstraint("recommendation_id", "operator_id"),)
+    __table_args__ = (
+        UniqueConstraint("recommendation_id", "operator_id"),
+        # A scenario's evidence is counted from its live votes at every recommendation.
+        Index("ix_feedback_scenario", "context_key", "playbook_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     recommendation_id: str = Field(foreign_key="recommendation.id", index=True)
@@ -106,16 +110,6 @@ class ProcessedEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True)
     created_at: dt.datetime = Field(default_factory=_now, index=True)  # retention deletes by age
-
-
-class ScenarioScoreRow(SQLModel, table=True):
-    __tablename__ = "scenario_score"
-
-    playbook_id: str = Field(primary_key=True)
-    context_key: str = Field(primary_key=True)
-    value: float
-    observations: int = 0
-    updated_at: dt.datetime = Field(default_factory=_now)
 
 
 class BanditArm(SQLModel, table=True):
@@ -243,5 +237,44 @@ class AlertGroup(SQLModel, table=True):
     channel: str
     thread_ts: str = ""
     status: str = "firing"
+    created_at: dt.datetime = Field(default_factory=_now)
+    updated_at: dt.datetime = Field(default_factory=_now)
+
+
+class Approval(SQLModel, table=True):
+    """A recommendation whose candidate needs a second engineer (SPE ``needs_approval``):
+    pending until someone allowed to approve, who is not its requester, approves or
+    rejects it. The state changes once (a conditional update), whoever clicks twice."""
+
+    __tablename__ = "approval"
+
+    recommendation_id: str = Field(foreign_key="recommendation.id", primary_key=True)
+    playbook_id: str
+    requester: str = ""
+    state: str = Field(default="pending", index=True)  # pending | approved | rejected
+    decided_by: str | None = None
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: dt.datetime = Field(default_factory=_now)
+    decided_at: dt.datetime | None = None
+
+
+class DeferralJob(SQLModel, table=True):
+    """A deferred candidate to judge again at ``due_at`` with fresh context. Any replica
+    may run it: it is claimed with a lease (``claimed_until``), and its outcome is posted
+    once, into the incident's thread."""
+
+    __tablename__ = "deferral_job"
+
+    recommendation_id: str = Field(foreign_key="recommendation.id", primary_key=True)
+    playbook_id: str
+    incident_json: str = Field(sa_column=Column(Text, nullable=False))  # text and hints
+    channel: str = ""
+    thread_ts: str = ""
+    due_at: dt.datetime = Field(index=True)
+    attempts: int = 0  # re-evaluations done so far
+    max_attempts: int = 1
+    state: str = Field(default="waiting", index=True)  # waiting | done | gave_up
+    outcome: str = ""  # the outcome of the last re-evaluation
+    claimed_until: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=_now)
     updated_at: dt.datetime = Field(default_factory=_now)

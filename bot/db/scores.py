@@ -1,112 +1,65 @@
-"""The refined scenario scores one batch of votes reads and changes, written once at the end.
+"""Scenario evidence, derived from the live votes (never stored apart from them).
 
-A batch touches a handful of (playbook, context) rows, often the same one many times: they
-are read in one query, changed in memory, and written with one statement per kind of change.
+A scenario's score is its prior plus the evidence of its current votes (``core.scoring``).
+Evidence is a sum, so it is counted straight from the votes: a withdrawn or replaced vote
+is out of the count the moment its row changes, with nothing else to keep in step.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
-from bot.db.models import ScenarioScoreRow
-from core.scoring import ScenarioScore
+from bot.db.models import Feedback
+from core.feedback import FeedbackKind
+from core.scoring import Evidence, ScoringConfig, evidence_of_counts
 
 Key = tuple[str, str]  # (playbook id, context key)
 
-_SCORES = table_of(ScenarioScoreRow)
-_READ = select(
-    _SCORES.c.playbook_id, _SCORES.c.context_key, _SCORES.c.value, _SCORES.c.observations
-).where(
-    _SCORES.c.playbook_id.in_(bindparam("playbooks", expanding=True)),
-    _SCORES.c.context_key.in_(bindparam("contexts", expanding=True)),
+_VOTES = table_of(Feedback)
+_LIVE = _VOTES.c.withdrawn.is_(False)
+_COUNTS = select(_VOTES.c.playbook_id, _VOTES.c.context_key, _VOTES.c.kind, func.count())
+_OF_CONTEXT = _COUNTS.where(_VOTES.c.context_key == bindparam("ctx"), _LIVE).group_by(
+    _VOTES.c.playbook_id, _VOTES.c.context_key, _VOTES.c.kind
 )
-_OF_CONTEXT = select(_SCORES.c.playbook_id, _SCORES.c.value, _SCORES.c.observations).where(
-    _SCORES.c.context_key == bindparam("ctx")
-)
-_MATCH = and_(_SCORES.c.playbook_id == bindparam("pb"), _SCORES.c.context_key == bindparam("ctx"))
-_UPDATE = (
-    update(_SCORES)
-    .where(_MATCH)
-    .values(value=bindparam("v"), observations=bindparam("n"), updated_at=bindparam("now"))
-)
-_DELETE = delete(_SCORES).where(_MATCH)
+_OF_KEYS = _COUNTS.where(
+    _VOTES.c.context_key.in_(bindparam("contexts", expanding=True)),
+    _VOTES.c.playbook_id.in_(bindparam("playbooks", expanding=True)),
+    _LIVE,
+).group_by(_VOTES.c.playbook_id, _VOTES.c.context_key, _VOTES.c.kind)
 
 
-def scenario_scores(conn: Connection, context_key: str) -> dict[str, ScenarioScore]:
-    """The refined score of every playbook judged in this context (a handful)."""
+def _fold(rows: Iterable[tuple[str, str, str, int]], config: ScoringConfig) -> dict[Key, Evidence]:
+    counts: dict[Key, dict[FeedbackKind, int]] = defaultdict(dict)
+    for pb, ctx, kind, n in rows:
+        if pb:  # a skip that judged no candidate
+            counts[(pb, ctx)][FeedbackKind(kind)] = int(n)
+    found = {key: evidence_of_counts(c, config) for key, c in counts.items()}
+    return {key: ev for key, ev in found.items() if not ev.empty}
+
+
+def context_evidence(
+    conn: Connection, context_key: str, config: ScoringConfig
+) -> dict[str, Evidence]:
+    """The evidence of every playbook judged in this context (a handful), by playbook."""
     rows = conn.execute(_OF_CONTEXT, {"ctx": context_key})
-    return {pb: ScenarioScore(value, n) for pb, value, n in rows}
+    return {pb: ev for (pb, _), ev in _fold(rows, config).items()}
 
 
-@dataclass(slots=True)
-class ScoreBook:
-    """Scores as loaded, and which of them this batch changed or removed."""
-
-    current: dict[Key, ScenarioScore] = field(default_factory=dict)
-    stored: set[Key] = field(default_factory=set)  # rows that exist in the database
-    changed: set[Key] = field(default_factory=set)
-    loaded: set[Key] = field(default_factory=set)  # asked for, whether or not a row exists
-
-    def load(self, conn: Connection, keys: Iterable[Key]) -> None:
-        wanted = set(keys) - self.loaded
-        if not wanted:
-            return
-        playbooks = sorted({pb for pb, _ in wanted})
-        contexts = sorted({ctx for _, ctx in wanted})
-        for pb, ctx, value, n in conn.execute(
-            _READ, {"playbooks": playbooks, "contexts": contexts}
-        ):
-            if (pb, ctx) not in self.loaded:  # what this batch has seen may have changed
-                self.current[(pb, ctx)] = ScenarioScore(value, n)
-                self.stored.add((pb, ctx))
-        self.loaded |= {(pb, ctx) for pb in playbooks for ctx in contexts}  # ⊇ wanted
-
-    def get(self, key: Key) -> ScenarioScore | None:
-        assert key in self.loaded, f"score {key} read before it was loaded"
-        return self.current.get(key)
-
-    def set(self, key: Key, score: ScenarioScore | None) -> None:
-        """A new score, or None when the scenario has no votes left."""
-        if score is None:
-            self.current.pop(key, None)
-        else:
-            self.current[key] = score
-        self.changed.add(key)
-
-    def flush(self, conn: Connection, now: dt.datetime) -> None:
-        inserts, updates, deletes = [], [], []
-        for key in self.changed:
-            score = self.current.get(key)
-            pb, ctx = key
-            if score is None:
-                if key in self.stored:
-                    deletes.append({"pb": pb, "ctx": ctx})
-                    self.stored.discard(key)
-            elif key in self.stored:
-                updates.append(
-                    {"pb": pb, "ctx": ctx, "v": score.value, "n": score.observations, "now": now}
-                )
-            else:
-                inserts.append(
-                    {
-                        "playbook_id": pb,
-                        "context_key": ctx,
-                        "value": score.value,
-                        "observations": score.observations,
-                        "updated_at": now,
-                    }
-                )
-                self.stored.add(key)
-        if inserts:
-            conn.execute(insert(_SCORES), inserts)
-        if updates:
-            conn.execute(_UPDATE, updates)
-        if deletes:
-            conn.execute(_DELETE, deletes)
-        self.changed.clear()
+def scenario_evidence(
+    conn: Connection, keys: Iterable[Key], config: ScoringConfig
+) -> dict[Key, Evidence]:
+    """The evidence of these scenarios (absent: none), in one query."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    params = {
+        "playbooks": sorted({pb for pb, _ in wanted}),
+        "contexts": sorted({ctx for _, ctx in wanted}),
+    }
+    rows = conn.execute(_OF_KEYS, params)
+    return {k: ev for k, ev in _fold(rows, config).items() if k in wanted}

@@ -20,7 +20,14 @@ from sqlalchemy.engine import Connection, Row
 from bot.db.engine import table_of
 from bot.db.models import AuditEntry, BanditArm, LearningClock, ModelVersion, MonitorStateRow
 from core.bandit import BanditConfig, ThresholdBandit
-from core.monitor import MetaMonitor, MonitorConfig, MonitorState
+from core.monitor import (
+    JudgedTick,
+    MetaMonitor,
+    MonitorConfig,
+    MonitorState,
+    history_from_list,
+    history_to_list,
+)
 
 _MONITOR = table_of(MonitorStateRow)
 _ARMS = table_of(BanditArm)
@@ -34,6 +41,8 @@ _WRITE_MONITOR = (
     .where(_MONITOR.c.id == 1)
     .values(state_json=bindparam("state"), updated_at=bindparam("now"))
 )
+_HISTORY_ROW = 2  # the learned monitor's tick history: read by the tick only
+_READ_HISTORY = select(_MONITOR.c.state_json).where(_MONITOR.c.id == _HISTORY_ROW)
 _READ_ARMS = select(_ARMS.c.threshold, _ARMS.c.alpha, _ARMS.c.beta).order_by(_ARMS.c.arm_index)
 _WRITE_ARM = (
     update(_ARMS)
@@ -121,7 +130,7 @@ def load_bandit(conn: Connection, config: BanditConfig, steps: int = 0) -> Thres
     locking = conn.dialect.name == "postgresql"
     rows = conn.execute(_READ_ARMS.with_for_update() if locking else _READ_ARMS).all()
     if not rows:
-        _write_fresh_arms(conn, config.arms)
+        _write_fresh_arms(conn, config)
         return ThresholdBandit(config, steps=steps)
     stored = tuple(float(r.threshold) for r in rows)
     if stored != tuple(config.arms):
@@ -142,10 +151,15 @@ def _arms(arms: tuple[float, ...]) -> str:
     return ",".join(f"{a:g}" for a in arms)
 
 
-def _write_fresh_arms(conn: Connection, arms: tuple[float, ...]) -> None:
+def _write_fresh_arms(conn: Connection, config: BanditConfig) -> None:
+    """The arms at their prior (``BanditConfig.prior``)."""
+    alpha, beta = config.prior()
     conn.execute(
         insert(_ARMS),
-        [{"arm_index": i, "threshold": t, "alpha": 1.0, "beta": 1.0} for i, t in enumerate(arms)],
+        [
+            {"arm_index": i, "threshold": t, "alpha": a, "beta": b}
+            for i, (t, a, b) in enumerate(zip(config.arms, alpha, beta, strict=True))
+        ],
     )
 
 
@@ -168,7 +182,7 @@ def migrate_arms(
         raise ArmsChangedError(arms_changed_message(stored, config.arms))
     conn.execute(delete(_ARMS))
     if migration == "reset":
-        _write_fresh_arms(conn, config.arms)
+        _write_fresh_arms(conn, config)
     else:
         nearest = [_nearest(rows, t) for t in config.arms]
         conn.execute(
@@ -234,3 +248,20 @@ def audit(
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def read_monitor_history(conn: Connection) -> list[JudgedTick]:
+    """The judged ticks the learned monitor is fitted on (none until a tick stored some).
+    Kept in its own row so that the monitor document every recommendation reads stays small."""
+    stored = conn.execute(_READ_HISTORY).scalar_one_or_none()
+    return history_from_list(json.loads(stored)) if stored else []
+
+
+def save_monitor_history(conn: Connection, history: Sequence[JudgedTick], now: dt.datetime) -> None:
+    """Store the history (in the tick's transaction, after ``load_monitor`` took the lock)."""
+    doc = json.dumps(history_to_list(history))
+    updated = conn.execute(
+        update(_MONITOR).where(_MONITOR.c.id == _HISTORY_ROW).values(state_json=doc, updated_at=now)
+    )
+    if updated.rowcount == 0:
+        conn.execute(insert(_MONITOR), {"id": _HISTORY_ROW, "state_json": doc, "updated_at": now})

@@ -24,7 +24,7 @@ from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.access import Access
 from bot.slack.flows import SlackContext
-from bot.slack.listeners import actions, commands, events, views
+from bot.slack.listeners import actions, approvals, commands, events, views
 from bot.slack.listeners import governance as governance_listeners
 from core.decision import Decision
 from core.feedback import FeedbackKind
@@ -166,6 +166,7 @@ def slack_context(
         summarise=summarise,
         governance=governance,
         review_channel=settings.review_channel or "",
+        approver_users=frozenset(settings.approver_users),
     )
 
 
@@ -194,7 +195,7 @@ def app_for(
         logger=bolt_logger(),
         listener_executor=ListenerPool() if listener_executor is None else listener_executor,
     )
-    for module in (events, actions, views, commands, governance_listeners):
+    for module in (events, actions, views, commands, governance_listeners, approvals):
         module.register(app, ctx)
     return app
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.render_text import gauge, sparkline
 from bot.slack.escape import clip, escape, mention
-from core.decision import Decision, Outcome
+from core.decision import Candidate, Decision, Outcome
 from core.feedback import FeedbackKind
 
 MAX_BLOCKS = 50
@@ -31,6 +31,9 @@ ACTION_SKIP = "npo_skip"
 ACTION_DETAILS = "npo_details"
 ACTION_LIKE_CANDIDATE = "npo_like_candidate"
 OVERRIDE_MODAL = "npo_override_modal"
+ACTION_APPROVE_RUN = "npo_approve_run"  # a second engineer approves a needs-approval one
+ACTION_REJECT_RUN = "npo_reject_run"  # … or rejects it (opens the reason modal)
+REJECT_MODAL = "npo_reject_modal"
 
 _KIND_OF_ACTION = {
     ACTION_LIKE: FeedbackKind.LIKE,
@@ -81,7 +84,32 @@ _HEADLINE = {
     Outcome.RECOMMEND: ":white_check_mark: *Recommended playbook*",
     Outcome.ABSTAIN: ":thinking_face: *No recommendation: not confident enough*",
     Outcome.BLOCKED: ":no_entry: *No recommendation: the safety policies do not allow it*",
+    Outcome.NEEDS_APPROVAL: ":raising_hand: *Awaiting a second engineer: the safety policies "
+    "ask for an approval*",
+    Outcome.DEFERRED: ":hourglass_flowing_sand: *Deferred: the safety policies say to wait*",
 }
+
+
+def candidate_shown(decision: Decision) -> Candidate | None:
+    """The candidate the message is about: the recommendation, or the one awaiting."""
+    return decision.chosen if decision.chosen is not None else decision.pending
+
+
+def follow_up_line(decision: Decision) -> str | None:
+    """What happens next to an awaiting candidate (or who approved a recommendation)."""
+    if decision.outcome is Outcome.RECOMMEND and decision.approved_by:
+        return f":white_check_mark: Approved by {mention(decision.approved_by)} (second engineer)"
+    if decision.outcome is Outcome.NEEDS_APPROVAL:
+        return ":busts_in_silhouette: A second engineer (not the requester) approves or rejects it."
+    if decision.outcome is Outcome.DEFERRED and decision.deferral is not None:
+        d = decision.deferral
+        return (
+            f":calendar: Can proceed: {escape(d.text)}. It is judged again then (attempt "
+            f"{d.attempt} of {d.max_attempts}) and the outcome is posted in this thread."
+        )
+    if decision.outcome is Outcome.DEFERRED:
+        return ":warning: Gave up: still deferred after every re-evaluation. Decide by hand."
+    return None
 
 
 def visual_clue(decision: Decision) -> str:
@@ -116,8 +144,8 @@ def recommendation_blocks(
     blocks: list[dict[str, Any]] = [_section(_HEADLINE[decision.outcome])]
     if summary:
         blocks.append(_context(escape(summary)))
-    if decision.chosen is not None:
-        c = decision.chosen
+    c = candidate_shown(decision)
+    if c is not None:
         head = f"*{escape(c.title)}* (`{escape(c.playbook_id)}`)\naction `{escape(c.action.name)}`"
         if c.action.target:
             head += f" on `{escape(c.action.target)}`"
@@ -128,6 +156,9 @@ def recommendation_blocks(
     blocks.append(_section(visual_clue(decision)))
     blocks.append(_context(f":scales: *Threshold*: {escape(exp.threshold.text)}"))
     blocks.append(_context(f":shield: *Policy*: {escape(exp.compliance.summary)}"))
+    follow = follow_up_line(decision)
+    if follow:
+        blocks.append(_section(follow))
     if decision.outcome is not Outcome.RECOMMEND and decision.candidates:
         for cand, verdict in list(zip(decision.candidates, decision.verdicts, strict=True))[:5]:
             line = (
@@ -143,7 +174,7 @@ def recommendation_blocks(
     if verbosity == "full":
         blocks.extend(explanation_blocks(decision))
     if votes is not None:
-        blocks.append(_context(votes_line(votes)))
+        blocks.append(_context(votes_line(votes, decision.outcome)))
     else:
         buttons = []
         if decision.outcome is Outcome.RECOMMEND:
@@ -152,6 +183,11 @@ def recommendation_blocks(
                 _button("🔴 Override", ACTION_OVERRIDE, recommendation_id, "danger"),
                 _button("Neutral", ACTION_NEUTRAL, recommendation_id),
                 _button("Skip", ACTION_SKIP, recommendation_id),
+            ]
+        elif decision.outcome is Outcome.NEEDS_APPROVAL:
+            buttons = [
+                _button("Approve", ACTION_APPROVE_RUN, recommendation_id, "primary"),
+                _button("Reject", ACTION_REJECT_RUN, recommendation_id, "danger"),
             ]
         if verbosity != "full":
             buttons.append(_button("Details", ACTION_DETAILS, recommendation_id))
@@ -165,14 +201,22 @@ def fallback_text(decision: Decision) -> str:
     if decision.chosen is not None:
         c = decision.chosen
         return _clip(f"Recommended: {escape(c.title)} ({escape(c.playbook_id)})")
+    if decision.pending is not None and decision.awaiting:
+        p = decision.pending
+        label = "Awaiting approval" if decision.outcome is Outcome.NEEDS_APPROVAL else "Deferred"
+        return _clip(f"{label}: {escape(p.title)} ({escape(p.playbook_id)})")
     return _clip(_HEADLINE[decision.outcome].replace("*", ""))
 
 
-def votes_line(votes: Sequence[Vote]) -> str:
-    """``Overridden by @x: reason`` for each current vote."""
+def votes_line(votes: Sequence[Vote], outcome: Outcome = Outcome.RECOMMEND) -> str:
+    """``Overridden by @x: reason`` for each current vote (``Rejected by`` while the
+    recommendation was awaiting approval: a rejection is an override of it)."""
     parts = []
     for user, kind, reason in votes:
-        text = f"{_PAST[kind]} by {mention(user)}"
+        past = _PAST[kind]
+        if outcome is Outcome.NEEDS_APPROVAL and kind is FeedbackKind.OVERRIDE:
+            past = ":x: Rejected"
+        text = f"{past} by {mention(user)}"
         parts.append(f"{text}: {escape(reason)}" if reason else text)
     return _clip(" · ".join(parts))
 
@@ -190,6 +234,31 @@ def override_modal(recommendation_id: str, channel: str, message_ts: str) -> dic
                 "type": "input",
                 "block_id": "reason",
                 "label": {"type": "plain_text", "text": "Why is this recommendation wrong?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 1000,
+                },
+            }
+        ],
+    }
+
+
+def reject_modal(recommendation_id: str, channel: str, message_ts: str) -> dict[str, Any]:
+    """Why the second engineer rejects a recommendation awaiting approval (required)."""
+    return {
+        "type": "modal",
+        "callback_id": REJECT_MODAL,
+        "private_metadata": f"{recommendation_id}|{channel}|{message_ts}",
+        "title": {"type": "plain_text", "text": "Reject"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Why should this not run?"},
                 "element": {
                     "type": "plain_text_input",
                     "action_id": "reason",

@@ -24,7 +24,7 @@ from bot.service import (
     NPOService,
 )
 from bot.slack.access import Access
-from bot.slack.blocks import fallback_text, recommendation_blocks
+from bot.slack.blocks import candidate_shown, fallback_text, recommendation_blocks
 from bot.slack.escape import escape
 from core.decision import Decision
 from core.feedback import FeedbackKind
@@ -51,6 +51,7 @@ class SlackContext:
     summarise: Callable[[Decision], str] = template_summary
     governance: Governance | None = None
     review_channel: str = ""
+    approver_users: frozenset[str] = frozenset()  # empty: everyone allowed to override
 
 
 def post_recommendation(ctx: SlackContext, client: WebClient, incident: IncidentInput) -> bool:
@@ -98,7 +99,8 @@ def post_decision(
     post (its lease). A failed post gives the lease back, so a retry or the outbox job
     can post it at once."""
     verbosity = ctx.service.verbosity(reporter, ctx.default_verbosity)
-    steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
+    shown = candidate_shown(decision)  # the recommendation, or the one awaiting
+    steps = ctx.steps(shown.playbook_id) if shown else ()
     kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
     try:
         response = client.chat_postMessage(
@@ -145,7 +147,8 @@ def refresh_message(
         return
     votes = ctx.service.votes(recommendation_id)
     shown = [(v.operator_id, v.kind, v.reason) for v in votes] if votes else None
-    steps = ctx.steps(decision.chosen.playbook_id) if decision.chosen else ()
+    candidate = candidate_shown(decision)
+    steps = ctx.steps(candidate.playbook_id) if candidate else ()
     try:
         client.chat_update(
             channel=channel,

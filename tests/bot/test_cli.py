@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from core.simulator import VARIANTS
 from tests.conftest import POLICIES
 
 
@@ -19,33 +20,39 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_simulate_json_has_exactly_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_json_has_the_documented_shape(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(
-        capsys, "simulate", "--episodes", "40", "--seeds", "2", "--json", "--workers", "1"
+        capsys,
+        "simulate",
+        "--episodes",
+        "40",
+        "--seeds",
+        "2",
+        "--operator",
+        "gap",
+        "--json",
+        "--workers",
+        "1",
     )
     assert code == 0
     doc = json.loads(out)
-    assert set(doc) == {"episodes", "seeds", "variants"}
-    assert (doc["episodes"], doc["seeds"]) == (40, 2)
-    assert list(doc["variants"]) == [
-        "full",
-        "static",
-        "fixed_threshold",
-        "random_threshold",
-        "no_meta",
-        "counterfactual",
-        "drift",
-    ]
+    assert set(doc) == {"episodes", "seeds", "operator", "variants"}
+    assert (doc["episodes"], doc["seeds"], doc["operator"]) == (40, 2, "gap")
+    assert list(doc["variants"]) == list(VARIANTS)
+    assert {"always_abstain", "fixed_0.5", "fixed_0.9", "paper_rule"} <= set(doc["variants"])
     for row in doc["variants"].values():
-        assert set(row) == {
-            "final_loss",
-            "mean_loss",
-            "final_threshold",
-            "meta_fidelity",
+        assert {
+            "utility",
+            "utility_ci",
+            "help_rate",
+            "override_rate",
             "retrains",
-            "reward",
-        }
-        assert isinstance(row["retrains"], int)
+            "meta_fidelity",
+            "meta_base_rate",
+            "meta_kappa",
+        } <= set(row)
+        low, high = row["utility_ci"]
+        assert low <= row["utility"] <= high
 
 
 def test_simulate_writes_csv_summary_and_plots(
@@ -56,32 +63,38 @@ def test_simulate_writes_csv_summary_and_plots(
         capsys,
         "simulate",
         "--episodes",
-        "30",
+        "40",
         "--seeds",
         "2",
         "--variants",
         "full,static",
+        "--tick-every",
+        "10",
         "--out",
         str(out_dir),
         "--workers",
         "2",
     )
     assert code == 0
-    assert "episodes/s" in out
+    assert "episodes/s" in out and "operator outcome" in out
     files = {p.name for p in out_dir.iterdir()}
     assert files == {
         "episodes.csv",
         "ticks.csv",
         "summary.json",
+        "utility.png",
+        "help_rate.png",
         "loss.png",
-        "reward.png",
         "threshold.png",
-        "meta_fidelity.png",
+        "meta_kappa.png",
     }
     rows = (out_dir / "episodes.csv").read_text().splitlines()
-    assert rows[0] == "variant,seed,episode,loss,reward,threshold"
-    assert len(rows) == 1 + 2 * 2 * 30
-    assert (out_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert rows[0] == "variant,seed,episode,utility,helped,overridden,loss,threshold"
+    assert len(rows) == 1 + 2 * 2 * 40
+    ticks = (out_dir / "ticks.csv").read_text().splitlines()
+    assert ticks[0] == "variant,seed,episode,ideal,action,rule,learned"
+    assert len(ticks) == 1 + 2 * 2 * 4
+    assert (out_dir / "meta_kappa.png").read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
 
 
@@ -119,6 +132,13 @@ def test_simulate_rejects_bad_arguments(
     code, _, err = _run(capsys, "simulate", *argv)
     assert code == 2
     assert message in err
+
+
+def test_simulate_rejects_an_unknown_operator(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--operator", "lenient"])
+    assert exc.value.code == 2
+    assert "outcome" in capsys.readouterr().err
 
 
 def test_policies_check_reports_file_and_line(
@@ -176,10 +196,10 @@ def test_run_with_a_slack_token_needs_the_signing_secret(
 def test_invalid_configuration_is_reported(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NPO_ETA", "fast")
+    monkeypatch.setenv("NPO_PRIOR_STRENGTH", "fast")
     code, _, err = _run(capsys, "demo")
     assert code == 2
-    assert "eta" in err
+    assert "prior_strength" in err
 
 
 def test_pausing_an_unknown_playbook_is_refused(

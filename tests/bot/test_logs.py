@@ -318,7 +318,7 @@ def test_secrets_never_show_in_reprs_strings_or_validation_errors() -> None:
     for value in SECRETS.values():
         assert value not in shown
     with pytest.raises(ValidationError) as caught:
-        Settings.model_validate({**SECRETS, "eta": "not a number"})
+        Settings.model_validate({**SECRETS, "prior_strength": "not a number"})
     for value in SECRETS.values():
         assert value not in str(caught.value)
     assert settings.slack_bot_token is not None

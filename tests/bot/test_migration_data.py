@@ -69,7 +69,7 @@ def test_upgrade_keeps_history_and_turns_tallies_into_watermarks(db_url: str) ->
             text("INSERT INTO monitor_state (id, state_json, updated_at) VALUES (1, :s, :t)"),
             {"s": json.dumps(old), "t": t0},
         )
-    upgrade(db_url)
+    upgrade(db_url, "0002")
     with engine.connect() as conn:
         seqs = [r[0] for r in conn.execute(text("SELECT seq FROM feedback ORDER BY id"))]
         clock = conn.execute(text("SELECT step FROM learning_clock")).scalar_one()
@@ -85,3 +85,15 @@ def test_upgrade_keeps_history_and_turns_tallies_into_watermarks(db_url: str) ->
     assert posted == "posted"  # old recommendations are never posted again
     # Each like cleared arm 0 (score 0.8 ≥ 0.5): what the old code added there, to take back.
     assert deltas == [{"arms": [0.5, 0.9], "alpha": [1.0, 0.0], "beta": [0.0, 0.0], "step": 3}] * 3
+    # 0003: the arms learn utility now; acceptance counts restart from the prior, audited,
+    # and no old vote takes anything back from the new arms.
+    upgrade(db_url)
+    with engine.connect() as conn:
+        deltas = [r[0] for r in conn.execute(text("SELECT bandit_json FROM feedback"))]
+        arms = conn.execute(text("SELECT COUNT(*) FROM banditarm")).scalar_one()
+        reset = conn.execute(
+            text("SELECT COUNT(*) FROM audit_log WHERE action = 'arms:reset'")
+        ).scalar_one()
+    engine.dispose()
+    assert deltas == ["{}"] * 3
+    assert (arms, reset) == (0, 1)

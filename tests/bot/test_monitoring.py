@@ -14,12 +14,18 @@ from sqlmodel import Session, col, select
 
 from bot.cli import main
 from bot.db.engine import make_engine
-from bot.db.models import ModelVersion, MonitorDecisionRow, RetrainRequest, SchedulerState
-from bot.db.state import read_monitor
+from bot.db.models import (
+    ModelVersion,
+    MonitorDecisionRow,
+    Recommendation,
+    RetrainRequest,
+    SchedulerState,
+)
+from bot.db.state import read_monitor, read_monitor_history
 from bot.monitoring import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
-from core.monitor import MonitorAction, MonitorConfig
+from core.monitor import MonitorAction, MonitorConfig, MonitorPolicy
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
 from tests.fakes import FakeHit, FakeRetriever
@@ -191,6 +197,23 @@ def test_unanswered_recommendations_expire_as_skipped(
     assert (row.playbook_id, row.skipped) == ("link-optic", 1)
 
 
+def test_an_unanswered_abstention_expires_without_a_vote(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """The bot's silence is not an operator's skip: no vote, no loss, nothing learned."""
+    clock = FakeClock()
+    service = _service(engine, rego_engine, clock, _config(fixed_threshold=0.9))
+    rec = service.recommend(IncidentInput(TEXT, "console"))
+    assert not rec.decision.recommended
+    clock.advance(dt.timedelta(hours=25))
+    assert expire_unanswered(service, clock.now, dt.timedelta(hours=24)) == 1
+    assert expire_unanswered(service, clock.now, dt.timedelta(hours=24)) == 0
+    assert service.stats() == [] and service.votes(rec.recommendation_id) == []
+    with Session(engine) as s:
+        row = s.get(Recommendation, rec.recommendation_id)
+        assert row is not None and row.status == "expired"
+
+
 def test_monitor_tick_command(
     tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -295,3 +318,40 @@ def test_votes_flow_while_the_tick_computes_and_a_pause_made_meanwhile_is_kept(
         assert "link-drain" in read_monitor(conn, config.monitor).state.paused
     with Session(engine) as s:
         assert s.exec(select(MonitorDecisionRow)).one().action == "hold"
+
+
+def test_each_judged_tick_teaches_the_learned_monitor_that_then_decides(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """The bot's tick keeps M*'s verdict with the tick's signals in the stored monitor
+    document; with the learned M configured, it decides once both verdicts have been seen."""
+    clock = FakeClock()
+    monitor = MonitorConfig(
+        min_labels=4,
+        pause_min_decisions=500,
+        policy=MonitorPolicy.LEARNED,
+        learned_min_ticks=2,
+        learned_min_each=1,
+    )
+    config = _config(monitor=monitor, retrain=RetrainConfig(min_holdout=2))
+    service = _service(engine, rego_engine, clock, config)
+    ticker = MonitorTicker(engine, config, clock, INTERVAL)
+    reasons: list[str] = []
+    verdicts: list[bool] = []
+    for _ in range(8):
+        _overrides(service, clock, 6)
+        clock.advance(INTERVAL)
+        outcome = ticker.tick()
+        assert outcome is not None
+        reasons.append(outcome.reason)
+        if outcome.shadow.holdout:
+            verdicts.append(outcome.shadow.accepted)
+    with Session(engine) as s:
+        stored = read_monitor_history(s.connection())
+        assert read_monitor(s.connection(), config.monitor).state.history == []  # kept apart
+    assert [t.retrain for t in stored] == verdicts
+    assert verdicts[:2] == [True, False]  # the first retrain helped, the next did not
+    # The rule answered until both verdicts had been seen; from then on the learned M,
+    # which has learned that more of the same overrides no longer pay for a retrain.
+    assert not any(r.startswith("learned monitor") for r in reasons[:2])
+    assert all(r.startswith("learned monitor") and "< 0.50" in r for r in reasons[2:])

@@ -11,10 +11,12 @@ from sqlmodel import Session, select
 
 from bot.cli import main
 from bot.db.models import Recommendation
+from bot.policy_eval import logged_decisions, policy_report
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
-from core.npo import NPOConfig
+from core.npo import NPOConfig, ThresholdMode
 from core.rego import RegoPolicyEngine
+from core.utility import UtilityConfig
 from tests.fakes import FakeHit, FakeRetriever
 
 
@@ -52,9 +54,39 @@ def test_eval_policy_from_logged_decisions(
         "fixed:0.8",
         "fixed:0.9",
         "live_bandit",
+        "always_abstain",
     }
+    assert report["reward"] == "utility"
     for estimates in report["policies"].values():
         assert set(estimates) == {"ips", "snips", "dr"}
         assert estimates["dr"]["low"] <= estimates["dr"]["value"] <= estimates["dr"]["high"]
     assert main(["eval", "policy"]) == 0
     assert "live_bandit" in capsys.readouterr().out
+
+
+def test_logged_rewards_are_utilities_and_silence_does_not_win(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """An unanswered abstention earns 0 (not 0.9 as 1 − loss gave it), an override costs C,
+    and never recommending pays −M for every playbook the operator confirmed."""
+    service = NPOService(
+        engine,
+        FakeRetriever([FakeHit("link-optic", 0.75, "replace_optic")]),
+        rego_engine,
+        NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.5),
+        np.random.default_rng(5),
+    )
+    text = "CRC errors on leaf-1:eth1 redundancy=2 in maintenance window"
+    kinds = [FeedbackKind.LIKE] * 6 + [FeedbackKind.OVERRIDE] * 2 + [FeedbackKind.SKIPPED] * 2
+    for i, kind in enumerate(kinds):
+        rec = service.recommend(IncidentInput(text, "console"))
+        assert rec.decision.recommended
+        service.record_feedback(FeedbackInput(rec.recommendation_id, f"U{i}", kind, f"e{i}"))
+    cfg = UtilityConfig()
+    rewards = sorted(d.reward for d in logged_decisions(engine, cfg))
+    assert rewards == sorted([1.0] * 6 + [-cfg.override_cost] * 2 + [0.0] * 2)
+    report = policy_report(engine, np.random.default_rng(0), config=cfg)
+    fixed = report["policies"]["fixed:0.5"]["snips"]["value"]
+    assert fixed == pytest.approx((6 - 2 * cfg.override_cost) / 10)
+    abstain = report["policies"]["always_abstain"]["dr"]["value"]
+    assert abstain == pytest.approx(-cfg.miss_cost * 6 / 10)

@@ -1,65 +1,54 @@
-"""The batch's scenario-score book: loads once, writes each kind of change once, and never
-lets a later load overwrite what the batch has already changed."""
+"""Scenario evidence is counted from the live votes: withdrawn votes and skips add none,
+and only the scenarios asked for are returned."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pytest
+import numpy as np
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
-from bot.db.models import ScenarioScoreRow
-from bot.db.scores import ScoreBook
-from core.scoring import ScenarioScore
+from bot.db.scores import context_evidence, scenario_evidence
+from bot.service import FeedbackInput, IncidentInput, NPOService
+from core.feedback import FeedbackKind
+from core.npo import NPOConfig, ThresholdMode
+from core.scoring import evidence_of_counts
+from tests.fakes import FakeHit, FakeRetriever, ScriptedSPE
 
 NOW = dt.datetime(2026, 11, 25, 3, tzinfo=dt.UTC)
 
 
-def _stored(engine: Engine) -> dict[tuple[str, str], tuple[float, int]]:
-    with Session(engine) as s:
-        rows = s.exec(select(ScenarioScoreRow)).all()
-        return {(r.playbook_id, r.context_key): (r.value, r.observations) for r in rows}
+def _service(engine: Engine) -> NPOService:
+    retriever = FakeRetriever(
+        [FakeHit("optic", 0.85, "replace_optic"), FakeHit("drain", 0.6, "drain_link")]
+    )
+    cfg = NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.5)
+    return NPOService(engine, retriever, ScriptedSPE(), cfg, np.random.default_rng(0), lambda: NOW)
 
 
-def _seed(engine: Engine, *rows: tuple[str, str, float, int]) -> None:
-    with Session(engine) as s:
-        for pb, ctx, value, n in rows:
-            s.add(ScenarioScoreRow(playbook_id=pb, context_key=ctx, value=value, observations=n))
-        s.commit()
-
-
-def test_inserts_updates_and_deletes_are_written_once(engine: Engine) -> None:
-    _seed(engine, ("a", "c1", 0.5, 1), ("b", "c1", 0.4, 2))
-    book = ScoreBook()
-    with engine.begin() as conn:
-        book.load(conn, [("a", "c1"), ("b", "c1"), ("new", "c1")])
-        assert book.get(("a", "c1")) == ScenarioScore(0.5, 1)
-        assert book.get(("new", "c1")) is None
-        book.set(("a", "c1"), ScenarioScore(0.6, 2))
-        book.set(("b", "c1"), None)
-        book.set(("new", "c1"), ScenarioScore(0.7, 1))
-        book.flush(conn, NOW)
-    assert _stored(engine) == {("a", "c1"): (0.6, 2), ("new", "c1"): (0.7, 1)}
-    with engine.begin() as conn:  # a second flush of the same book changes nothing more
-        book.set(("new", "c1"), ScenarioScore(0.8, 2))
-        book.flush(conn, NOW)
-    assert _stored(engine)[("new", "c1")] == (0.8, 2)
-
-
-def test_a_later_load_does_not_bring_back_what_the_batch_changed(engine: Engine) -> None:
-    _seed(engine, ("a", "c1", 0.5, 1), ("a", "c2", 0.3, 1), ("b", "c1", 0.9, 4))
-    book = ScoreBook()
-    with engine.begin() as conn:
-        book.load(conn, [("a", "c1")])
-        book.set(("a", "c1"), None)  # the scenario lost its last vote
-        book.load(conn, [("b", "c1"), ("a", "c2")])  # its query also returns (a, c1)
-        assert book.get(("a", "c1")) is None
-        assert book.get(("b", "c1")) == ScenarioScore(0.9, 4)
-        book.flush(conn, NOW)
-    assert ("a", "c1") not in _stored(engine)
-
-
-def test_reading_a_score_that_was_never_loaded_is_a_bug(engine: Engine) -> None:
-    with pytest.raises(AssertionError, match="before it was loaded"):
-        ScoreBook().get(("a", "c1"))
+def test_evidence_counts_live_votes_only(engine: Engine) -> None:
+    svc = _service(engine)
+    night = [svc.recommend(IncidentInput("CRC errors on leaf-1", "console")) for _ in range(4)]
+    ctx = night[0].decision.scenario.context_key
+    votes = [
+        ("U1", FeedbackKind.LIKE, None),
+        ("U2", FeedbackKind.LIKE, None),
+        ("U3", FeedbackKind.OVERRIDE, None),
+        ("U4", FeedbackKind.NEUTRAL, "drain"),
+        ("U5", FeedbackKind.SKIPPED, None),
+    ]
+    for i, (user, kind, pb) in enumerate(votes):
+        rec = night[i % len(night)].recommendation_id
+        svc.record_feedback(FeedbackInput(rec, user, kind, f"e{i}", playbook_id=pb))
+    svc.withdraw_feedback(night[1].recommendation_id, "U2", "w1")  # one like withdrawn
+    cfg = svc.config.scoring
+    with engine.connect() as conn:
+        found = context_evidence(conn, ctx, cfg)
+        some = scenario_evidence(conn, [("optic", ctx), ("missing", ctx)], cfg)
+        other = context_evidence(conn, "no-such-context", cfg)
+    assert found["optic"] == evidence_of_counts(
+        {FeedbackKind.LIKE: 1, FeedbackKind.OVERRIDE: 1}, cfg
+    )
+    assert found["drain"] == evidence_of_counts({FeedbackKind.NEUTRAL: 1}, cfg)
+    assert some == {("optic", ctx): found["optic"]}
+    assert other == {}

@@ -22,8 +22,8 @@ from bot.db.models import (
     MonitorStateRow,
     Recommendation,
     RetrainRequest,
-    ScenarioScoreRow,
 )
+from bot.db.scores import context_evidence
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from core.codec import decision_to_dict
 from core.decision import Outcome
@@ -86,7 +86,8 @@ def test_feedback_is_stored_once_per_event(engine: Engine, rego_engine: RegoPoli
     fb = FeedbackInput(rid, "U1", FeedbackKind.LIKE, "evt-1")
     first = svc.record_feedback(fb)
     assert first.status is FeedbackStatus.STORED
-    assert first.local_score == pytest.approx(0.85 + 0.2 * (1 - 0.85))
+    k = svc.config.scoring.prior_strength
+    assert first.local_score == pytest.approx((k * 0.85 + 1) / (k + 1))
     for _ in range(3):  # Slack retries and a second replica
         assert svc.record_feedback(fb).status is FeedbackStatus.DUPLICATE
     assert _count(engine, Feedback) == 1
@@ -108,14 +109,23 @@ def test_a_later_vote_replaces_the_earlier_one(
         FeedbackInput(rid, "U1", FeedbackKind.OVERRIDE, "e2", reason="wrong card")
     )
     assert result.status is FeedbackStatus.REPLACED
-    assert result.local_score == pytest.approx(0.85 - 0.2 * 0.85)  # as if only the override existed
+    k, w = svc.config.scoring.prior_strength, svc.config.scoring.override_weight
+    assert result.local_score == pytest.approx(k * 0.85 / (k + w))  # only the override counts
     [stats] = svc.stats()
     assert (stats.decisions, stats.likes, stats.overrides) == (1, 0, 1)
+    only_override = _service(engine, rego_engine, threshold_mode=ThresholdMode.THOMPSON)
+    alone = only_override.config.bandit
     with Session(engine) as s:
         arms = s.exec(select(BanditArm)).all()
-        assert sum(a.alpha for a in arms) == pytest.approx(5.0)  # the like was taken back
-        surfaced = rec.decision.recommended
-        assert sum(a.beta for a in arms) == pytest.approx(6.0 if surfaced else 5.0)
+        # The like was taken back: what is left is the override alone. Arms at or below
+        # the score 0.85 would have shown the overridden candidate (reward 0 on the
+        # utility scale); the arm at 0.9 would have abstained, rightly (reward 0.75).
+        prior_a, prior_b = alone.prior()
+        u = svc.config.utility
+        gained_a = [a.alpha - p for a, p in zip(arms, prior_a, strict=True)]
+        gained_b = [a.beta - p for a, p in zip(arms, prior_b, strict=True)]
+        assert gained_a == pytest.approx([0, 0, 0, 0, u.reward(0.0)])
+        assert gained_b == pytest.approx([1, 1, 1, 1, 1 - u.reward(0.0)])
         assert s.exec(select(RetrainRequest)).one().reason.endswith("wrong card")
 
 
@@ -128,7 +138,9 @@ def test_withdrawing_a_reaction_removes_its_effect(
     result = svc.withdraw_feedback(rid, "U1", "react-remove")
     assert result.status is FeedbackStatus.WITHDRAWN
     assert svc.stats() == []
-    assert _count(engine, ScenarioScoreRow) == 0
+    with engine.connect() as conn:
+        ctx = svc.decision(rid).scenario.context_key  # type: ignore[union-attr]
+        assert context_evidence(conn, ctx, svc.config.scoring) == {}
     assert svc.withdraw_feedback(rid, "U1", "react-remove").status is FeedbackStatus.DUPLICATE
     assert (
         svc.withdraw_feedback(rid, "U1", "react-remove-2").status
@@ -156,20 +168,23 @@ def test_an_abstention_lets_operators_like_the_right_candidate(
     assert unknown.status is FeedbackStatus.UNKNOWN_RECOMMENDATION
 
 
-def test_moving_a_vote_to_another_candidate_replays_both_scenarios(
+def test_moving_a_vote_to_another_candidate_moves_its_evidence(
     engine: Engine, rego_engine: RegoPolicyEngine
 ) -> None:
     svc = _service(engine, rego_engine, fixed_threshold=0.9)
-    rid = svc.recommend(IncidentInput(TEXT, "console")).recommendation_id
+    rec = svc.recommend(IncidentInput(TEXT, "console"))
+    rid = rec.recommendation_id
     first = FeedbackInput(rid, "U2", FeedbackKind.LIKE, "e1", playbook_id="link-drain")
     assert svc.record_feedback(first).status is FeedbackStatus.STORED
     moved = svc.record_feedback(
         FeedbackInput(rid, "U2", FeedbackKind.LIKE, "e2", playbook_id="link-optic")
     )
     assert (moved.status, moved.playbook_id) == (FeedbackStatus.REPLACED, "link-optic")
+    with engine.connect() as conn:
+        ctx = rec.decision.scenario.context_key
+        scored = set(context_evidence(conn, ctx, svc.config.scoring))
+        assert scored == {"link-optic"}  # link-drain has no vote left: no evidence either
     with Session(engine) as s:
-        scored = {row.playbook_id for row in s.exec(select(ScenarioScoreRow))}
-        assert scored == {"link-optic"}  # link-drain has no vote left: its score is gone
         last = s.exec(select(AuditEntry).order_by(AuditEntry.id.desc())).first()  # type: ignore[union-attr]
         assert last is not None
         assert json.loads(last.detail_json)["replaced"] == "like"
@@ -195,11 +210,15 @@ def test_a_batch_learns_exactly_what_one_by_one_learns(
     batched = svc._record_batch(votes)
 
     def state(e: Engine) -> tuple[object, ...]:
+        with e.connect() as conn:
+            contexts = {r[0] for r in conn.execute(select(Feedback.context_key))}
+            scores = sorted(
+                (pb, ctx, ev.successes, ev.failures, ev.observations)
+                for ctx in contexts
+                for pb, ev in context_evidence(conn, ctx, svc.config.scoring).items()
+            )
         with Session(e) as s:
             arms = [(a.alpha, a.beta) for a in s.exec(select(BanditArm))]
-            scores = sorted(
-                (r.playbook_id, r.value, r.observations) for r in s.exec(select(ScenarioScoreRow))
-            )
             votes = sorted(
                 (f.operator_id, f.kind, f.loss, f.seq, f.bandit_json)
                 for f in s.exec(select(Feedback))
@@ -211,7 +230,7 @@ def test_a_batch_learns_exactly_what_one_by_one_learns(
     after_batch = state(engine)
     # Forget every vote and what was learned from it, then send the same votes one by one.
     with Session(engine) as s:
-        for model in (Feedback, ScenarioScoreRow, RetrainRequest, AuditEntry):
+        for model in (Feedback, RetrainRequest, AuditEntry):
             for row in s.exec(select(model)):
                 s.delete(row)
         for arm in s.exec(select(BanditArm)):
@@ -265,11 +284,17 @@ def test_concurrent_writers_lose_no_update(engine: Engine, rego_engine: RegoPoli
         t.join()
     assert errors == []
     assert _count(engine, Feedback) == 80
+    with engine.connect() as conn:
+        ctx = recs[0].decision.scenario.context_key
+        found = context_evidence(conn, ctx, svc.config.scoring)["link-optic"]
+        assert found.observations == 80 and found.successes == 80
     with Session(engine) as s:
-        row = s.get(ScenarioScoreRow, ("link-optic", recs[0].decision.scenario.context_key))
-        assert row is not None and row.observations == 80
         arms = s.exec(select(BanditArm)).all()
-        assert sum(a.alpha for a in arms) - 5 == pytest.approx(2 * surfaced)
+        # Every like teaches all five arms one unit of evidence: none was lost.
+        prior_a, prior_b = svc.config.bandit.prior()
+        gained = sum(a.alpha + a.beta for a in arms) - sum(prior_a) - sum(prior_b)
+        assert gained == pytest.approx(5 * 80)
+        assert surfaced >= 0
     with Session(engine) as s:
         clock = s.get(LearningClock, 1)
         assert clock is not None and clock.step == 80  # one learning step per vote

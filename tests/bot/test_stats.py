@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot.charts import write_chart
 from bot.cli import main
+from bot.db.models import MonitorDecisionRow
 from bot.monitoring import MonitorTicker
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from bot.stats import alignment_report, divergence_report, format_report
@@ -70,6 +72,9 @@ def test_report_shape_and_divergence(engine: Engine, rego_engine: RegoPolicyEngi
     assert row["override_rate"] == pytest.approx(0.4)
     assert len(report["arms"]) == 5 and report["monitor"]["ticks"] == 1
     assert report["monitor"]["recent"][0]["action"] in {"retrain", "hold"}
+    mon = report["monitor"]
+    assert {"fidelity", "base_rate", "kappa"} <= set(mon)
+    assert mon["fidelity"] is mon["base_rate"] is mon["kappa"] is None  # no M* yet
     div = divergence_report(engine)
     assert div["by_playbook"] == [
         {"group": "link-optic", "allowed_judged": 5, "overridden": 2, "override_rate": 0.4}
@@ -101,3 +106,18 @@ def test_chart_with_data(engine: Engine, rego_engine: RegoPolicyEngine, tmp_path
     _judge(service, "CRC errors on leaf-1", FeedbackKind.LIKE, 5, "c")
     write_chart(engine, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_fidelity_comes_with_its_base_rate_and_kappa(engine: Engine) -> None:
+    """A monitor that always holds while M* asked for 1 retrain in 5 looks 80 % faithful;
+    the report says so next to a κ of 0."""
+    with Session(engine) as session:
+        for ideal in ("retrain", "hold", "hold", "hold", "hold"):
+            session.add(MonitorDecisionRow(action="hold", reason="r", ideal_action=ideal))
+        session.add(MonitorDecisionRow(action="hold", reason="no M* yet", ideal_action=None))
+        session.commit()
+    mon = alignment_report(engine, NOW)["monitor"]
+    assert (mon["ticks"], mon["fidelity"], mon["base_rate"], mon["kappa"]) == (6, 0.8, 0.2, 0.0)
+    assert "base rate of retrain 0.20, Cohen's κ 0.00" in format_report(
+        alignment_report(engine, NOW)
+    )

@@ -141,3 +141,35 @@ def test_arm_delta_round_trips_through_json() -> None:
     bandit = ThresholdBandit(BanditConfig(counterfactual=True))
     delta = bandit.update(1, 0.75, FeedbackKind.NEUTRAL)
     assert ArmDelta.from_dict(json.loads(json.dumps(delta.to_dict()))) == delta
+
+
+def test_the_prior_favours_the_arm_nearest_the_start_threshold() -> None:
+    bandit = ThresholdBandit(BanditConfig(start=0.667, start_strength=6.0))
+    means = bandit.posterior_means()
+    assert int(np.argmax(means)) == 2  # τ = 0.7
+    assert means[1] == pytest.approx(means[3])
+    assert means[0] < means[1]
+    picks = [bandit.choose(np.random.default_rng(s)).index for s in range(400)]
+    assert picks.count(2) / len(picks) > 0.5
+
+
+@pytest.mark.parametrize("discount", [1.0, 0.8])
+def test_credit_adds_fractional_evidence_and_takes_it_back_to_the_prior(discount: float) -> None:
+    bandit = ThresholdBandit(BanditConfig(start=0.7, discount=discount))
+    delta = bandit.credit([1.0, 0.25, None, 0.0, 0.5])
+    assert bandit.steps == 1
+    gained = (bandit.alpha - bandit.prior_alpha).tolist()
+    assert gained == pytest.approx([1.0, 0.25, 0.0, 0.0, 0.5])
+    bandit.take_back(delta)
+    assert bandit.alpha.tolist() == pytest.approx(bandit.prior_alpha.tolist())
+    assert bandit.beta.tolist() == pytest.approx(bandit.prior_beta.tolist())
+
+
+def test_credit_with_nothing_known_is_no_step() -> None:
+    bandit = ThresholdBandit()
+    bandit.credit([None] * 5)
+    assert bandit.steps == 0
+    with pytest.raises(ValueError, match="one per arm"):
+        bandit.credit([0.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        bandit.credit([2.0, None, None, None, None])

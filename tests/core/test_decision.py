@@ -52,15 +52,15 @@ def test_a_denied_top_candidate_falls_back_to_the_next_allowed_one() -> None:
 
 
 def test_blocked_is_never_shown_as_a_recommendation() -> None:
-    spe = ScriptedSPE({"drain_link": Verdict.DEFER})
+    spe = ScriptedSPE({"drain_link": Verdict.DENY})
     d = decide(
         SCENARIO, [_cand("a", "drain_link", 0.95), _cand("b", "replace_optic", 0.3)], ARM, spe
     )
     assert d.outcome is Outcome.BLOCKED
-    assert d.chosen is None
+    assert d.chosen is None and d.pending is None
     assert not d.recommended
-    assert d.explanation.compliance.verdict is Verdict.DEFER
-    assert "a is defer" in d.explanation.trace[-1]
+    assert d.explanation.compliance.verdict is Verdict.DENY
+    assert "a is deny" in d.explanation.trace[-1]
 
 
 def test_abstention_lists_all_candidates_with_their_scores() -> None:

@@ -12,8 +12,13 @@ from core.monitor import (
     MonitorAction,
     MonitorConfig,
     MonitorDecision,
+    MonitorPolicy,
+    MonitorSignals,
     MonitorState,
     fidelity,
+    history_from_list,
+    history_to_list,
+    meta_agreement,
     page_hinkley,
 )
 
@@ -170,8 +175,90 @@ def test_fidelity() -> None:
         ({"ph_threshold": 0.0}, "ph_"),
         ({"pause_override_rate": 0.0}, "pause_override_rate"),
         ({"pause_min_decisions": 0}, "pause_min_decisions"),
+        ({"learned_min_each": 0}, "learned_min_each"),
+        ({"learned_l2": 0.0}, "learned_l2"),
+        ({"learned_history": 4}, "learned_history"),
     ],
 )
 def test_invalid_monitor_config(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}"):
         MonitorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_meta_agreement_reads_fidelity_against_the_base_rate() -> None:
+    ideal = [True] * 2 + [False] * 8
+    always_hold = meta_agreement([False] * 10, ideal)
+    assert always_hold.fidelity == pytest.approx(0.8)  # looks good …
+    assert always_hold.base_rate == pytest.approx(0.2)
+    assert always_hold.kappa == pytest.approx(0.0)  # … and is no better than chance
+    assert meta_agreement(ideal, ideal).kappa == pytest.approx(1.0)
+    assert meta_agreement([not x for x in ideal], ideal).kappa < 0.0
+    # Cohen's κ by hand: p_o = 0.7, p_e = 0.5·0.2 + 0.5·0.8 = 0.5 → κ = 0.4
+    m = [True, True] + [True] * 3 + [False] * 5
+    assert meta_agreement(m, ideal).kappa == pytest.approx(0.4)
+    assert meta_agreement([], []).ticks == 0
+    with pytest.raises(ValueError, match="paired"):
+        meta_agreement([True], [])
+
+
+def _signals(since: int, at: int = 100, overrides: int = 0, ewma: float = 0.2) -> MonitorSignals:
+    return MonitorSignals(ewma, 0.0, False, since, at, overrides, {})
+
+
+def _learned(**kwargs: object) -> MetaMonitor:
+    return MetaMonitor(MonitorConfig(policy=MonitorPolicy.LEARNED, **kwargs))  # type: ignore[arg-type]
+
+
+def test_the_learned_monitor_defers_to_the_rule_until_it_has_seen_both_verdicts() -> None:
+    m = _learned(learned_min_ticks=6, learned_min_each=2)
+    rule = MetaMonitor(MonitorConfig(policy=MonitorPolicy.RULE))
+    for _ in range(10):
+        m.observe(_signals(50), True)  # only one verdict so far: nothing to learn from
+    assert m.learned_decision(_signals(3)) is None
+    assert m.decide(_signals(3)) == rule.decide(_signals(3))
+
+
+def test_the_learned_monitor_learns_what_made_past_retrains_pay() -> None:
+    """Past ticks say: a retrain helped when many new labels had arrived since the last one.
+    The rule would hold on these (no override, low loss); the learned M has learned otherwise."""
+    m = _learned()
+    for since in (2, 4, 5, 6, 8, 9, 40, 50, 60, 70, 80, 90):
+        m.observe(_signals(since), since >= 40)
+    busy, quiet = m.decide(_signals(75)), m.decide(_signals(3))
+    assert busy.action is MonitorAction.RETRAIN and "learned monitor" in busy.reason
+    assert quiet.action is MonitorAction.HOLD and "learned monitor" in quiet.reason
+    rule = MetaMonitor(MonitorConfig(policy=MonitorPolicy.RULE))
+    assert rule.decide(_signals(75)).action is MonitorAction.HOLD
+    model = m.learned_model()
+    assert model is not None
+    assert (
+        model.probability(_signals(75).features()) > 0.5 > model.probability(_signals(3).features())
+    )
+    assert m.learned_decision(_signals(0)) == MonitorDecision(
+        MonitorAction.HOLD, "no new labels since the last retrain"
+    )
+
+
+def test_a_pause_comes_first_under_either_policy() -> None:
+    for policy in MonitorPolicy:
+        m = _Monitor(policy=policy, pause_min_decisions=3)
+        for _ in range(4):
+            m.observe(FeedbackKind.OVERRIDE, 0.9, "bad")
+        assert m.decide().action is MonitorAction.PAUSE_PLAYBOOK
+
+
+def test_the_learned_monitor_keeps_a_bounded_history_that_survives_restarts() -> None:
+    m = _learned(learned_min_ticks=8, learned_history=10)
+    for k in range(25):
+        m.observe(_signals(k), k % 2 == 0)
+    assert len(m.state.history) == 10
+    assert m.state.history[-1].features == _signals(24).features()
+    state = MonitorState.from_dict(json.loads(json.dumps(m.state.to_dict())))
+    state.history = history_from_list(json.loads(json.dumps(history_to_list(m.state.history))))
+    restored = MetaMonitor(m.config, state)
+    assert [t.retrain for t in restored.state.history] == [t.retrain for t in m.state.history]
+    for kept, live in zip(restored.state.history, m.state.history, strict=True):
+        assert kept.features == pytest.approx(live.features, abs=1e-6)  # stored to 6 places
+    assert restored.decide(_signals(30)) == m.decide(_signals(30))
+    assert "history" not in m.state.to_dict()  # stored apart from the document votes read
+    assert history_from_list([[1.0, 2.0, 1.0]]) == []  # a row of another width is dropped

@@ -149,3 +149,30 @@ def test_invalid_actions(kwargs: dict[str, object], field: str) -> None:
     args: dict[str, object] = {"name": "drain_link", **kwargs}
     with pytest.raises(ValueError, match=f"^{field}"):
         Action(**args)  # type: ignore[arg-type]
+
+
+def test_unknown_redundancy_on_a_drain_needs_approval_saying_so(
+    rego_engine: RegoPolicyEngine,
+) -> None:
+    verdict = rego_engine.evaluate(_scenario(redundancy=None), Action("drain_link"))
+    assert verdict.verdict is Verdict.NEEDS_APPROVAL
+    assert [r.policy for r in verdict.rules] == ["min_redundancy"]
+    assert "redundancy unknown" in verdict.rules[0].message
+
+
+def test_unknown_window_is_not_read_as_outside(rego_engine: RegoPolicyEngine) -> None:
+    verdict = rego_engine.evaluate(
+        _scenario(maintenance_window=None, severity="medium"), Action("drain_link")
+    )
+    assert verdict.verdict is Verdict.NEEDS_APPROVAL  # not DEFER, not ALLOW
+    assert "maintenance window unknown" in verdict.rules[0].message
+    outside = rego_engine.evaluate(
+        _scenario(maintenance_window=False, severity="medium"), Action("drain_link")
+    )
+    assert outside.verdict is Verdict.DEFER
+
+
+def test_known_facts_let_a_drain_through(rego_engine: RegoPolicyEngine) -> None:
+    assert rego_engine.evaluate(_scenario(redundancy=2), Action("drain_link")).allowed
+    critical = _scenario(redundancy=2, maintenance_window=None, severity="critical")
+    assert rego_engine.evaluate(critical, Action("drain_link")).allowed

@@ -80,3 +80,83 @@ def test_invalid_scenarios_name_the_field(kwargs: dict[str, object], field: str)
     args: dict[str, object] = {"component": "link", "fault_type": "down", **kwargs}
     with pytest.raises(ScenarioError, match=f"^{field}:"):
         Scenario(**args)  # type: ignore[arg-type]
+
+
+# Keys computed by the code before unknown existed: stored scores are keyed on them.
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"component": "link", "fault_type": "crc_errors"}, "802623f9987ddd29"),
+        (
+            {
+                "component": "link",
+                "fault_type": "flapping",
+                "severity": "high",
+                "redundancy": 2,
+                "maintenance_window": True,
+                "hour_of_day": 3,
+            },
+            "a934d41c0310ca1a",
+        ),
+        (
+            {
+                "component": "server",
+                "fault_type": "disk_full",
+                "severity": "critical",
+                "redundancy": 0,
+                "hour_of_day": 20,
+            },
+            "391624976d624d58",
+        ),
+        ({"component": "unknown", "fault_type": "unknown"}, "ec185077a3fb90d5"),
+    ],
+)
+def test_keys_of_fully_known_scenarios_are_pinned(kwargs: dict[str, object], key: str) -> None:
+    assert Scenario(**kwargs).context_key == key  # type: ignore[arg-type]
+
+
+def test_unknown_is_its_own_level() -> None:
+    known = Scenario("link", "flapping", redundancy=1, maintenance_window=False)
+    unknown = Scenario("link", "flapping", redundancy=None, maintenance_window=None, severity=None)
+    assert unknown.context()["redundancy"] == "unknown"
+    assert unknown.context()["maintenance_window"] == "unknown"
+    assert unknown.context()["severity"] == "unknown"
+    assert len({known.context_key, unknown.context_key}) == 2
+    assert unknown.features()["redundancy"] is None
+    assert unknown.unknown() == (
+        "severity",
+        "redundancy",
+        "maintenance_window",
+        "device",
+        "recent_faults",
+    )
+    policy = unknown.as_policy_input()
+    assert policy["redundancy"] is None and "redundancy" in policy["unknown"]  # type: ignore[operator]
+
+
+def test_facts_show_their_source_and_age_or_unknown() -> None:
+    from core.scenario import Provenance
+
+    s = Scenario(
+        "link",
+        "flapping",
+        redundancy=2,
+        maintenance_window=None,
+        provenance=(("redundancy", Provenance("prometheus", 40.0)),),
+    )
+    texts = {f.name: f.text for f in s.facts()}
+    assert texts["redundancy"] == "redundancy 2 — prometheus, 40 s ago"
+    assert texts["maintenance_window"] == "maintenance window: unknown"
+    assert s.source_of("redundancy") == Provenance("prometheus", 40.0)
+    with pytest.raises(ScenarioError, match="provenance"):
+        Scenario("link", "x", provenance=(("colour", Provenance("me")),))
+
+
+def test_the_retrain_model_sees_unknown_as_its_own_level() -> None:
+    from core.model import feature_names
+
+    unknown = Scenario("link", "flapping", redundancy=None, maintenance_window=None)
+    names = feature_names("link-flap-drain", unknown.context())
+    assert "redundancy=unknown" in names and "maintenance_window=unknown" in names
+    known = feature_names("link-flap-drain", Scenario("link", "flapping").context())
+    assert "redundancy=unknown" not in known

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.alerts import parse_notification
+from bot.context.facts import IncidentRef
+from bot.context.labels import LabelsProvider
 from bot.db.models import Feedback, Incident, Recommendation
-from bot.extract import extract_scenario
+from bot.extract import Vocabulary, extract, extract_scenario
 from bot.llm import LLMAugmenter
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from bot.settings import Settings
@@ -79,6 +82,13 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "alert framing": lambda n: "[FIRING:" + "1" * (n - 8),
     "repeated framing": lambda n: _repeat("[FIRING:1", n),
     "capitals then lower": lambda n: _repeat("A", n, "a"),
+    "interface shapes": lambda n: _repeat("Ethernet1/", n),
+    "junos shapes": lambda n: _repeat("xe-1/", n),
+    "instance shapes": lambda n: _repeat("a:1", n),
+    "colons": lambda n: _repeat("0:", n),
+    "url then no end": lambda n: "http://" + "a" * (n - 7),
+    "host labels": lambda n: _repeat("ab-1.", n),
+    "camel case": lambda n: _repeat("aB", n),
 }
 
 
@@ -93,12 +103,18 @@ class _EchoModel:
         return type("Reply", (), {"content": self.answer})()
 
 
+VOCABULARY = Vocabulary.from_folders([Path(__file__).resolve().parents[2] / "playbooks"])
+
 TEXT_FUNCTIONS: dict[str, Callable[[str], object]] = {
-    "extract_scenario": lambda text: extract_scenario(text, NOW),  # _LABEL, _DEVICE
+    "extract_scenario": lambda text: extract_scenario(text, NOW),  # names, labels
+    # interfaces, instances, hosts, URLs, timestamps, vocabulary words, severity words
+    "extract": lambda text: extract(text, VOCABULARY, [("link-flap-drain", 0.3)]),
+    "message facts": lambda text: LabelsProvider().facts(IncidentRef(text, NOW), 0.1),
     "incident_text": incident_text,  # _MENTION
     "normalise_query": normalise_query,  # _ALERT_FRAMING
     "bm25 tokenize": tokenize,  # _WORD
-    "llm classify": lambda text: LLMAugmenter(_EchoModel(text)).classify("x"),  # JSON span
+    # Structured output: LangChain parses the answer; ours only checks the vocabulary.
+    "llm classify": lambda text: LLMAugmenter(_EchoModel(text), VOCABULARY).classify(text),
 }
 
 LIMIT_S = 0.25
@@ -151,20 +167,16 @@ def test_the_linear_patterns_still_find_what_they_did() -> None:
     scenario = extract_scenario(
         "CRC errors on leaf-12:eth1/3. severity = high redundancy=2 (spine-2 too)", NOW
     )
-    assert (scenario.device, scenario.severity, scenario.redundancy) == (
-        "leaf-12:eth1/3",
-        "high",
-        2,
-    )
-    assert extract_scenario("flap on core-7b:xe-0/0/1/ now", NOW).device == "core-7b:xe-0/0/1"
+    # The device is the host; its interface is a name of its own (``bot/extract.py``).
+    assert (scenario.device, scenario.severity, scenario.redundancy) == ("leaf-12", "high", 2)
+    assert extract("CRC errors on leaf-12:eth1/3", None).interface == "eth1/3"
+    assert extract_scenario("flap on core-7b:xe-0/0/1/ now", NOW).device == "core-7b"
     assert extract_scenario("disk on db-01: full", NOW).device == "db-01"
     assert extract_scenario("host abc-1_x down", NOW).device == ""
     assert incident_text("<@UBOT> disk full <@U2|ann> on db-1") == "disk full  on db-1"
     assert normalise_query("[FIRING:12] [resolved] DiskFull") == "DiskFull"
-    assert LLMAugmenter(
-        _EchoModel('ok: {"component": "disk", "fault_type": "disk_full"}')
-    ).classify("x") == {"component": "disk", "fault_type": "disk_full"}
-    assert LLMAugmenter(_EchoModel("} no {")).classify("x") == {}
+    # A model without structured output (tool calling) falls back to extraction.
+    assert LLMAugmenter(_EchoModel('{"component": "disk"}'), VOCABULARY).classify("x") == {}
 
 
 # -- truncation ---------------------------------------------------------------------------
@@ -197,7 +209,7 @@ def test_matching_reads_the_first_chars_and_the_incident_keeps_its_text(
     assert len(text) == MAX_STORED_CHARS
     recorded = service.recommend(IncidentInput(text, "slack", channel=CHANNEL))
     assert retriever.queries == [text[:4000]]
-    assert recorded.decision.scenario.device == "leaf-1:eth1/3"
+    assert recorded.decision.scenario.device == "leaf-1"
     assert len(recorded.decision.scenario.text) <= 4000
     assert _stored_incident(engine, recorded.recommendation_id).text == text
     trace = recorded.decision.explanation.trace

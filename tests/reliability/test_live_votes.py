@@ -1,6 +1,6 @@
 """Learning state is derived from live votes: a withdrawn or replaced vote takes back
 exactly what it contributed (scores, threshold arms — also with discount — and the
-monitor), a vote on a candidate nobody was shown credits no arm, and a change of the
+monitor), a vote on a candidate the SPE did not allow credits no arm, and a change of the
 threshold arms is an explicit, audited migration."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from core.bandit import BanditConfig
 from core.decision import Outcome
 from core.feedback import FeedbackKind
+from core.learning import learn
 from core.monitor import MonitorAction, MonitorConfig
 from core.npo import NPOConfig, ThresholdMode
 from core.policy import SafetyPolicyEngine, Verdict
@@ -67,7 +68,8 @@ def test_add_remove_cycles_count_as_the_final_vote_only(engine: Engine) -> None:
         }
         assert svc.withdraw_feedback(rec, "U1", f"remove{i}").status is FeedbackStatus.WITHDRAWN
     assert svc.votes(rec) == []
-    assert _arms(engine) == [(1.0, 1.0), (1.0, 1.0)] or _arms(engine) == arms_before
+    prior_a, prior_b = svc.config.bandit.prior()
+    assert arms_before == [] and _arms(engine) == list(zip(prior_a, prior_b, strict=True))
     ticker = MonitorTicker(engine, svc.config, lambda: NOW, dt.timedelta(minutes=15))
     outcome = ticker.tick(force=True)
     assert outcome is not None
@@ -84,9 +86,12 @@ def test_a_replaced_vote_is_observed_once_in_its_final_form(engine: Engine) -> N
     outcome = ticker.tick(force=True)
     assert outcome is not None
     assert outcome.action is not MonitorAction.PAUSE_PLAYBOOK  # one live like, no override
+    # One like is left: each arm holds one unit of evidence from it, none from the overrides.
+    prior_a, prior_b = svc.config.bandit.prior()
     arms = _arms(engine)
-    assert sum(a for a, _ in arms) - len(arms) == pytest.approx(1.0)  # one like, its arm
-    assert sum(b for _, b in arms) - len(arms) == pytest.approx(0.0)
+    assert [a + b for a, b in arms] == pytest.approx(
+        [a + b + 1 for a, b in zip(prior_a, prior_b, strict=True)]
+    )
 
 
 def test_withdrawal_is_exact_with_a_discounted_bandit(engine: Engine) -> None:
@@ -100,14 +105,17 @@ def test_withdrawal_is_exact_with_a_discounted_bandit(engine: Engine) -> None:
     for i, rec in enumerate(recs[1:], 1):
         _vote(svc, rec, "U1", FeedbackKind.OVERRIDE, f"v{i}")
     svc.withdraw_feedback(recs[0], "U1", "w0")
-    # The same learning without the withdrawn vote: the override at step t weighs γ^(4 − t)
-    # on the arm its decision used.
-    g = bandit.discount
-    expected = [[1.0, 1.0], [1.0, 1.0]]
+    # The same learning without the withdrawn vote, through the core's one learning step.
+    alone = svc.config.bandit
+    from core.bandit import ThresholdBandit
+
+    expected = ThresholdBandit(alone)
     for step, made in enumerate(recorded[1:], 2):
-        assert made.decision.arm is not None and made.decision.chosen is not None
-        expected[made.decision.arm.index][1] += g ** (4 - step)
-    assert _arms(engine) == [pytest.approx(tuple(e), abs=1e-12) for e in expected]
+        learn(made.decision, None, FeedbackKind.OVERRIDE, step, svc.config.learning, expected)
+    want = [
+        pytest.approx((a, b), abs=1e-12) for a, b in zip(expected.alpha, expected.beta, strict=True)
+    ]
+    assert _arms(engine) == want
 
 
 @pytest.mark.parametrize("verdict", [Verdict.DENY, Verdict.NEEDS_APPROVAL])
@@ -115,13 +123,19 @@ def test_a_vote_on_a_blocked_decision_credits_no_arm(engine: Engine, verdict: Ve
     """The candidate was never surfaced: no arm would have earned this like by showing it."""
     svc = _service(engine, ScriptedSPE({"replace_optic": verdict, "drain_link": verdict}))
     recorded = svc.recommend(IncidentInput(TEXT, "slack"))
-    assert recorded.decision.outcome is Outcome.BLOCKED
+    waits = verdict is Verdict.NEEDS_APPROVAL  # not surfaced until a second engineer approves
+    assert recorded.decision.outcome is (Outcome.NEEDS_APPROVAL if waits else Outcome.BLOCKED)
     status = _vote(svc, recorded.recommendation_id, "U1", FeedbackKind.LIKE, "r1")
     assert status is FeedbackStatus.STORED  # still stored: it teaches the score
-    assert _arms(engine) == [(1.0, 1.0), (1.0, 1.0)]
+    prior_a, prior_b = svc.config.bandit.prior()
+    assert _arms(engine) == list(zip(prior_a, prior_b, strict=True))
 
 
-def test_an_abstention_candidate_vote_credits_no_arm(engine: Engine) -> None:
+def test_confirming_a_candidate_of_an_abstention_teaches_the_arms_they_missed(
+    engine: Engine,
+) -> None:
+    """Both arms abstained on link-drain (0.6); the operator confirms it: each arm learns
+    it missed a good recommendation (−M on the utility scale)."""
     svc = _service(engine, bandit=BanditConfig(arms=(0.95, 0.99)), fixed_threshold=0.95)
     recorded = svc.recommend(IncidentInput(TEXT, "slack"))
     assert recorded.decision.outcome is Outcome.ABSTAIN
@@ -129,7 +143,9 @@ def test_an_abstention_candidate_vote_credits_no_arm(engine: Engine) -> None:
         recorded.recommendation_id, "U1", FeedbackKind.LIKE, "c1", playbook_id="link-drain"
     )
     assert svc.record_feedback(fb).status is FeedbackStatus.STORED
-    assert _arms(engine) == [(1.0, 1.0), (1.0, 1.0)]
+    u = svc.config.utility
+    miss = u.reward(-u.miss_cost)
+    assert _arms(engine) == [pytest.approx((1.0 + miss, 2.0 - miss))] * 2
 
 
 def test_changing_the_arms_is_refused_unless_migrated_explicitly(engine: Engine) -> None:

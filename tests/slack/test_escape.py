@@ -188,7 +188,12 @@ def _decision(outcome: Outcome, texts: list[str], device: str) -> Decision:
         cands.append(
             Candidate(f"{t}-{i}", f"title {t}", Action(f"act {t}", target), 0.5, score, 0.5)
         )
-    denied = {c.action.name: Verdict.DENY for c in cands} if outcome is Outcome.BLOCKED else {}
+    verdict = {
+        Outcome.BLOCKED: Verdict.DENY,
+        Outcome.NEEDS_APPROVAL: Verdict.NEEDS_APPROVAL,
+        Outcome.DEFERRED: Verdict.DEFER,
+    }.get(outcome)
+    denied = {c.action.name: verdict for c in cands} if verdict else {}
     scenario = Scenario(f"comp {texts[0]}", f"fault {texts[-1]}", device=device)
     decision = decide(scenario, cands, ArmChoice(2, 0.7, 1.0, 1.0, 0.5), ScriptedSPE(denied))
     assert decision.outcome is outcome
@@ -228,8 +233,11 @@ def test_recommendation_messages_escape_every_field(
         for cand in decision.candidates[:5]:
             assert_shown(shown, cand.title)
             assert_shown(shown, cand.playbook_id)
-    if outcome is Outcome.BLOCKED:
+    if outcome in (Outcome.BLOCKED, Outcome.NEEDS_APPROVAL, Outcome.DEFERRED):
         assert_shown(shown, decision.explanation.compliance.summary)  # policy messages
+    if decision.pending is not None:  # the candidate awaiting approval or a later time
+        for value in (decision.pending.title, decision.pending.action.name, *steps):
+            assert_shown(shown, value)
     if verbosity == "full":
         for step in decision.explanation.trace:
             assert_shown(shown, step)
