@@ -2,8 +2,11 @@
 
 Each figure is compared with its floor or peer in the same run:
   pipeline   incident → recommendation posted to a fake Web API, 1,000 playbooks indexed,
-             against the floor (one query embedding + one Chroma query); Slack ack latency
-             under a burst of 200 signed events
+             against the floor (one query embedding + one Chroma query), 5 interleaved
+             repetitions (median, 95 % interval); Slack ack latency under a burst of 200 events
+  embeddings ONNX (float32, int8) against PyTorch in the same run: query p50, indexing,
+             retrieval MRR on the runbook corpus's pairs.jsonl
+  tick       one monitor tick on 1M stored votes (SQLite, PostgreSQL) while 8 writers vote
   ingest     durable feedback writes through the service: SQLite and PostgreSQL, 1 and 8
              writers, with exact final counts
   retrain    fitting the retrain model on 100k and 1M synthetic feedback rows (s, peak MB)
@@ -26,10 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, pipeline, retrain, spe_threads
+from bench import embeddings, ingest, pipeline, retrain, spe_threads, tick
 from bot.native import load_torch_first
 from bot.policies import read_policy_modules
-from bot.settings import PROJECT_ROOT
+from bot.settings import PROJECT_ROOT, Settings
 from bot.simulation import run_all
 from core.policy import Action, MemoisedEngine
 from core.rego import RegoPolicyEngine
@@ -80,13 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     quick = args.quick
     tmp = tempfile.mkdtemp(prefix="npo-bench-")
+    cache = Path(tempfile.gettempdir()) / "npo-bench-onnx"  # exports kept between runs
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         (
             "pipeline",
             lambda: pipeline.run(
-                100 if quick else 1000, 40 if quick else 200, 40 if quick else 200
+                100 if quick else 1000,
+                24 if quick else 100,
+                40 if quick else 200,
+                repeats=5,
+                backend=Settings().embedding_backend,
+                cache_dir=cache,
             ),
         ),
+        (
+            "embeddings",
+            lambda: embeddings.run(5, 20 if quick else 60, 32 if quick else 192, quick, cache),
+        ),
+        ("tick", lambda: tick.run(tmp, 50_000 if quick else 1_000_000)),
         ("ingest", lambda: ingest.run(tmp, 200 if quick else 2000)),
         ("retrain 100k", lambda: retrain.run(10_000 if quick else 100_000)),
         ("retrain 1M", lambda: retrain.run(100_000 if quick else 1_000_000)),

@@ -17,7 +17,7 @@ from bot.db.models import Feedback
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
 from core.npo import NPOConfig
-from tests.fakes import FakeHit, FakeRetriever, ScriptedSPE
+from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -47,13 +47,14 @@ from bot.service import FeedbackInput, FeedbackStatus, NPOService
 from core.decision import Outcome
 from core.feedback import FeedbackKind
 from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
-from core.monitor import LoggedVote, MonitorAction, MonitorDecision
+from core.monitor import LoggedVote, MetaMonitor, MonitorAction, MonitorSignals
 from core.npo import NPOConfig, RetrainResult, evaluate_candidate
 
 log = logging.getLogger(__name__)
 _VOTES = table_of(Feedback)
 _MODELS = table_of(ModelVersion)
 
+_READ_BATCH = 20_000  # rows per fetch of the tick's read of the log
 _LOCK_KEY = 0x4E504F  # "NPO": one advisory lock for the scheduled jobs
 
 
@@ -182,7 +183,7 @@ class MonitorTicker:
             if live_model(session.connection()) != snap.live_id:
                 log.info("monitor tick skipped: the live model changed while it computed")
                 return None
-            outcome = self._commit(session, snap, shadow, decision, model)
+            outcome = self._commit(session, snap, shadow, (monitor, signals), model)
             _mark_run(session, "monitor_tick", now)
         if outcome.action is MonitorAction.PAUSE_PLAYBOOK:
             self.notify(f":pause_button: Playbook `{outcome.playbook_id}` paused: {outcome.reason}")
@@ -196,9 +197,12 @@ class MonitorTicker:
 
     def _snapshot(self, now: dt.datetime) -> _Snapshot:
         """The live votes as columns (no ORM objects: a million rows), the live model."""
+        contexts: dict[str, dict[str, str]] = {}  # many votes share a context: parse once
+        kinds = {k.value: k for k in FeedbackKind}
+        log: list[Example] = []
+        votes: list[LoggedVote] = []
         with self._reader.connect() as conn:
             live_id = live_model(conn)
-            rows = conn.execute(_LIVE_VOTES).all()
             trained_upto = 0
             if live_id is not None:
                 trained_upto = int(
@@ -207,18 +211,19 @@ class MonitorTicker:
                     ).scalar_one()
                 )
             live = self._live(conn, live_id)
-        contexts: dict[str, dict[str, str]] = {}  # many votes share a context: parse once
-        log: list[Example] = []
-        votes: list[LoggedVote] = []
-        for seq, playbook, context_json, similarity, kind_name, loss in rows:
-            kind = FeedbackKind(kind_name)
-            votes.append(LoggedVote(seq, kind, loss, playbook or None))
-            if not playbook or kind is FeedbackKind.SKIPPED:
-                continue
-            context = contexts.get(context_json)
-            if context is None:
-                context = contexts[context_json] = json.loads(context_json)
-            log.append(Example(playbook, context, similarity, kind, seq))
+            # In batches (a server-side cursor on PostgreSQL): one fetch of a million rows
+            # is one long call that keeps the vote threads of this process from running.
+            result = conn.execution_options(yield_per=_READ_BATCH).execute(_LIVE_VOTES)
+            for batch in result.partitions():
+                for seq, playbook, context_json, similarity, kind_name, loss in batch:
+                    kind = kinds[kind_name]
+                    votes.append(LoggedVote(seq, kind, loss, playbook or None))
+                    if not playbook or kind is FeedbackKind.SKIPPED:
+                        continue
+                    context = contexts.get(context_json)
+                    if context is None:
+                        context = contexts[context_json] = json.loads(context_json)
+                    log.append(Example(playbook, context, similarity, kind, seq))
         newest = votes[-1].seq if votes else 0
         return _Snapshot(live_id, live, trained_upto, log, votes, newest, now)
 
@@ -235,7 +240,7 @@ class MonitorTicker:
         session: Session,
         snap: _Snapshot,
         shadow: RetrainResult,
-        decision: MonitorDecision,
+        computed: tuple[MetaMonitor, MonitorSignals],
         model: LogisticModel | None,
     ) -> TickOutcome:
         """Decide and carry the decision out on the current monitor document (locked), in
@@ -244,8 +249,12 @@ class MonitorTicker:
         monitor = load_monitor(conn, self.config.monitor)
         monitor.state.history = read_monitor_history(conn)
         # Decide again on the locked document: a pause or resume made by a person while the
-        # tick computed is what M must build on (the signals are the snapshot's).
-        signals = monitor.signals(snap.votes)
+        # tick computed is what M must build on (the signals are the snapshot's). Signals
+        # are a function of the votes and the document, so the ones computed outside the
+        # lock serve unless the document changed: the lock is not held over the whole log.
+        unlocked, signals = computed
+        if monitor.state.to_dict() != unlocked.state.to_dict():
+            signals = monitor.signals(snap.votes)
         decision = monitor.decide(signals)
         if shadow.holdout:
             # This tick's shadow verdict (M*) joins the history the learned M is fitted on,

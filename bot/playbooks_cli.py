@@ -32,10 +32,12 @@ def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _searcher_parts(settings: Settings):  # type: ignore[no-untyped-def]
-    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.embeddings import make_embedder
     from retrieval.store import ChunkStore, chroma_client
 
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = make_embedder(
+        settings.embedding_backend, settings.embedding_model, settings.embedding_cache_folder
+    )
     client = chroma_client(settings.chroma_folder, settings.chroma_url)
     return embedder, ChunkStore(client, embedder)
 
@@ -107,7 +109,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.embeddings import make_embedder
     from retrieval.evaluate import PairsError, evaluate, read_pairs
 
     if not args.corpus.is_dir():
@@ -116,7 +118,9 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
         pairs = read_pairs(args.pairs)
     except (OSError, PairsError) as exc:
         return _fail(str(exc), 2)
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = make_embedder(
+        settings.embedding_backend, settings.embedding_model, settings.embedding_cache_folder
+    )
     bar = progress_bar(len(pairs), "queries", "query")
     result = evaluate(
         args.corpus, pairs, embedder, args.k, lambda _s, n, _t: bar.set_progress(n, _t)

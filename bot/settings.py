@@ -14,6 +14,7 @@ from core.monitor import MonitorConfig, MonitorPolicy
 from core.npo import NPOConfig, RetrainConfig, ThresholdMode
 from core.scoring import ScoringConfig
 from core.utility import UtilityConfig
+from retrieval.embeddings import EmbeddingBackend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,6 +203,13 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(
         5.0, gt=0, le=60, description="Time the LLM extractor may take before it is ignored."
     )
+    embedding_backend: EmbeddingBackend = Field(
+        EmbeddingBackend.TORCH,
+        description="How the embedding model runs: torch, onnx or onnx-int8 (exported offline).",
+    )
+    embedding_cache: Path | None = Field(
+        None, description="Where ONNX exports of the model are kept (default: data_dir/models)."
+    )
 
     @field_validator("arms", mode="before")
     @classmethod
@@ -257,6 +265,10 @@ class Settings(BaseSettings):
     @property
     def chroma_folder(self) -> Path:
         return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def embedding_cache_folder(self) -> Path:
+        return self.embedding_cache or self.data_dir / "models"
 
     def npo_config(self) -> NPOConfig:
         """The core's configuration; invalid combinations fail here with the field named."""

@@ -68,7 +68,7 @@ def build(settings: Settings, ingest: bool = True) -> Components:
     """Migrate the database, load the model, open the vector store (ingesting the bundled
     playbooks when they changed) and the SPE, and wire the service."""
     load_torch_first()
-    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.embeddings import make_embedder
     from retrieval.ingest import ingest_folders
     from retrieval.search import HybridSearcher
     from retrieval.store import ChunkStore, chroma_client
@@ -76,7 +76,9 @@ def build(settings: Settings, ingest: bool = True) -> Components:
     url = database_url(settings)
     upgrade(url)
     check_arms(settings, url)
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = make_embedder(
+        settings.embedding_backend, settings.embedding_model, settings.embedding_cache_folder
+    )
     store = ChunkStore(chroma_client(settings.chroma_folder, settings.chroma_url), embedder)
     folders = [settings.playbooks_dir]
     if settings.submissions_folder.is_dir():

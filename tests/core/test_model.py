@@ -87,3 +87,16 @@ def test_similarity_prior_clips() -> None:
 def test_invalid_fit_config(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}:"):
         FitConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fit_is_the_same_whether_contexts_are_shared_or_fresh() -> None:
+    """Votes read from the log share one mapping per distinct context; a caller may also
+    build a fresh mapping per vote (and drop it at once). Both must fit the same model."""
+    contexts = [{"component": c, "hour": h} for c in ("link", "server") for h in ("night", "day")]
+    kinds = [FeedbackKind.LIKE, FeedbackKind.OVERRIDE, FeedbackKind.NEUTRAL]
+    spec = [(f"pb-{i % 3}", i % 4, 0.3 + (i % 7) / 10, kinds[i % 3]) for i in range(300)]
+    shared = fit([Example(pb, contexts[c], s, k) for pb, c, s, k in spec])
+    fresh = fit(Example(pb, dict(contexts[c]), s, k) for pb, c, s, k in spec)
+    assert shared.trained_on == fresh.trained_on == 300
+    assert shared.weights.tolist() == fresh.weights.tolist()
+    assert shared.predict("pb-1", contexts[2], 0.5) == fresh.predict("pb-1", contexts[2], 0.5)

@@ -1,0 +1,127 @@
+"""The embedding backends against PyTorch in the same run: query embedding, indexing, and
+retrieval quality (MRR on the runbook corpus's ``pairs.jsonl``).
+
+Cost: each repetition embeds every sample query one at a time and a fixed sample of corpus
+chunks in batches, with every backend, the order of the backends rotating between
+repetitions; a backend's ratio to PyTorch is taken per repetition and reported as a median
+with a 95 % interval. Quality: ``retrieval.evaluate`` (hybrid MRR) once per backend on the
+whole corpus (``--quick``: one source's runbooks and the pairs that target them).
+
+A backend is adopted when its MRR moves by at most 0.01 and both its query p50 and its
+indexing time are at most 0.6x PyTorch's (``embed_adopted`` names the cheapest such).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.stats import median_ci
+from bot.settings import PROJECT_ROOT
+from retrieval.chunking import chunk_document
+from retrieval.corpus import runbook_documents
+from retrieval.embeddings import Embedder, EmbeddingBackend, make_embedder
+from retrieval.evaluate import Pair, evaluate, read_pairs
+from retrieval.search import normalise_query
+
+CORPUS = PROJECT_ROOT.parent / "shared" / "corpora" / "runbooks-v1"
+MAX_DELTA_MRR = 0.01
+MAX_COST_RATIO = 0.6
+_SHORT = {
+    EmbeddingBackend.TORCH: "",
+    EmbeddingBackend.ONNX: "_onnx",
+    EmbeddingBackend.ONNX_INT8: "_onnx_int8",
+}
+
+
+def _quick_subset(pairs: list[Pair], root: Path) -> tuple[Path, list[Pair]]:
+    source = "prometheus-operator"
+    return root / source, [
+        Pair(p.query, frozenset(r.removeprefix(f"{source}/") for r in p.relevant))
+        for p in pairs
+        if all(r.startswith(f"{source}/") for r in p.relevant)
+    ]
+
+
+def run(
+    repeats: int, queries: int, chunks: int, quick: bool, cache_dir: Path | None = None
+) -> dict[str, Any]:
+    pairs_path = CORPUS / "pairs.jsonl"
+    if not pairs_path.is_file():
+        return {"embed_error": f"{pairs_path}: not found (the runbook corpus is beside the repo)"}
+    pairs = read_pairs(pairs_path)
+    corpus = CORPUS / "runbooks"
+    if quick:
+        corpus, pairs = _quick_subset(pairs, corpus)
+    cache = cache_dir or Path(tempfile.gettempdir()) / "npo-bench-onnx"
+    backends = list(EmbeddingBackend)
+    embedders: dict[EmbeddingBackend, Embedder] = {}
+    load_s: dict[EmbeddingBackend, float] = {}
+    for backend in backends:  # the first ONNX load exports the model (seconds, once)
+        t = time.perf_counter()
+        embedders[backend] = make_embedder(backend, cache_dir=cache)
+        load_s[backend] = time.perf_counter() - t
+    texts = [normalise_query(p.query) for p in pairs[:queries]]
+    docs = runbook_documents(corpus)
+    sample = [c.text for d in docs for c in chunk_document(d)][:chunks]
+
+    query_ms: dict[EmbeddingBackend, list[float]] = {b: [] for b in backends}
+    index_s: dict[EmbeddingBackend, list[float]] = {b: [] for b in backends}
+    for rep in range(repeats):
+        order = backends[rep % len(backends) :] + backends[: rep % len(backends)]
+        per_query: dict[EmbeddingBackend, list[float]] = {b: [] for b in backends}
+        for text in texts:
+            for backend in order:
+                t = time.perf_counter()
+                embedders[backend].embed([text])
+                per_query[backend].append((time.perf_counter() - t) * 1000)
+        for backend in order:
+            t = time.perf_counter()
+            embedders[backend].embed(sample)
+            index_s[backend].append(time.perf_counter() - t)
+            query_ms[backend].append(statistics.median(per_query[backend]))
+
+    out: dict[str, Any] = {"embed_repeats": repeats, "embed_index_chunks": len(sample)}
+    mrr: dict[EmbeddingBackend, float] = {}
+    for backend in backends:
+        result = evaluate(corpus, pairs, embedders[backend])
+        methods = result["methods"]
+        assert isinstance(methods, dict)
+        mrr[backend] = float(methods["hybrid"]["mrr"])
+        suffix = _SHORT[backend]
+        out[f"retrieval_mrr{suffix}"] = mrr[backend]
+        out[f"embed_load_s{suffix}"] = load_s[backend]
+        out.update(median_ci(f"embed_query_p50_ms{suffix}", query_ms[backend]))
+        out.update(median_ci(f"embed_index_s{suffix}", index_s[backend]))
+    out["retrieval_pairs"] = len(pairs)
+    torch = EmbeddingBackend.TORCH
+    adopted = torch
+    for backend in backends[1:]:
+        suffix = _SHORT[backend]
+        q_ratio = [a / b for a, b in zip(query_ms[backend], query_ms[torch], strict=True)]
+        i_ratio = [a / b for a, b in zip(index_s[backend], index_s[torch], strict=True)]
+        delta = mrr[backend] - mrr[torch]
+        out.update(median_ci(f"embed_query_ratio{suffix}", q_ratio))
+        out.update(median_ci(f"index_ratio{suffix}", i_ratio))
+        out[f"retrieval_delta_mrr{suffix}"] = delta
+        fits = (
+            abs(delta) <= MAX_DELTA_MRR
+            and statistics.median(q_ratio) <= MAX_COST_RATIO
+            and statistics.median(i_ratio) <= MAX_COST_RATIO
+        )
+        cheaper = (
+            adopted is torch or out[f"index_ratio{suffix}"] < out[f"index_ratio{_SHORT[adopted]}"]
+        )
+        if fits and cheaper:
+            adopted = backend
+    # The headline keys are the float32 ONNX export's (the int8 ones carry a suffix).
+    out["embed_query_ratio"] = out["embed_query_ratio_onnx"]
+    out["embed_query_ratio_ci"] = out["embed_query_ratio_onnx_ci"]
+    out["index_ratio"] = out["index_ratio_onnx"]
+    out["index_ratio_ci"] = out["index_ratio_onnx_ci"]
+    out["retrieval_delta_mrr"] = out["retrieval_delta_mrr_onnx"]
+    out["embed_adopted"] = str(adopted)
+    return out

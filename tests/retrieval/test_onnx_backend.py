@@ -1,0 +1,107 @@
+"""The ONNX backend: exported offline from the bundled model, the same vectors as PyTorch,
+exported once per cache folder, and a clear refusal of models it cannot run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.embeddings import (
+    EmbeddingBackend,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    bundled_model_path,
+    make_embedder,
+)
+from retrieval.onnx_export import OnnxExportError, exported_model
+
+TEXTS = [
+    "CRC errors climbing on leaf-12 eth1/3",
+    "BGP session to spine-2 went Idle after a maintenance window on the route reflectors",
+    "disk",
+    "certificate for api.internal expires in 3 days; renew it before the load balancer "
+    "starts refusing TLS handshakes from the payment service " * 8,  # longer than 256 tokens
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(onnx_cache: Path) -> OnnxEmbedder:
+    embedder = make_embedder(EmbeddingBackend.ONNX, cache_dir=onnx_cache)
+    assert isinstance(embedder, OnnxEmbedder)
+    return embedder
+
+
+def test_onnx_vectors_match_pytorch(
+    onnx_embedder: OnnxEmbedder, embedder: SentenceTransformerEmbedder
+) -> None:
+    ours = onnx_embedder.embed(TEXTS)
+    reference = embedder.embed(TEXTS)
+    assert ours.shape == reference.shape == (len(TEXTS), embedder.dimension)
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    cosines = (ours * reference).sum(axis=1)
+    assert cosines.min() > 0.9999, cosines
+    # one text alone gives what it gave in a padded batch (padding is masked out)
+    assert np.allclose(onnx_embedder.embed([TEXTS[2]])[0], ours[2], atol=1e-5)
+    assert onnx_embedder.embed([]).shape == (0, embedder.dimension)
+
+
+def test_export_is_made_once_and_reused(onnx_embedder: OnnxEmbedder, onnx_cache: Path) -> None:
+    path = onnx_embedder.path
+    assert path.is_file() and path.is_relative_to(onnx_cache)
+    before = path.stat().st_mtime_ns
+    assert exported_model(bundled_model_path(), onnx_cache, quantized=False) == path
+    assert path.stat().st_mtime_ns == before
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_int8_export_sits_beside_and_stays_close(
+    onnx_embedder: OnnxEmbedder, onnx_cache: Path
+) -> None:
+    int8 = make_embedder("onnx-int8", cache_dir=onnx_cache)
+    assert isinstance(int8, OnnxEmbedder) and int8.path.name == "model.int8.onnx"
+    assert int8.path.parent == onnx_embedder.path.parent
+    cosines = (int8.embed(TEXTS) * onnx_embedder.embed(TEXTS)).sum(axis=1)
+    assert 0.8 < cosines.min() < 0.99999  # quantised: close, but not the same numbers
+
+
+def test_one_session_from_several_threads(onnx_embedder: OnnxEmbedder) -> None:
+    expected = onnx_embedder.embed(TEXTS)
+    results: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        results[i] = onnx_embedder.embed(TEXTS)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for vectors in results.values():
+        assert np.allclose(vectors, expected, atol=1e-5)
+
+
+def test_models_the_backend_cannot_run_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(OnnxExportError, match="local model folder"):
+        make_embedder("onnx", model="sentence-transformers/all-mpnet-base-v2", cache_dir=tmp_path)
+    cls_model = tmp_path / "cls-model"
+    shutil.copytree(bundled_model_path(), cls_model)
+    pooling = cls_model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling.write_text(json.dumps(config))
+    with pytest.raises(OnnxExportError, match=r"1_Pooling/config.json.*mean pooling"):
+        make_embedder("onnx", model=str(cls_model), cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="'tensorflow' is not a valid EmbeddingBackend"):
+        make_embedder("tensorflow")
