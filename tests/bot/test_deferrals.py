@@ -95,7 +95,16 @@ def test_a_deferred_candidate_is_judged_again_when_the_window_opens(
     policy = DeferralPolicy(Windows(WINDOW))
     svc = _service(engine, rego_engine, clock, policy)
     rec = svc.recommend(
-        IncidentInput(TEXT, "slack", channel="C1", thread_ts="111.1", reporter="U1")
+        IncidentInput(
+            TEXT,
+            "slack",
+            channel="C1",
+            thread_ts="111.1",
+            reporter="U1",
+            hints={
+                "maintenance_window": "no"
+            },  # known: outside a window (unknown asks for approval)
+        )
     )
     d = rec.decision
     assert d.outcome is Outcome.DEFERRED and d.pending is not None and d.chosen is None

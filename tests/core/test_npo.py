@@ -189,7 +189,8 @@ def test_abstain_mode_never_recommends_and_teaches_no_arm() -> None:
         assert not decision.recommended
         assert [c.playbook_id for c in decision.candidates] == ["drain", "optic"]
         npo.feedback(decision, "drain", FeedbackKind.LIKE)
-    assert npo.bandit.alpha.tolist() == [1.0] * 5 and npo.bandit.beta.tolist() == [1.0] * 5
+    assert npo.bandit.alpha.tolist() == npo.bandit.prior_alpha.tolist()
+    assert npo.bandit.beta.tolist() == npo.bandit.prior_beta.tolist()
 
 
 def test_a_tick_reports_both_monitors_and_adds_its_verdict_to_the_history() -> None:

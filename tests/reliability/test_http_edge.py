@@ -441,7 +441,12 @@ def test_a_forged_signature_is_logged_without_body_or_secret(
     caplog.clear()
     assert edge.request("/slack/events", body.encode(), stale)[0] == 401
     assert edge.request("/slack/events", body.encode(), wrong)[0] == 401
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    # Ours only: waitress warns of its task queue depth on a loaded machine.
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and not r.name.startswith("waitress")
+    ]
     assert [r.name for r in warnings] == ["npo.serve", "npo.serve"]
     first, second = (r.getMessage() for r in warnings)
     assert "/slack/events" in first and "127.0.0.1" in first and "stale timestamp" in first
