@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         False, description="Accept POST /alertmanager without a token (no NPO_ALERTMANAGER_TOKEN)."
     )
 
+    # -- retrieval calibration -----------------------------------------------------------
+    calibration_path: Path | None = Field(
+        None,
+        description="Fitted similarity calibration (default: data_dir/retrieval-calibration.json).",
+    )
+
     @field_validator("arms", mode="before")
     @classmethod
     def _split_arms(cls, value: object) -> object:
@@ -203,6 +209,10 @@ class Settings(BaseSettings):
     @property
     def chroma_folder(self) -> Path:
         return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def calibration_file(self) -> Path:
+        return self.calibration_path or self.data_dir / "retrieval-calibration.json"
 
     def npo_config(self) -> NPOConfig:
         """The core's configuration; invalid combinations fail here with the field named."""
