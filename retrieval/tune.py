@@ -30,9 +30,6 @@ def _mrr(searcher: HybridSearcher, pairs: list[Pair], embedder: CachedEmbedder) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bot.native import load_torch_first
-
-    load_torch_first()
     from retrieval.embeddings import SentenceTransformerEmbedder
 
     ap = argparse.ArgumentParser(description=__doc__)
