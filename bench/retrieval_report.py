@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, help="reuse corpus and self-query vectors")
     ap.add_argument("--threshold", type=float, default=0.7)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="skip the calibration fit (recall/MRR only; the no-answer share is then meaningless)",
+    )
     args = ap.parse_args(argv)
     load_torch_first()
     from retrieval.calibration import FittedCalibration, fit_calibration
@@ -51,9 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {}
     with runbook_index(args.corpus / "runbooks", embedder, cached) as index:
         index.searcher.embedder = cached or embedder
-        fitted = fit_calibration(index.searcher, equivalent=runbook_family)
+        fitted = (
+            None
+            if args.no_calibration
+            else fit_calibration(index.searcher, equivalent=runbook_family)
+        )
         index.searcher.embedder = embedder
-        index.searcher.calibration = fitted
+        if fitted is not None:
+            index.searcher.calibration = fitted
         if cached is not None:
             cached.save()
         if isinstance(fitted, FittedCalibration):
