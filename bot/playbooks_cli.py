@@ -61,7 +61,20 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(report.removed)} removed, {report.unchanged} unchanged "
         f"({report.chunks_written} chunks written, {report.chunks_deleted} deleted)"
     )
+    _refit_calibration(store, embedder, settings)
     return 0
+
+
+def _refit_calibration(store, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """Refit the similarity calibration when the indexed playbooks changed."""
+    from retrieval.calibration import FittedCalibration, load_or_fit
+    from retrieval.search import HybridSearcher
+
+    fitted = load_or_fit(HybridSearcher(store, embedder), settings.calibration_file)
+    if isinstance(fitted, FittedCalibration):
+        top1 = fitted.report.get("held_out_top1")
+        if isinstance(top1, dict):
+            print(f"calibration: held-out top-1 Brier {top1['brier']}, ECE {top1['ece']}")
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,10 +91,12 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.calibration import load_or_fit
     from retrieval.search import HybridSearcher, Method
 
     embedder, store = _searcher_parts(settings)
     searcher = HybridSearcher(store, embedder)
+    load_or_fit(searcher, settings.calibration_file)
     hits = searcher.search(args.query, args.k, Method(args.method))
     if args.json:
         print(
@@ -115,7 +130,7 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     if not args.corpus.is_dir():
         return _fail(f"--corpus {args.corpus}: folder not found", 2)
     try:
-        pairs = read_pairs(args.pairs)
+        pairs = read_pairs(args.pairs, args.split)
     except (OSError, PairsError) as exc:
         return _fail(str(exc), 2)
     embedder = make_embedder(
@@ -123,19 +138,26 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     )
     bar = progress_bar(len(pairs), "queries", "query")
     result = evaluate(
-        args.corpus, pairs, embedder, args.k, lambda _s, n, _t: bar.set_progress(n, _t)
+        args.corpus,
+        pairs,
+        embedder,
+        args.k,
+        lambda _s, n, _t: bar.set_progress(n, _t),
+        threshold=args.threshold,
+        cache=args.cache,
     )
     bar.close()
     unknown = result["unknown_targets"]
     if isinstance(unknown, list) and unknown:
         print(f"warning: {len(unknown)} target path(s) are not in the corpus", file=sys.stderr)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("queries", "methods", "timing")}))
+        keys = ["queries", "methods", "no_answer", "answerable_at_threshold", "timing"]
+        print(json.dumps({k: result[k] for k in keys + (["misses"] if args.misses else [])}))
         return 0
-    methods = result["methods"]
-    assert isinstance(methods, dict)
+    methods, timing, no_answer = result["methods"], result["timing"], result["no_answer"]
+    assert isinstance(methods, dict) and isinstance(timing, dict) and isinstance(no_answer, dict)
     print(
-        f"{result['queries']} queries over {result['documents']} documents "
+        f"{result['queries']} answerable queries over {result['documents']} documents "
         f"({result['chunks']} chunks)\n"
     )
     print(f"{'method':8s} {'recall@1':>9s} {'recall@3':>9s} {'recall@5':>9s} {'MRR':>7s}")
@@ -144,9 +166,36 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
             f"{name:8s} {m['recall@1']:9.3f} {m['recall@3']:9.3f} {m['recall@5']:9.3f} "
             f"{m['mrr']:7.3f}"
         )
-    timing = result["timing"]
-    assert isinstance(timing, dict)
-    print(f"\nindexing {timing['index_s']:.1f} s; hybrid query p50 {timing['query_ms_p50']:.1f} ms")
+    if no_answer["queries"]:
+        print(
+            f"\nno-answer queries: {no_answer['queries']}; top candidate confidently wrong "
+            f"(p >= {no_answer['threshold']}): {no_answer['confidently_wrong']:.3f}"
+        )
+    at = result["answerable_at_threshold"]
+    assert isinstance(at, dict)
+    print(
+        f"answerable, top candidate with p >= {args.threshold}: right {at['right_confident']:.3f}"
+        f", wrong {at['wrong_confident']:.3f}"
+    )
+    calibration = result["calibration"]
+    if isinstance(calibration, dict) and calibration:
+        top1 = calibration.get("held_out_top1")
+        if isinstance(top1, dict):
+            print(
+                f"calibration (self-queries, held-out documents, top-1): Brier {top1['brier']}"
+                f", ECE {top1['ece']}"
+            )
+    print(
+        f"\nindexing {timing['index_s']:.1f} s; query p50 hybrid "
+        f"{timing['query_ms_p50']:.1f} ms, dense-only {timing['dense_query_ms_p50']:.1f} ms"
+    )
+    misses = result["misses"]
+    if args.misses and isinstance(misses, list):
+        print(f"\nhybrid misses at rank 1 ({len(misses)}):")
+        for miss in misses:
+            query = " ".join(str(miss["query"]).split())[:100]
+            print(f"- {miss['id']} rank {miss['rank']}: {query}")
+            print(f"    want {miss['want']}\n    got  {miss['got']}")
     return 0
 
 
@@ -190,6 +239,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ret.add_argument("--pairs", type=Path, required=True)
     ret.add_argument("--k", type=int, default=5)
     ret.add_argument("--json", action="store_true")
+    ret.add_argument("--split", help="only the rows of this split (dev or test)")
+    ret.add_argument("--misses", action="store_true", help="print the hybrid misses")
+    ret.add_argument(
+        "--threshold", type=float, default=0.7, help="decision threshold for 'confident'"
+    )
+    ret.add_argument(
+        "--cache", type=Path, help="reuse corpus vectors from this folder (queries are not cached)"
+    )
     ret.set_defaults(func=cmd_eval_retrieval)
     pol = ev.add_parser("policy", help="off-policy estimates of each threshold policy")
     pol.add_argument("--json", action="store_true")

@@ -211,6 +211,12 @@ class Settings(BaseSettings):
         None, description="Where ONNX exports of the model are kept (default: data_dir/models)."
     )
 
+    # -- retrieval calibration -----------------------------------------------------------
+    calibration_path: Path | None = Field(
+        None,
+        description="Fitted similarity calibration (default: data_dir/retrieval-calibration.json).",
+    )
+
     @field_validator("arms", mode="before")
     @classmethod
     def _split_arms(cls, value: object) -> object:
@@ -269,6 +275,10 @@ class Settings(BaseSettings):
     @property
     def embedding_cache_folder(self) -> Path:
         return self.embedding_cache or self.data_dir / "models"
+
+    @property
+    def calibration_file(self) -> Path:
+        return self.calibration_path or self.data_dir / "retrieval-calibration.json"
 
     def npo_config(self) -> NPOConfig:
         """The core's configuration; invalid combinations fail here with the field named."""

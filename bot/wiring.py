@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -23,6 +24,9 @@ from bot.native import load_torch_first
 from bot.policies import load_policy_engine
 from bot.service import NPOService
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from retrieval.search import HybridSearcher
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,14 @@ def check_arms(settings: Settings, url: str) -> None:
         log.warning("threshold arms migrated: %s", done)
 
 
+def refit_calibration(searcher: HybridSearcher, settings: Settings) -> None:
+    """Install the similarity calibration fitted for the indexed playbooks: the stored one
+    when the playbooks are unchanged, a new fit (seconds, self-queries) when they changed."""
+    from retrieval.calibration import load_or_fit
+
+    load_or_fit(searcher, settings.calibration_file)
+
+
 def build(settings: Settings, ingest: bool = True) -> Components:
     """Migrate the database, load the model, open the vector store (ingesting the bundled
     playbooks when they changed) and the SPE, and wire the service."""
@@ -94,10 +106,13 @@ def build(settings: Settings, ingest: bool = True) -> Components:
                 file=sys.stderr,
             )
         searcher.refresh()
+        refit_calibration(searcher, settings)
 
     searcher = HybridSearcher(store, embedder)
     if ingest:
         reingest()
+    else:
+        refit_calibration(searcher, settings)
     spe = load_policy_engine(settings.policies_dir)
     rng = np.random.default_rng(settings.seed)
     vocabulary = Vocabulary.from_folders(folders)

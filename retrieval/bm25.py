@@ -1,7 +1,8 @@
 """Okapi BM25 over the same chunks the vector store holds, in numpy.
 
 Tokens: lowercase words split at punctuation and camelCase, a small stop list, and light
-suffix stripping so "failed", "failing" and "failure" meet.
+suffix stripping so "failed", "failing" and "failure" meet; with a lexicon, the concepts of
+the ops synonym lexicon found in the text are added as extra terms (``retrieval/lexicon.py``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from retrieval.lexicon import Lexicon
 
 # Linear: the alternatives are single character-class runs; the lookahead makes the
 # capitals run give back at most one character (``HTTPServer`` → ``HTTP``, ``Server``).
@@ -72,18 +77,31 @@ def _stem(word: str) -> str:
     return word
 
 
-def tokenize(text: str) -> list[str]:
-    return [_stem(w.lower()) for w in _WORD.findall(text) if w.lower() not in _STOP]
+def words(text: str) -> list[str]:
+    """Stemmed lowercase words, stop words included (what the lexicon matches on)."""
+    return [_stem(w.lower()) for w in _WORD.findall(text)]
+
+
+def tokenize(text: str, lexicon: Lexicon | None = None) -> list[str]:
+    found = words(text)
+    terms = [w for w in found if w not in _STOP]
+    return terms + lexicon.concepts(found) if lexicon is not None else terms
 
 
 class BM25Index:
-    def __init__(self, texts: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
+    def __init__(
+        self,
+        texts: Sequence[str],
+        k1: float = 1.2,
+        b: float = 0.75,
+        lexicon: Lexicon | None = None,
+    ) -> None:
+        self.k1, self.b, self.lexicon = k1, b, lexicon
         self.size = len(texts)
         lengths = np.zeros(self.size)
         postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for i, text in enumerate(texts):
-            counts = Counter(tokenize(text))
+            counts = Counter(tokenize(text, lexicon))
             lengths[i] = sum(counts.values())
             for term, tf in counts.items():
                 postings[term].append((i, tf))
@@ -98,7 +116,7 @@ class BM25Index:
 
     def scores(self, query: str) -> npt.NDArray[np.float64]:
         out = np.zeros(self.size)
-        for term in set(tokenize(query)):
+        for term in set(tokenize(query, self.lexicon)):
             posting = self._postings.get(term)
             if posting is None:
                 continue

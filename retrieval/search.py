@@ -1,25 +1,30 @@
-"""Hybrid search: dense (Chroma) + lexical (BM25 over the same chunks), deduplicated to
-documents (playbooks), fused, with a calibrated similarity in [0, 1].
+"""Hybrid search: dense (Chroma) + field-aware lexical (BM25 over the chunks, over the
+documents' titles and over their headings, all with the ops synonym lexicon), deduplicated
+to documents (playbooks), fused, with a calibrated similarity in [0, 1].
 
-Fusion: ``relative`` (default) scales each method's best-chunk scores to [0, 1] over the
-query's candidates and adds them with equal weight, so a document far ahead in one method
-keeps its lead; ``rrf`` is reciprocal rank fusion. On the public runbook pairs relative
-fusion was better on both pair files (recall@1 0.771 vs 0.765 and 0.412 vs 0.400).
+Fusion ``learned`` (default) adds the per-query-normalised method scores with weights fitted
+by ``python -m retrieval.tune`` on the dev operator queries and ``pairs.jsonl`` (never on
+the test split); ``relative`` is the older equal-weight sum of dense and body BM25 and
+``rrf`` is reciprocal rank fusion, both kept for comparison.
+
+``Hit.similarity`` is P(this candidate is the right document) from the calibration fitted
+for the indexed documents (``retrieval/calibration.py``); without one, a fixed curve.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from retrieval.bm25 import BM25Index
 from retrieval.embeddings import Embedder
+from retrieval.lexicon import Lexicon
 from retrieval.store import ChunkStore, DenseHit, StoredChunk
 
 _ALERT_FRAMING = re.compile(r"\[(?:FIRING|RESOLVED)(?::\d++)?\]\s*+", re.IGNORECASE)
@@ -31,6 +36,7 @@ def normalise_query(text: str) -> str:
 
 
 class Fusion(StrEnum):
+    LEARNED = "learned"
     RELATIVE = "relative"
     RRF = "rrf"
 
@@ -42,34 +48,71 @@ class Method(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Calibration:
-    """P(relevant | best-chunk cosine, hybrid rank) as a logistic curve.
+class FusionWeights:
+    """Weights of the normalised method scores in the hybrid score (``learned`` fusion).
 
-    The defaults were fitted on the top-5 hybrid hits of the 484 public runbook pairs
-    (runbooks-v1, both pair files): a top-ranked hit at cosine 0.7 is relevant 69 % of the
-    time, a fifth-ranked one 6 %. Refit for another corpus.
+    Fitted by ``python -m retrieval.tune`` (logistic regression of "candidate is relevant"
+    on the candidates of the dev operator queries and ``pairs.jsonl``); see the README for
+    the run that produced these values.
     """
+
+    dense: float = 1.0
+    body: float = 1.7
+    title: float = 0.7
+    headings: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the hit list says about one candidate: the calibration's input."""
+
+    rank: int
+    score: float
+    top_score: float
+    next_score: float  # the score of the candidate ranked just below (0 when none)
+    cosine: float
+    top_cosine: float
+    dense_rank: int | None
+    lexical_rank: int | None
+    lexical: float  # body BM25 normalised over the query's candidates
+    title: float  # title BM25 normalised over the documents
+
+
+class Calibrator(Protocol):
+    def probabilities(self, evidence: Sequence[Evidence]) -> list[float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedCurve:
+    """P(relevant | best-chunk cosine, hybrid rank) as a fixed logistic curve: the fallback
+    when no calibration was fitted for the indexed documents (too few of them, or a caller
+    that builds a searcher by hand). The constants were fitted on the top-5 hits of the
+    public runbook pairs with an older searcher; they are not a calibration of this one."""
 
     cosine_weight: float = 4.92
     rank_weight: float = 4.40
     intercept: float = -7.04
 
-    def __call__(self, cosine: float, rank: int) -> float:
-        z = self.cosine_weight * cosine + self.rank_weight / max(rank, 1) + self.intercept
-        return 1.0 / (1.0 + math.exp(-z))
+    def probabilities(self, evidence: Sequence[Evidence]) -> list[float]:
+        out = []
+        for e in evidence:
+            z = self.cosine_weight * e.cosine + self.rank_weight / max(e.rank, 1) + self.intercept
+            out.append(1.0 / (1.0 + math.exp(-z)))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
 class Hit:
     doc_id: str
     title: str
-    similarity: float  # calibrated, in [0, 1]
+    similarity: float  # calibrated P(right), in [0, 1]
     cosine: float
     score: float  # the ranking score of the method used
     dense_rank: int | None
     lexical_rank: int | None
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    evidence: Evidence | None = None
 
 
 @dataclass(slots=True)
@@ -78,28 +121,36 @@ class _Doc:
     best_lexical: float = 0.0
     dense_norm: float = 0.0
     lexical_norm: float = 0.0
+    title_norm: float = 0.0
+    headings_norm: float = 0.0
     dense_rank: int | None = None
     lexical_rank: int | None = None
     chunk: StoredChunk | None = None
 
 
 class HybridSearcher:
-    """Holds the BM25 index of the store's chunks; ``refresh`` after every ingest."""
+    """Holds the lexical indexes of the store's chunks; ``refresh`` after every ingest."""
 
     def __init__(
         self,
         store: ChunkStore,
         embedder: Embedder,
-        calibration: Calibration | None = None,
+        calibration: Calibrator | None = None,
         depth: int = 40,
         rrf_k: float = 10.0,
         dense_weight: float = 1.0,
-        fusion: Fusion = Fusion.RELATIVE,
+        fusion: Fusion = Fusion.LEARNED,
+        lexicon: Lexicon | None = None,
+        weights: FusionWeights | None = None,
+        title_depth: int = 10,
     ) -> None:
         self.store, self.embedder = store, embedder
-        self.calibration = calibration or Calibration()
+        self.calibration: Calibrator = calibration or FixedCurve()
         self.depth, self.rrf_k, self.dense_weight = depth, rrf_k, dense_weight
         self.fusion = fusion
+        self.lexicon = lexicon if lexicon is not None else Lexicon.load()
+        self.weights = weights or FusionWeights()
+        self.title_depth = title_depth
         self.refresh()
 
     def refresh(self) -> None:
@@ -108,8 +159,39 @@ class HybridSearcher:
         self._rows_of: dict[str, list[int]] = {}
         for i, c in enumerate(self._chunks):
             self._rows_of.setdefault(str(c.metadata.get("doc_id")), []).append(i)
-        self._bm25 = BM25Index([c.text for c in self._chunks])
+        self._bm25 = BM25Index([c.text for c in self._chunks], lexicon=self.lexicon)
         self._status = np.array([str(c.metadata.get("status", "")) for c in self._chunks])
+        # One row per document for the field indexes: its title and its headings.
+        self._doc_ids = sorted(self._rows_of)
+        self._doc_index = {d: i for i, d in enumerate(self._doc_ids)}
+        first = [self._chunks[self._rows_of[d][0]] for d in self._doc_ids]
+        self._doc_first = first
+        self._doc_status = np.array([str(c.metadata.get("status", "")) for c in first])
+        self._titles = BM25Index(
+            [str(c.metadata.get("title", "")) for c in first], lexicon=self.lexicon
+        )
+        self._headings = BM25Index(
+            [
+                " \n".join(
+                    dict.fromkeys(
+                        str(self._chunks[i].metadata.get("section", "")) for i in self._rows_of[d]
+                    )
+                )
+                for d in self._doc_ids
+            ],
+            lexicon=self.lexicon,
+        )
+
+    @property
+    def documents(self) -> dict[str, list[StoredChunk]]:
+        """The indexed chunks of each document, in chunk order."""
+        return {
+            d: sorted(
+                (self._chunks[i] for i in self._rows_of[d]),
+                key=lambda c: int(c.metadata.get("chunk", 0)),
+            )
+            for d in self._doc_ids
+        }
 
     def search(
         self,
@@ -118,61 +200,114 @@ class HybridSearcher:
         method: Method = Method.HYBRID,
         statuses: Sequence[str] = ("vetted",),
         vector: np.ndarray | None = None,
+        exclude: Iterable[str] = (),
     ) -> list[Hit]:
-        """Top ``k`` documents whose status is in ``statuses`` (only vetted by default)."""
+        """Top ``k`` documents whose status is in ``statuses`` (only vetted by default);
+        ``exclude`` removes documents from the candidates (leave-one-out calibration)."""
         query = normalise_query(query)
         if not query or not self._chunks:
             return []
+        excluded = set(exclude)
         docs: dict[str, _Doc] = {}
         if method is not Method.BM25:
             if vector is None:  # embedded once: the lexical-only hits below reuse it
                 vector = self.embedder.embed([query])[0]
             rank = 0
             for dh in self._dense(vector, statuses):
-                doc = docs.setdefault(str(dh.metadata["doc_id"]), _Doc())
+                doc_id = str(dh.metadata["doc_id"])
+                if doc_id in excluded:
+                    continue
+                doc = docs.setdefault(doc_id, _Doc())
                 if doc.dense_rank is None:
                     rank += 1
                     doc.dense_rank = rank
                     doc.chunk = doc.chunk or self._by_id.get(dh.chunk_id)
                 doc.best_cosine = max(doc.best_cosine, dh.similarity)
         if method is not Method.DENSE:
-            scores = self._bm25.scores(query)
-            scores[~np.isin(self._status, list(statuses))] = -1.0
-            order = np.argsort(-scores, kind="stable")[: self.depth * 2]
-            rank = 0
-            for i in order:
-                if scores[i] <= 0:
-                    break
-                chunk = self._chunks[int(i)]
-                doc = docs.setdefault(str(chunk.metadata["doc_id"]), _Doc())
-                doc.best_lexical = max(doc.best_lexical, float(scores[i]))
-                if doc.lexical_rank is None:
-                    rank += 1
-                    doc.lexical_rank = rank
-                    doc.chunk = doc.chunk or chunk
+            self._lexical(query, statuses, excluded, docs)
+        if method is Method.HYBRID and self.fusion is Fusion.LEARNED:
+            self._fields(query, statuses, excluded, docs)
         self._normalise(docs)
         ranked = sorted(docs.items(), key=lambda kv: (-self._score(kv[1], method), kv[0]))
-        hits = []
-        for position, (doc_id, doc) in enumerate(ranked[:k], 1):
-            best = doc.chunk
-            meta = best.metadata if best else {}
+        ranked = ranked[: k + 1]  # one more: the margin of the last one
+        scores = [self._score(d, method) for _, d in ranked]
+        for doc_id, doc in ranked[:k]:
             if doc.best_cosine <= -1.0:  # found lexically only: measure it directly
                 doc.best_cosine = self._cosine(query, doc_id, vector)
-            cosine = doc.best_cosine
+        evidence = [
+            Evidence(
+                rank=position,
+                score=scores[position - 1],
+                top_score=scores[0],
+                next_score=scores[position] if position < len(scores) else 0.0,
+                cosine=doc.best_cosine,
+                top_cosine=ranked[0][1].best_cosine,
+                dense_rank=doc.dense_rank,
+                lexical_rank=doc.lexical_rank,
+                lexical=doc.lexical_norm,
+                title=doc.title_norm,
+            )
+            for position, (_, doc) in enumerate(ranked[:k], 1)
+        ]
+        probabilities = self.calibration.probabilities(evidence) if evidence else []
+        hits = []
+        for (doc_id, doc), ev, p in zip(ranked[:k], evidence, probabilities, strict=True):
+            best = doc.chunk or self._doc_first[self._doc_index[doc_id]]
+            meta = best.metadata
             hits.append(
                 Hit(
                     doc_id=doc_id,
                     title=str(meta.get("title", doc_id)),
-                    similarity=self.calibration(cosine, position),
-                    cosine=cosine,
-                    score=self._score(doc, method),
+                    similarity=p,
+                    cosine=doc.best_cosine,
+                    score=ev.score,
                     dense_rank=doc.dense_rank,
                     lexical_rank=doc.lexical_rank,
-                    text=best.text if best else "",
+                    text=best.text,
                     metadata=dict(meta),
+                    evidence=ev,
                 )
             )
         return hits
+
+    def _lexical(
+        self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
+    ) -> None:
+        scores = self._bm25.scores(query)
+        scores[~np.isin(self._status, list(statuses))] = -1.0
+        order = np.argsort(-scores, kind="stable")[: self.depth * 2]
+        rank = 0
+        for i in order:
+            if scores[i] <= 0:
+                break
+            chunk = self._chunks[int(i)]
+            doc_id = str(chunk.metadata["doc_id"])
+            if doc_id in excluded:
+                continue
+            doc = docs.setdefault(doc_id, _Doc())
+            doc.best_lexical = max(doc.best_lexical, float(scores[i]))
+            if doc.lexical_rank is None:
+                rank += 1
+                doc.lexical_rank = rank
+                doc.chunk = doc.chunk or chunk
+
+    def _fields(
+        self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
+    ) -> None:
+        """Title and heading matches: every candidate gets both, and the best titles join."""
+        allowed = np.isin(self._doc_status, list(statuses))
+        titles = np.where(allowed, self._titles.scores(query), 0.0)
+        headings = np.where(allowed, self._headings.scores(query), 0.0)
+        for i in np.argsort(-titles, kind="stable")[: self.title_depth]:
+            if titles[i] > 0 and self._doc_ids[int(i)] not in excluded:
+                docs.setdefault(self._doc_ids[int(i)], _Doc())
+        top_t, top_h = float(titles.max(initial=0.0)), float(headings.max(initial=0.0))
+        for doc_id, doc in docs.items():
+            i = self._doc_index.get(doc_id)
+            if i is None:
+                continue
+            doc.title_norm = float(titles[i]) / top_t if top_t > 0 else 0.0
+            doc.headings_norm = float(headings[i]) / top_h if top_h > 0 else 0.0
 
     def _dense(self, vec: np.ndarray, statuses: Sequence[str]) -> list[DenseHit]:
         """The nearest chunks whose status is allowed.
@@ -205,15 +340,23 @@ class HybridSearcher:
             d.lexical_norm = d.best_lexical / top if top > 0 else 0.0
 
     def _score(self, doc: _Doc, method: Method) -> float:
-        if self.fusion is Fusion.RELATIVE:
-            dense, lexical = doc.dense_norm, doc.lexical_norm
-        else:
+        if self.fusion is Fusion.RRF:
             dense = 0.0 if doc.dense_rank is None else 1.0 / (self.rrf_k + doc.dense_rank)
             lexical = 0.0 if doc.lexical_rank is None else 1.0 / (self.rrf_k + doc.lexical_rank)
+        else:
+            dense, lexical = doc.dense_norm, doc.lexical_norm
         if method is Method.DENSE:
             return dense
         if method is Method.BM25:
             return lexical
+        if self.fusion is Fusion.LEARNED:
+            w = self.weights
+            return (
+                w.dense * dense
+                + w.body * lexical
+                + w.title * doc.title_norm
+                + w.headings * doc.headings_norm
+            )
         return self.dense_weight * dense + lexical
 
     def _cosine(self, query: str, doc_id: str, vector: np.ndarray | None) -> float:

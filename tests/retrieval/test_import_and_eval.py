@@ -93,6 +93,7 @@ PAIRS = [
         "runbook": "x.md",
         "relevant": ["services/certificate-expiry-renew.md"],
     },
+    {"id": "na-1", "query": "kafka topic payments has under-replicated partitions", "relevant": []},
 ]
 
 
@@ -106,21 +107,41 @@ def test_eval_retrieval_prints_exactly_the_documented_json(
     code = main(["eval", "retrieval", "--corpus", str(corpus), "--pairs", str(pairs), "--json"])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
-    assert list(doc) == ["queries", "methods", "timing"]
-    assert doc["queries"] == 4
+    assert list(doc) == ["queries", "methods", "no_answer", "answerable_at_threshold", "timing"]
+    assert doc["queries"] == 4  # the no-answer line is scored apart
+    assert doc["no_answer"]["queries"] == 1
+    assert doc["no_answer"]["confidently_wrong"] in (0.0, 1.0)
+    assert len(doc["no_answer"]["examples"]) == doc["no_answer"]["confidently_wrong"]
     assert list(doc["methods"]) == ["hybrid", "dense", "bm25"]
     for metrics in doc["methods"].values():
         assert list(metrics) == ["recall@1", "recall@3", "recall@5", "mrr"]
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert doc["methods"]["hybrid"]["recall@3"] == 1.0
-    assert set(doc["timing"]) == {"index_s", "query_ms_p50"}
+    assert set(doc["timing"]) == {"index_s", "query_ms_p50", "dense_query_ms_p50"}
 
-    code = main(["eval", "retrieval", "--corpus", str(corpus), "--pairs", str(pairs)])
+    code = main(["eval", "retrieval", "--corpus", str(corpus), "--pairs", str(pairs), "--misses"])
     table = capsys.readouterr().out
     assert code == 0
     assert "recall@1" in table
     assert "hybrid" in table
     assert "bm25" in table
+    assert "no-answer queries: 1;" in table
+    assert "hybrid misses at rank 1" in table
+
+
+def test_read_pairs_keeps_no_answer_lines_and_filters_by_split(tmp_path: Path) -> None:
+    pairs = tmp_path / "q.jsonl"
+    rows = [
+        {"id": "a", "query": "x", "relevant": ["a.md"], "split": "dev"},
+        {"id": "b", "query": "y", "relevant": [], "split": "dev"},
+        {"id": "c", "query": "z", "relevant": ["c.md"], "split": "test"},
+    ]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dev = read_pairs(pairs, "dev")
+    assert [(p.id, sorted(p.relevant)) for p in dev] == [("a", ["a.md"]), ("b", [])]
+    assert [p.id for p in read_pairs(pairs)] == ["a", "b", "c"]
+    with pytest.raises(PairsError, match="no pairs in split 'other'"):
+        read_pairs(pairs, "other")
 
 
 @pytest.mark.parametrize(
@@ -165,6 +186,11 @@ def test_ingest_and_search_commands(
         "0 added, 0 updated, 0 removed, 16 unchanged (0 chunks written" in capsys.readouterr().out
     )
     assert (tmp_path / "var" / "chroma").is_dir()
+    calibration = tmp_path / "var" / "retrieval-calibration.json"
+    fitted = calibration.read_text()  # fitted at the first ingest, for these 16 playbooks
+    assert main(["playbooks", "ingest", str(folder)]) == 0
+    assert calibration.read_text() == fitted  # unchanged playbooks: no refit
+    capsys.readouterr()
     assert (
         main(["search", "optic RX power is low on spine-1 Ethernet4/1", "--json", "--k", "2"]) == 0
     )
