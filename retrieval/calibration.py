@@ -244,12 +244,16 @@ def fingerprint(searcher: HybridSearcher, no_answer_weight: float = 0.25) -> str
     return h.hexdigest()
 
 
+MAX_SELF_QUERIES = 1500
+
+
 def _collect(
     searcher: HybridSearcher,
     equivalent: Callable[[str], str] | None,
     k: int,
     no_answer_weight: float,
     seed: int,
+    max_queries: int = 0,
 ) -> tuple[_Examples, int]:
     family = _family_of(equivalent)
     documents = {
@@ -265,6 +269,8 @@ def _collect(
             queries.append((doc_id, q))
             queries.append((doc_id, searcher.lexicon.rewrite(q, rng)))
     queries = list(dict.fromkeys(queries))
+    if max_queries and len(queries) > max_queries:  # a large corpus: a fixed sample of them
+        queries = sorted(rng.sample(queries, max_queries))
     vectors = searcher.embedder.embed([q for _, q in queries])
     groups = {f: i for i, f in enumerate(sorted(members))}
     ex = _Examples()
@@ -325,9 +331,12 @@ def fit_calibration(
     no_answer_weight: float = NO_ANSWER_WEIGHT,
     folds: int = 5,
     seed: int = 0,
+    max_queries: int = MAX_SELF_QUERIES,
 ) -> FittedCalibration | FixedCurve:
     """Fit P(candidate right) on self-queries of the searcher's vetted documents; the
-    report holds the out-of-fold reliability (folds split by document family)."""
+    report holds the out-of-fold reliability (folds split by document family). Beyond
+    ``max_queries`` self-queries (a corpus of hundreds of documents) a fixed random sample
+    of them is used: each costs two searches, and a few thousand fit 13 weights well."""
     documents = [
         d for d, c in searcher.documents.items() if str(c[0].metadata.get("status")) == "vetted"
     ]
@@ -336,7 +345,7 @@ def fit_calibration(
             "calibration: %d documents, fewer than %d: fixed curve", len(documents), MIN_DOCUMENTS
         )
         return FixedCurve()
-    ex, n_queries = _collect(searcher, equivalent, k, no_answer_weight, seed)
+    ex, n_queries = _collect(searcher, equivalent, k, no_answer_weight, seed, max_queries)
     x, y, w = np.vstack(ex.x), np.asarray(ex.y), np.asarray(ex.w)
     group, top = np.asarray(ex.group), np.asarray(ex.top)
     fold_of = group % folds
