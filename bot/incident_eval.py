@@ -3,9 +3,10 @@
 A fresh install (a temporary data folder unless ``--data-dir`` is given) receives every
 incident of a labelled file (``eval/incidents/incidents.jsonl``: text, the right playbook or
 null, other acceptable ids), pass after pass. After each pass an operator who knows the
-answer gives feedback as a person would: a like on a right recommendation, an override on
-a wrong one (and, when the right playbook is listed, a colleague's like on it), a like on
-the right candidate of an abstention when it is listed, nothing otherwise. Each pass
+answer gives feedback on every decision of the pass as a person would: a like on a right
+recommendation, an override on a wrong one (and, when the right playbook is listed, a
+colleague's like on it), a like on the right candidate of an abstention when it is listed,
+nothing otherwise. Each pass
 reports right and wrong recommendations as shares of all incidents: pass 1 is the cold
 start, pass 3 is after two rounds of feedback.
 
@@ -138,6 +139,7 @@ def run_passes(
     reports = []
     for p in range(1, passes + 1):
         report = PassReport()
+        decided: list[tuple[LabelledIncident, str, Decision]] = []
         for item in incidents:
             recorded = service.recommend(
                 IncidentInput(item.text, "eval", reporter="reporter", hints=context)
@@ -175,10 +177,14 @@ def run_passes(
                         "threshold": d.explanation.threshold.threshold,
                     }
                 )
-            for who, kind, playbook in _operators(item, d) if p < passes else []:
+            decided.append((item, recorded.recommendation_id, d))
+        # A round of feedback on this pass's decisions, after all of them were made: the
+        # pass measured the state the previous rounds left.
+        for item, rec_id, d in decided if p < passes else []:
+            for who, kind, playbook in _operators(item, d):
                 service.record_feedback(
                     FeedbackInput(
-                        recorded.recommendation_id,
+                        rec_id,
                         who,
                         kind,
                         f"eval:{p}:{item.id}:{who}",
