@@ -56,6 +56,19 @@ def judged(decision: Decision, playbook_id: str | None) -> Candidate | None:
     return next((c for c in decision.candidates if c.playbook_id == wanted), None)
 
 
+def shown_at(decision: Decision, tau: float) -> Candidate | None:
+    """What a decision at threshold ``tau`` would have surfaced: the best-ranked candidate
+    that clears it and that the SPE allows (None: it would have abstained)."""
+    return next(
+        (
+            c
+            for c, v in zip(decision.candidates, decision.verdicts, strict=True)
+            if c.score >= tau and v.allowed
+        ),
+        None,
+    )
+
+
 def arm_rewards(
     decision: Decision,
     target: Candidate,
@@ -81,14 +94,7 @@ def arm_rewards(
         return [None] * len(arms)
     rewards: list[float | None] = []
     for tau in arms:
-        shown = next(
-            (
-                c
-                for c, v in zip(decision.candidates, decision.verdicts, strict=True)
-                if c.score >= tau and v.allowed
-            ),
-            None,
-        )
+        shown = shown_at(decision, tau)
         if shown is None:
             rewards.append(config.reward(utility(False, kind, config)))
         elif shown.playbook_id == target.playbook_id:
@@ -149,14 +155,7 @@ def unanswered_rewards(
     """
     rewards: list[float | None] = []
     for tau in arms:
-        shown = next(
-            (
-                c
-                for c, v in zip(decision.candidates, decision.verdicts, strict=True)
-                if c.score >= tau and v.allowed
-            ),
-            None,
-        )
+        shown = shown_at(decision, tau)
         worth = 0.0 if shown is None else shown.score - (1 - shown.score) * config.override_cost
         rewards.append(config.reward(worth))
     return rewards
