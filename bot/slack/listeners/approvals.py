@@ -13,8 +13,9 @@ from bot.approvals import refusal
 from bot.slack import follow_ups
 from bot.slack.blocks import ACTION_APPROVE_RUN, ACTION_REJECT_RUN, REJECT_MODAL, reject_modal
 from bot.slack.flows import SlackContext
-from bot.slack.listeners import log, tolerant
-from bot.slack.translate import PayloadError, action_ref, override_submission
+from bot.slack.listeners import tolerant
+from bot.slack.listeners.views import ack_reason_form
+from bot.slack.translate import action_ref, override_submission
 
 
 def register(app: App, ctx: SlackContext) -> None:
@@ -48,16 +49,7 @@ def register(app: App, ctx: SlackContext) -> None:
         )
 
     def validate(ack: Ack, body: dict[str, Any]) -> None:
-        try:
-            submission = override_submission(body)
-        except PayloadError as exc:  # not a form Slack would send: close it, store nothing
-            log.warning("ignored a malformed reject submission: %s", exc)
-            ack()
-            return
-        if not submission.reason:
-            ack(response_action="errors", errors={"reason": "Please say why."})
-        else:
-            ack()
+        ack_reason_form(ack, body, "reject")
 
     def on_reject(body: dict[str, Any], client: WebClient) -> None:
         sub = override_submission(body)

@@ -16,18 +16,24 @@ from bot.slack.translate import PayloadError, override_submission
 from core.feedback import FeedbackKind
 
 
+def ack_reason_form(ack: Ack, body: dict[str, Any], form: str) -> None:
+    """Acknowledge a submitted reason form (override or reject): a missing reason keeps the
+    modal open with an error; a form Slack would not send is closed and nothing stored."""
+    try:
+        submission = override_submission(body)
+    except PayloadError as exc:
+        log.warning("ignored a malformed %s submission: %s", form, exc)
+        ack()
+        return
+    if not submission.reason:
+        ack(response_action="errors", errors={"reason": "Please say why."})
+    else:
+        ack()
+
+
 def register(app: App, ctx: SlackContext) -> None:
     def validate(ack: Ack, body: dict[str, Any]) -> None:
-        try:
-            submission = override_submission(body)
-        except PayloadError as exc:  # not a form Slack would send: close it, store nothing
-            log.warning("ignored a malformed override submission: %s", exc)
-            ack()
-            return
-        if not submission.reason:
-            ack(response_action="errors", errors={"reason": "Please say why."})
-        else:
-            ack()
+        ack_reason_form(ack, body, "override")
 
     def on_submit(body: dict[str, Any], client: WebClient) -> None:
         sub = override_submission(body)
