@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import embeddings, ingest, pipeline, retrain, spe_threads, tick
+from bot.governance.policies import read_policy_modules
 from bot.native import load_torch_first
-from bot.policies import read_policy_modules
+from bot.reporting.simulation import run_all
 from bot.settings import PROJECT_ROOT, Settings
-from bot.simulation import run_all
 from core.policy import Action, MemoisedEngine
 from core.rego import RegoPolicyEngine
 from core.scenario import Scenario

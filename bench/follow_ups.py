@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy import create_engine, text
 
-from bot.approvals import approve
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
-from bot.deferrals import DeferralPolicy, FollowUp, run_due
 from bot.native import load_torch_first
-from bot.policies import load_policy_engine
 from bot.service import FeedbackInput, IncidentInput, NPOService
+from bot.service.approvals import approve
+from bot.service.deferrals import DeferralPolicy, FollowUp, run_due
 from bot.settings import PROJECT_ROOT
+from bot.wiring import policy_engine
 from core.decision import Outcome
 from core.feedback import FeedbackKind
 from core.npo import NPOConfig, ThresholdMode
@@ -100,7 +100,7 @@ def _databases() -> Iterator[tuple[str, str]]:
 
 def _service(url: str, hit: _Hit, clock: _Clock, policy: DeferralPolicy) -> NPOService:
     upgrade(url)
-    spe = load_policy_engine(PROJECT_ROOT / "playbooks" / "policies")
+    spe = policy_engine(PROJECT_ROOT / "playbooks" / "policies")
     cfg = NPOConfig(threshold_mode=ThresholdMode.FIXED, fixed_threshold=0.7)
     return NPOService(
         make_engine(url),

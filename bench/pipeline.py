@@ -21,11 +21,11 @@ from slack_bolt import BoltRequest
 from bench.stats import median_ci
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
-from bot.policies import load_policy_engine
 from bot.service import IncidentInput, NPOService
 from bot.settings import PROJECT_ROOT, Settings
 from bot.slack import flows
 from bot.slack.app import app_for, slack_context, web_client
+from bot.wiring import policy_engine
 from core.npo import NPOConfig
 from retrieval.chunking import Document, chunk_document
 from retrieval.corpus import playbook_document, runbook_documents
@@ -110,7 +110,7 @@ def run(
         url = f"sqlite:///{tmp}/npo.db"
         upgrade(url)
         engine = make_engine(url)
-        spe = load_policy_engine(PROJECT_ROOT / "playbooks" / "policies")
+        spe = policy_engine(PROJECT_ROOT / "playbooks" / "policies")
         service = NPOService(engine, searcher, spe, NPOConfig(), np.random.default_rng(0))
         with fake_slack() as api:
             settings = Settings.model_validate(

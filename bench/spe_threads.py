@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bot.governance.policies import read_policy_modules
 from bot.native import load_torch_first
-from bot.policies import read_policy_modules
 from bot.settings import PROJECT_ROOT
 from core.policy import Action, PolicyVerdict, SafetyPolicyEngine
 from core.rego import RegoPolicyEngine, compile_policies, policy_input, verdict_of

@@ -32,7 +32,7 @@ from bench.retrain import _peak_rss_mb
 from bot.db.engine import make_engine, table_of
 from bot.db.migrate import upgrade
 from bot.db.models import LearningClock
-from bot.monitoring import MonitorTicker
+from bot.monitoring.ticker import MonitorTicker
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from core.feedback import FeedbackKind, alignment_loss, signal
 from core.npo import NPOConfig

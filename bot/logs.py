@@ -1,4 +1,4 @@
-"""Logging, configured once by the entry point (``npo`` in bot/cli.py) from Settings.
+"""Logging, configured once by the entry point (``npo`` in bot/cli/commands.py) from Settings.
 
 Every line goes to stderr, one line per record: ``plain`` is for a terminal (timestamp,
 level, logger, message, then the structured fields as ``key=value``), ``json`` is one

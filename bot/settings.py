@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     reactions_override: Annotated[tuple[str, ...], NoDecode] = Field(("red_circle", "x", "-1"))
     reactions_neutral: Annotated[tuple[str, ...], NoDecode] = Field(("neutral_face",))
 
-    # Retention (bot/retention.py): the tables that grow with traffic, trimmed once a day.
+    # Retention (bot/monitoring/retention.py): the tables that grow with traffic, trimmed once
+    # a day.
     retention_events_days: float = Field(
         30.0,
         ge=1,
@@ -241,7 +242,7 @@ class Settings(BaseSettings):
             return tuple(x.strip().strip(":") for x in value.split(",") if x.strip())
         return value
 
-    # Approvals and deferrals (bot/approvals.py, bot/deferrals.py).
+    # Approvals and deferrals (bot/service/approvals.py, bot/service/deferrals.py).
     approver_users: Annotated[tuple[str, ...], NoDecode] = Field(
         (),
         description="User ids who may approve a needs-approval recommendation (empty: "

@@ -86,6 +86,10 @@ class PolicyVerdict:
         return f"{label}. {reasons}."
 
 
+class PolicyError(ValueError):
+    """A policy module failed to load or evaluate; the message names file and line."""
+
+
 class SafetyPolicyEngine(Protocol):
     def evaluate(self, scenario: Scenario, action: Action) -> PolicyVerdict:
         """Judge one action in one scenario; must be deterministic in its inputs."""
@@ -96,7 +100,7 @@ class MemoisedEngine:
     """Caches verdicts of a deterministic engine (the simulator asks the same few thousand
     questions many times).
 
-    For one thread only: its users (the simulator jobs in ``bot/simulation.py``, one per
+    For one thread only: its users (the simulator jobs in ``bot/reporting/simulation.py``, one per
     process, and the benchmark) never share it, so it takes no lock. The bot's threads share
     the ``RegoPolicyEngine`` itself, which is thread-safe."""
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from core.policy import Action, PolicyVerdict, RuleHit, Verdict, strictest
+from core.policy import Action, PolicyError, PolicyVerdict, RuleHit, Verdict, strictest
 from core.scenario import Scenario
 
 _QUERY = "data.npo.policies"
@@ -34,10 +34,6 @@ _OUTCOMES = {  # strictest first
 }
 _ERROR_AT = re.compile(r"\(error \d+:(?P<name>[^|\s]+)\|(?P<offset>\d+)\|\d+")
 _ERROR_MSG = re.compile(r"\(errormsg \d+:(?P<msg>[^)]*)\)")
-
-
-class PolicyError(ValueError):
-    """A policy module failed to load or evaluate; the message names file and line."""
 
 
 def _line_col(source: str, offset: int) -> tuple[int, int]:

@@ -31,7 +31,7 @@ Meta-alignment: at every tick the ideal action M* is computed from the ground tr
 iff the shadow candidate lowers the true expected Brier score by δ); the rule M and the
 learned M are both asked on the same signals, so their κ can be compared tick by tick.
 
-Pure: no I/O. ``bot/simulation.py`` runs seeds in parallel and writes the CSV and plots.
+Pure: no I/O. ``bot/reporting/simulation.py`` runs seeds in parallel and writes the CSV and plots.
 """
 
 from __future__ import annotations

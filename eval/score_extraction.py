@@ -46,7 +46,7 @@ def main() -> int:
     from bot.native import load_torch_first
 
     load_torch_first()
-    from bot.extract import Vocabulary, extract
+    from bot.extraction.rules import Vocabulary, extract
 
     rows = [json.loads(line) for line in (ROOT / "eval/extraction/lines.jsonl").open()]
     rows = [r for r in rows if args.split == "all" or r["split"] == args.split]

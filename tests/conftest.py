@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
+from bot.governance.policies import read_policy_modules
 from bot.native import load_torch_first
-from bot.policies import read_policy_modules
 from core.rego import RegoPolicyEngine
 from retrieval.embeddings import SentenceTransformerEmbedder
 

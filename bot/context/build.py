@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from bot.context.facts import IncidentRef, Observed
 from bot.context.gather import ContextGatherer
 from bot.context.labels import LabelsProvider
-from bot.extract import Vocabulary, extract
+from bot.extraction.rules import Vocabulary, extract
 from core.scenario import Provenance, Scenario
 
 _LABELS = LabelsProvider()

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from bot.context.facts import IncidentRef, Observed
-from bot.severity import normalise_severity
+from bot.extraction.severity import normalise_severity
 from core.scenario import SEVERITIES
 
 # Linear: possessive repetitions, each followed by a character it cannot match.

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-# "NPM": the migration lock; the scheduled jobs use 0x4E504F (bot/monitoring.py).
+# "NPM": the migration lock; the scheduled jobs use 0x4E504F (bot/monitoring/ticker.py).
 MIGRATE_LOCK_KEY = 0x4E504D
 
 

@@ -18,8 +18,8 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.governance import Governance
-from bot.llm import template_summary
+from bot.extraction.llm import template_summary
+from bot.governance.submissions import Governance
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.access import Access

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.render_text import gauge, sparkline
+from bot.reporting.render import gauge, sparkline
 from bot.slack.escape import clip, escape, mention
 from core.decision import Candidate, Decision, Outcome
 from core.feedback import FeedbackKind

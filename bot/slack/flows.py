@@ -13,8 +13,8 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.governance import Governance
-from bot.llm import template_summary
+from bot.extraction.llm import template_summary
+from bot.governance.submissions import Governance
 from bot.service import (
     DuplicateInFlightError,
     FeedbackInput,
@@ -218,7 +218,7 @@ def refuse(
 
 def upload_chart(ctx: SlackContext, client: WebClient, channel: str, thread_ts: str | None) -> None:
     """Render the alignment chart and upload it (into the thread when there is one)."""
-    from bot.charts import write_chart
+    from bot.reporting.charts import write_chart
 
     with tempfile.TemporaryDirectory(prefix="npo-chart-") as tmp:
         path = Path(tmp) / "alignment.png"

@@ -10,8 +10,15 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.approvals import REFUSED, ApprovalResult, ApprovalStatus, Approvers, approve, reject
-from bot.deferrals import FollowUp, Poster
+from bot.service.approvals import (
+    REFUSED,
+    ApprovalResult,
+    ApprovalStatus,
+    Approvers,
+    approve,
+    reject,
+)
+from bot.service.deferrals import FollowUp, Poster
 from bot.slack.blocks import candidate_shown, fallback_text, recommendation_blocks
 from bot.slack.escape import escape, mention
 from bot.slack.flows import SlackContext

@@ -29,7 +29,7 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
-from bot.metrics import Metrics
+from bot.reporting.metrics import Metrics
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.governance import Draft
+from bot.governance.submissions import Draft
 from bot.service import FeedbackInput, IncidentInput
 from bot.text_input import MAX_STORED_CHARS, clean_text
 from core.feedback import FeedbackKind

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.approvals import ApprovalStatus, approve, reject
-from bot.console import run_console
+from bot.console.chat import run_console
 from bot.db.models import Approval, AuditEntry, Feedback, Recommendation, RetrainRequest
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
+from bot.service.approvals import ApprovalStatus, approve, reject
 from core.bandit import BanditConfig
 from core.decision import Outcome
 from core.feedback import FeedbackKind
@@ -189,7 +189,7 @@ def test_the_console_keeps_to_the_configured_approvers(engine: Engine) -> None:
 def test_a_retried_rejection_stores_the_override_a_dead_process_did_not(engine: Engine) -> None:
     """The rejection was stored, then the process died before its override was: the retried
     submission stores the override, once; a different engineer's retry stores nothing."""
-    from bot.approvals import _decide
+    from bot.service.approvals import _decide
 
     svc = _service(engine)
     rec = svc.recommend(IncidentInput(TEXT, "slack", reporter="U1"))
@@ -211,7 +211,7 @@ def test_a_retried_rejection_stores_the_override_a_dead_process_did_not(engine: 
 def test_expiry_waits_for_the_approval_and_counts_from_it(engine: Engine) -> None:
     """Nobody can judge a recommendation awaiting approval: the expiry leaves it alone, and
     once approved, gives it the full time from the approval."""
-    from bot.monitoring import expire_unanswered
+    from bot.monitoring.ticker import expire_unanswered
 
     clock = {"now": NOW}
     svc = _service(engine)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.commands import main
 from core.simulator import VARIANTS
 from tests.conftest import POLICIES
 

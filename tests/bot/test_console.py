@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.cli import main
-from bot.console import run_console
+from bot.cli.commands import main
+from bot.console.chat import run_console
 from bot.service import NPOService
 from core.npo import NPOConfig, ThresholdMode
 from core.rego import RegoPolicyEngine

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from bot.console_json import run_console_json
+from bot.console.chat_json import run_console_json
 from bot.service import NPOService
 from core.npo import NPOConfig, ThresholdMode
 from core.policy import Verdict

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.db.models import Approval, DeferralJob, Recommendation
-from bot.deferrals import DeferralPolicy, FollowUp, run_due
 from bot.service import IncidentInput, NPOService
+from bot.service.deferrals import DeferralPolicy, FollowUp, run_due
 from core.decision import Outcome
 from core.npo import NPOConfig, ThresholdMode
 from core.policy import Verdict
@@ -115,7 +115,7 @@ def test_a_deferred_candidate_is_judged_again_when_the_window_opens(
     seen: list[Scenario] = []
 
     def fresh(text: str, now: dt.datetime, hints: Mapping[str, object]) -> Scenario:
-        from bot.extract import extract_scenario
+        from bot.extraction.rules import extract_scenario
 
         scenario = extract_scenario(text, now, {**hints, "maintenance_window": now >= WINDOW})
         seen.append(scenario)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.extract import Vocabulary, classify, extract, find_names
+from bot.extraction.rules import Vocabulary, classify, extract, find_names
 
 VOCABULARY = Vocabulary.from_folders([Path(__file__).resolve().parents[2] / "playbooks"])
 

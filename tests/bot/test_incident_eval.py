@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.incident_eval import IncidentFileError, load_incidents, run_passes
+from bot.reporting.incident_eval import IncidentFileError, load_incidents, run_passes
 from bot.service import NPOService
 from core.npo import NPOConfig, ThresholdMode
 from tests.fakes import FakeHit, FakeRetriever, ScriptedSPE

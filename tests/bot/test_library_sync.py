@@ -14,8 +14,8 @@ from sqlmodel import Session, select
 
 from bot.db.engine import make_engine, transaction
 from bot.db.models import PlaybookSubmission
-from bot.governance import Decision, Draft, Governance
-from bot.library_sync import LibrarySync
+from bot.governance.library_sync import LibrarySync
+from bot.governance.submissions import Decision, Draft, Governance
 from retrieval.playbook import Status, lint_folder
 
 NOW = dt.datetime(2026, 11, 25, 9, tzinfo=dt.UTC)
@@ -126,8 +126,8 @@ def test_every_replica_schedules_the_sync_every_30_seconds(
 ) -> None:
     import numpy as np
 
-    from bot.monitoring import MonitorTicker
-    from bot.scheduler import build_scheduler
+    from bot.monitoring.scheduler import build_scheduler
+    from bot.monitoring.ticker import MonitorTicker
     from bot.service import NPOService
     from core.npo import NPOConfig
     from tests.fakes import FakeRetriever, ScriptedSPE

@@ -16,8 +16,8 @@ from langchain_core.language_models.fake_chat_models import (
 from langchain_core.messages import AIMessage
 from sqlalchemy.engine import Engine
 
-from bot.extract import Vocabulary
-from bot.llm import LLMAugmenter, template_summary
+from bot.extraction.llm import LLMAugmenter, template_summary
+from bot.extraction.rules import Vocabulary
 from bot.service import IncidentInput, NPOService
 from core.npo import NPOConfig
 from core.rego import RegoPolicyEngine

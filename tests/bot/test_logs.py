@@ -289,7 +289,7 @@ def test_plain_values_with_spaces_are_quoted(root_logging: None) -> None:
 def test_logging_is_configured_from_settings_at_start(
     root_logging: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from bot import cli
+    from bot.cli import commands as cli
 
     monkeypatch.setenv("NPO_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("NPO_LOG_FORMAT", "json")
@@ -338,11 +338,11 @@ def test_secrets_are_read_from_their_environment_variables(
 
 
 def test_the_console_logs_each_incident_and_vote(service: NPOService, root_logging: None) -> None:
-    from bot.console import run_console
+    from bot.console.chat import run_console
 
     lines = _capture("json")
     run_console(service, [TEXT, "like", "like no-such-playbook"], echo=lambda _: None)
-    docs = [json.loads(line) for line in lines.lines if '"bot.console"' in line]
+    docs = [json.loads(line) for line in lines.lines if '"bot.console.chat"' in line]
     made, liked, refused = docs
     assert made["msg"] == "recommendation made" and made["playbook"] == "link-optic"
     assert liked["recommendation_id"] == made["recommendation_id"] == refused["recommendation_id"]

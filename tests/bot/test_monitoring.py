@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.cli import main
+from bot.cli.commands import main
 from bot.db.engine import make_engine
 from bot.db.models import (
     ModelVersion,
@@ -22,7 +22,7 @@ from bot.db.models import (
     SchedulerState,
 )
 from bot.db.state import read_monitor, read_monitor_history
-from bot.monitoring import MonitorTicker, expire_unanswered
+from bot.monitoring.ticker import MonitorTicker, expire_unanswered
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
 from core.monitor import MonitorAction, MonitorConfig, MonitorPolicy
@@ -257,7 +257,7 @@ def test_drift_raises_a_retrain_and_a_notice(engine: Engine, rego_engine: RegoPo
 
 def test_nightly_snapshot_is_taken_once_a_day(engine: Engine) -> None:
     from bot.db.models import StatsSnapshot
-    from bot.monitoring import take_snapshot
+    from bot.monitoring.ticker import take_snapshot
 
     clock = FakeClock()
     assert take_snapshot(engine, clock.now, dt.timedelta(days=1))
@@ -270,7 +270,7 @@ def test_nightly_snapshot_is_taken_once_a_day(engine: Engine) -> None:
 
 
 def test_the_scheduler_schedules_every_job(engine: Engine, rego_engine: RegoPolicyEngine) -> None:
-    from bot.scheduler import build_scheduler
+    from bot.monitoring.scheduler import build_scheduler
 
     clock = FakeClock()
     config = _config()

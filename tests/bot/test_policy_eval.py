@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.cli import main
+from bot.cli.commands import main
 from bot.db.models import Recommendation
-from bot.policy_eval import logged_decisions, policy_report
+from bot.reporting.policy_eval import logged_decisions, policy_report
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from core.feedback import FeedbackKind
 from core.npo import NPOConfig, ThresholdMode

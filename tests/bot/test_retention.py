@@ -19,11 +19,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.audit import export
-from bot.cli import main
+from bot.cli.commands import main
 from bot.db.engine import make_engine, transaction
 from bot.db.models import AuditEntry, ProcessedEvent, SchedulerState
-from bot.retention import LOCKED, NOT_DUE, RetentionPolicy, RetentionReport, run_retention
+from bot.monitoring.retention import (
+    LOCKED,
+    NOT_DUE,
+    RetentionPolicy,
+    RetentionReport,
+    run_retention,
+)
+from bot.reporting.audit import export
 from bot.settings import Settings
 
 NOW = dt.datetime(2026, 12, 1, 3, 15, tzinfo=dt.UTC)
@@ -125,7 +131,7 @@ def test_the_archive_is_complete_and_synced_before_the_first_delete(
         synced.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr("bot.retention.os.fsync", fsync)
+    monkeypatch.setattr("bot.monitoring.retention.os.fsync", fsync)
 
     def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if statement.lstrip().upper().startswith("DELETE FROM AUDIT_LOG"):
@@ -150,7 +156,7 @@ def test_an_archive_that_cannot_be_written_deletes_nothing(
     _fill(engine)
     not_a_folder = tmp_path / "archive"
     not_a_folder.write_text("a file where the archive folder should be")
-    with caplog.at_level(logging.ERROR, logger="bot.retention"):
+    with caplog.at_level(logging.ERROR, logger="bot.monitoring.retention"):
         report = run_retention(engine, RetentionPolicy(archive_dir=not_a_folder), NOW)
     assert report.error and str(not_a_folder) in report.error
     assert (report.events, report.audit) == (0, 0)
@@ -251,8 +257,8 @@ def test_the_cli_runs_retention(
 def test_the_scheduler_runs_retention_daily_when_given_a_policy(engine: Engine) -> None:
     import numpy as np
 
-    from bot.monitoring import MonitorTicker
-    from bot.scheduler import build_scheduler
+    from bot.monitoring.scheduler import build_scheduler
+    from bot.monitoring.ticker import MonitorTicker
     from bot.service import NPOService
     from core.npo import NPOConfig
     from tests.fakes import FakeRetriever, ScriptedSPE

@@ -207,7 +207,7 @@ def test_a_batch_learns_exactly_what_one_by_one_learns(
         FeedbackInput(rids[3], "U3", FeedbackKind.SKIPPED, "b6"),
         FeedbackInput(rids[2], "U2", FeedbackKind.LIKE, "b7"),
     ]
-    batched = svc._record_batch(votes)
+    batched = svc.feedback.record_batch(votes)
 
     def state(e: Engine) -> tuple[object, ...]:
         with e.connect() as conn:
@@ -244,7 +244,7 @@ def test_a_batch_learns_exactly_what_one_by_one_learns(
             rec.status = "open"
             s.add(rec)
         s.commit()
-    single = [svc._record_batch([v])[0] for v in votes]
+    single = [svc.feedback.record_batch([v])[0] for v in votes]
     assert batched == single
     assert state(engine) == after_batch
     assert [r.status for r in batched] == [

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.charts import write_chart
-from bot.cli import main
+from bot.cli.commands import main
 from bot.db.models import MonitorDecisionRow
-from bot.monitoring import MonitorTicker
+from bot.monitoring.ticker import MonitorTicker
+from bot.reporting.charts import write_chart
+from bot.reporting.stats import alignment_report, divergence_report, format_report
 from bot.service import FeedbackInput, IncidentInput, NPOService
-from bot.stats import alignment_report, divergence_report, format_report
 from core.feedback import FeedbackKind
 from core.monitor import MonitorConfig
 from core.npo import NPOConfig, ThresholdMode

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from bot.context.facts import IncidentRef, Observed
 from bot.context.gather import ContextGatherer
 from bot.context.labels import LabelsProvider
-from bot.extract import Vocabulary
+from bot.extraction.rules import Vocabulary
 from bot.service import IncidentInput, NPOService
 from core.decision import Outcome
 from core.npo import NPOConfig, ThresholdMode

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.policy import Action, MemoisedEngine, Verdict
-from core.rego import PolicyError, RegoPolicyEngine
+from core.policy import Action, MemoisedEngine, PolicyError, Verdict
+from core.rego import RegoPolicyEngine
 from core.scenario import Scenario
 from tests.fakes import ScriptedSPE
 

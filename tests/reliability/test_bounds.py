@@ -28,12 +28,12 @@ from slack_bolt import App, BoltRequest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.alerts import parse_notification
+from bot.alerts.alertmanager import parse_notification
 from bot.context.facts import IncidentRef
 from bot.context.labels import LabelsProvider
 from bot.db.models import Feedback, Incident, Recommendation
-from bot.extract import Vocabulary, extract, extract_scenario
-from bot.llm import LLMAugmenter
+from bot.extraction.llm import LLMAugmenter
+from bot.extraction.rules import Vocabulary, extract, extract_scenario
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from bot.settings import Settings
 from bot.slack.app import create_app
@@ -167,7 +167,7 @@ def test_the_linear_patterns_still_find_what_they_did() -> None:
     scenario = extract_scenario(
         "CRC errors on leaf-12:eth1/3. severity = high redundancy=2 (spine-2 too)", NOW
     )
-    # The device is the host; its interface is a name of its own (``bot/extract.py``).
+    # The device is the host; its interface is a name of its own (``bot/extraction/rules.py``).
     assert (scenario.device, scenario.severity, scenario.redundancy) == ("leaf-12", "high", 2)
     assert extract("CRC errors on leaf-12:eth1/3", None).interface == "eth1/3"
     assert extract_scenario("flap on core-7b:xe-0/0/1/ now", NOW).device == "core-7b"

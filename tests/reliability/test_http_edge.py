@@ -32,7 +32,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from bot.alerts import AlertIntake, parse_routes, wsgi_handler
+from bot.alerts.alertmanager import AlertIntake, parse_routes, wsgi_handler
 from bot.db.engine import make_engine
 from bot.db.models import Recommendation
 from bot.slack.app import app_for, slack_context, web_client

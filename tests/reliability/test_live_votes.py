@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from bot.db.models import AuditEntry, BanditArm, MonitorDecisionRow
 from bot.db.state import ArmsChangedError, migrate_arms
-from bot.monitoring import MonitorTicker
+from bot.monitoring.ticker import MonitorTicker
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from core.bandit import BanditConfig
 from core.decision import Outcome

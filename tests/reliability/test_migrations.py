@@ -111,7 +111,7 @@ def test_an_upgrade_waits_for_the_lock_and_releases_it(db_url: str, tmp_path: Pa
     import threading
 
     from bot.db.migrate import MIGRATE_LOCK_KEY
-    from bot.monitoring import _LOCK_KEY
+    from bot.monitoring.ticker import _LOCK_KEY
 
     assert MIGRATE_LOCK_KEY != _LOCK_KEY  # never contends with the scheduled jobs
     sqlite = db_url.startswith("sqlite")

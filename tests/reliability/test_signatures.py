@@ -19,7 +19,7 @@ import pytest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.engine import Engine
 
-from bot.alerts import AlertIntake, parse_routes, wsgi_handler
+from bot.alerts.alertmanager import AlertIntake, parse_routes, wsgi_handler
 from bot.slack.app import app_for, slack_context, web_client
 from bot.slack.serve import http_server
 from core.rego import RegoPolicyEngine

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli.commands import main
 from retrieval.evaluate import PairsError, read_pairs
 from retrieval.importer import import_runbooks
 from retrieval.playbook import Status, lint_folder

@@ -14,11 +14,17 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.alerts import AlertIntake, channel_for, parse_notification, parse_routes, wsgi_handler
-from bot.extract import extract_scenario
+from bot.alerts.alertmanager import (
+    AlertIntake,
+    channel_for,
+    parse_notification,
+    parse_routes,
+    wsgi_handler,
+)
+from bot.extraction.rules import extract_scenario
+from bot.extraction.severity import normalise_severity
 from bot.service import NPOService
 from bot.settings import PROJECT_ROOT, Settings
-from bot.severity import normalise_severity
 from bot.slack.app import app_for, slack_context, web_client
 from bot.slack.serve import http_server
 from core.npo import NPOConfig, ThresholdMode

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.db.models import AuditEntry, Feedback, Recommendation
-from bot.deferrals import DeferralPolicy, Poster, run_due
 from bot.service import NPOService
+from bot.service.deferrals import DeferralPolicy, Poster, run_due
 from bot.settings import Settings
 from bot.slack.app import app_for, slack_context
 from bot.slack.flows import SlackContext

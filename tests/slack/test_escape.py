@@ -26,7 +26,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.alerts import AlertIntake, parse_notification
+from bot.alerts.alertmanager import AlertIntake, parse_notification
 from bot.db.models import Recommendation
 from bot.service import FeedbackInput, IncidentInput, NPOService
 from bot.settings import Settings

@@ -14,8 +14,8 @@ import pytest
 from slack_bolt import App, BoltResponse
 from sqlalchemy.engine import Engine
 
-from bot.governance import Governance
-from bot.library_sync import LibrarySync
+from bot.governance.library_sync import LibrarySync
+from bot.governance.submissions import Governance
 from bot.service import NPOService
 from bot.settings import Settings
 from bot.slack.app import create_app

@@ -78,7 +78,7 @@ def test_unknown_paths_are_404(base_url: str) -> None:
 def test_metrics_are_scraped_and_parse(engine: Engine) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from bot.metrics import Metrics
+    from bot.reporting.metrics import Metrics
 
     app = App(signing_secret=SECRET, token="xoxb-t", token_verification_enabled=False)
     server = http_server(app, "127.0.0.1", 0, Metrics(engine))

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.approvals import refusal
+from bot.service.approvals import refusal
 from bot.slack import follow_ups
 from bot.slack.blocks import ACTION_APPROVE_RUN, ACTION_REJECT_RUN, REJECT_MODAL, reject_modal
 from bot.slack.flows import SlackContext

@@ -12,13 +12,13 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
+from bot.reporting.stats import alignment_report, divergence_report, format_report
 from bot.slack import flows
 from bot.slack.blocks import submit_modal
 from bot.slack.escape import clip, escape
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import log, tolerant
 from bot.slack.translate import PayloadError, command_ref, incident_from_command
-from bot.stats import alignment_report, divergence_report, format_report
 from bot.text_input import MAX_STORED_CHARS, clean_text
 
 

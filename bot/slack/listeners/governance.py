@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.governance import Decision, render_draft
+from bot.governance.submissions import Decision, render_draft
 from bot.slack.blocks import (
     ACTION_APPROVE,
     ACTION_REQUEST_CHANGES,

@@ -43,7 +43,8 @@ class Entry(Protocol):
 
 
 def as_row(e: Entry) -> dict[str, str]:
-    """One entry as exported (also the format of the retention archive, bot/retention.py)."""
+    """One entry as exported (also the format of the retention archive,
+    bot/monitoring/retention.py)."""
     at = e.created_at if e.created_at.tzinfo else e.created_at.replace(tzinfo=dt.UTC)
     return {
         "at": at.isoformat(),

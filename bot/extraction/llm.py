@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.extract import FAMILIES, Vocabulary
+from bot.extraction.rules import FAMILIES, Vocabulary
 from core.decision import Decision
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Final
 
 from bot.context.labels import message_pairs
-from bot.severity import normalise_severity
+from bot.extraction.severity import normalise_severity
 from core.scenario import SEVERITIES, Scenario
 
 # The scenario's component families (what context keys are made of), most specific first:

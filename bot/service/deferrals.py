@@ -33,7 +33,7 @@ from core.policy import Verdict
 from core.scenario import Scenario
 
 if TYPE_CHECKING:
-    from bot.service import NPOService
+    from bot.service.facade import NPOService
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)

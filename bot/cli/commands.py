@@ -8,24 +8,18 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from bot import playbooks_cli
+from bot.cli import playbooks as playbooks_cli
+from bot.cli.progress import progress_bar
 from bot.logs import configure_logging
-from bot.progress import progress_bar
 from bot.settings import Settings
-from core.rego import PolicyError
+from core.policy import PolicyError
 from core.simulator import VARIANTS, OperatorModel, SimConfig
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from bot.wiring import Components
 
 EXIT_USAGE = 2
 log = logging.getLogger("npo.cli")
@@ -37,8 +31,8 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.policies import read_policy_modules
-    from bot.simulation import run_all, summary_document, write_outputs
+    from bot.governance.policies import read_policy_modules
+    from bot.reporting.simulation import run_all, summary_document, write_outputs
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -97,10 +91,10 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.demo import run_demo
-    from bot.policies import load_policy_engine
+    from bot import wiring
+    from bot.console.demo import run_demo
 
-    engine = load_policy_engine(settings.policies_dir)
+    engine = wiring.policy_engine(settings.policies_dir)
     seed = settings.seed if settings.seed is not None else 7
     run_demo(engine, settings.npo_config(), seed, rounds=args.rounds)
     return 0
@@ -119,12 +113,12 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.console import console_lines, run_console
-    from bot.deferrals import FollowUp, run_due
-    from bot.render_text import render_decision
-    from bot.wiring import build
+    from bot import wiring
+    from bot.console.chat import console_lines, run_console
+    from bot.reporting.render import render_decision
+    from bot.service.deferrals import FollowUp, run_due
 
-    components = build(settings)
+    components = wiring.build(settings)
     components.ticker.notify = lambda text: print(text, file=sys.stderr)
 
     def show(follow: FollowUp) -> None:
@@ -133,11 +127,11 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     def deferrals() -> None:
         run_due(components.service, components.service.deferral, show)
 
-    scheduler = _scheduler(settings, components, deferrals=deferrals)
+    scheduler = wiring.scheduler(settings, components, deferrals=deferrals)
     scheduler.start()
     try:
         if getattr(args, "json", False):
-            from bot.console_json import run_console_json
+            from bot.console.chat_json import run_console_json
 
             def write(text: str) -> None:
                 print(text, flush=True)
@@ -153,12 +147,12 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.stats import alignment_report, divergence_report, format_report
+    from bot.reporting.stats import alignment_report, divergence_report, format_report
     from bot.wiring import migrated_engine
 
     engine = migrated_engine(settings)
     if args.chart:
-        from bot.charts import write_chart
+        from bot.reporting.charts import write_chart
 
         write_chart(engine, args.chart)
         print(f"wrote {args.chart}", file=sys.stderr)
@@ -174,164 +168,52 @@ def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.governance import Governance
-    from bot.library import Library
-    from bot.library_sync import LibrarySync
-    from bot.llm import LLMAugmenter, template_summary
-    from bot.slack.app import ListenerPool, app_for, slack_context, web_client
-    from bot.slack.escape import escape
-    from bot.slack.outbox import deliver_pending
+    from bot import wiring
     from bot.slack.serve import serve_http, serve_socket_mode
-    from bot.wiring import build
 
     if not settings.slack_bot_token or not settings.slack_signing_secret:
         return _fail("npo serve needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET", EXIT_USAGE)
     if not args.http and not settings.slack_app_token:
         return _fail("Socket Mode needs SLACK_APP_TOKEN; or use --http --port P", EXIT_USAGE)
-    components = build(settings)
-    library = Library.load(settings.playbooks_dir, settings.submissions_folder)
-    summarise = template_summary
-    if settings.llm:
-        summarise = LLMAugmenter.from_name(settings.llm).summarise
-
-    def on_approved() -> None:
-        components.reingest()
-        library.reload()
-
-    sync = LibrarySync(components.service.engine, settings.submissions_folder, on_approved)
-    sync.run()  # approvals made on other replicas while this one was down
-    governance = Governance(
-        components.service.engine,
-        settings.submissions_folder,
-        settings.reviewer_users,
-        sync.run,
-        components.service.clock,
-    )
-    client = web_client(settings)
-    ctx = slack_context(
-        settings, components.service, library.steps, library.text, client, summarise, governance
-    )
-    listeners = ListenerPool(settings.listener_threads)
-    app = app_for(settings, ctx, client, listeners)
-
-    def finish_pending() -> None:
-        counts = deliver_pending(ctx, client)
-        if any(counts.values()):
-            log.warning("finished work a stopped process left: %s", counts)
-
-    from bot.deferrals import run_due
-    from bot.slack.follow_ups import deferral_poster
-
-    poster = deferral_poster(ctx, client)
-
-    def deferrals() -> None:
-        counts = run_due(components.service, components.service.deferral, poster)
-        if any(counts.values()):
-            log.info("deferrals judged again: %s", counts)
-
-    scheduler = _scheduler(settings, components, sync.run, finish_pending, deferrals)
-    if settings.ops_channel:
-        channel = settings.ops_channel
-
-        def notify(text: str) -> None:
-            # The monitor's notices hold playbook ids and reasons; their own markup (emoji,
-            # backticks) uses none of Slack's control characters, so the whole text is escaped.
-            app.client.chat_postMessage(channel=channel, text=escape(text))
-
-        components.ticker.notify = notify
-    scheduler.start()
-    scheduler.add_job(finish_pending)  # once now, for what a previous process left
+    stack = wiring.slack_stack(settings)
+    stack.scheduler.start()
+    stack.scheduler.add_job(stack.finish_pending)  # once now, for what a previous process left
     try:
         if args.http:
-            from bot.alerts import AlertIntake, parse_routes, wsgi_handler
-            from bot.metrics import Metrics
-            from bot.slack.serve import HttpConfig, readiness_checks
-            from retrieval.search import HybridSearcher
-
-            intake = AlertIntake(
-                ctx,
-                client,
-                parse_routes(settings.alert_routes),
-                settings.alert_channel or next(iter(settings.incident_channels), ""),
-            )
-            token = settings.alertmanager_token
-            alerts = wsgi_handler(
-                intake,
-                token.get_secret_value() if token else None,
-                settings.alertmanager_allow_anonymous,
-            )
-            if not settings.alertmanager_token and not settings.alertmanager_allow_anonymous:
+            if not stack.alerts_open:
                 print(
                     "POST /alertmanager answers 401 until NPO_ALERTMANAGER_TOKEN is set",
                     file=sys.stderr,
                 )
-            retriever = components.service.retriever
-            store = retriever.store if isinstance(retriever, HybridSearcher) else None
             left = serve_http(
-                app,
+                stack.app,
                 args.host,
                 args.port,
-                Metrics(components.service.engine),
-                alerts,
-                config=HttpConfig(
-                    max_body_bytes=settings.max_body_bytes,
-                    read_timeout_seconds=settings.read_timeout_seconds,
-                    threads=settings.http_threads,
-                    connection_limit=settings.http_connection_limit,
-                    readiness_timeout_seconds=settings.readiness_timeout_seconds,
-                ),
-                readiness=readiness_checks(
-                    components.service.engine,
-                    store.count if store is not None else None,
-                    components.service.spe,
-                ),
-                listeners=listeners,
+                wiring.metrics(stack.components),
+                stack.alerts,
+                config=wiring.http_config(settings),
+                readiness=wiring.readiness(stack.components),
+                listeners=stack.listeners,
                 grace_seconds=settings.shutdown_grace_seconds,
             )
             return 1 if left else 0
         else:
             assert settings.slack_app_token is not None
-            serve_socket_mode(app, settings.slack_app_token.get_secret_value())
+            serve_socket_mode(stack.app, settings.slack_app_token.get_secret_value())
     finally:
-        scheduler.shutdown(wait=False)
+        stack.scheduler.shutdown(wait=False)
     return 0
-
-
-def _scheduler(
-    settings: Settings,
-    components: Components,
-    library_sync: Callable[[], object] | None = None,
-    outbox: Callable[[], object] | None = None,
-    deferrals: Callable[[], object] | None = None,
-) -> BackgroundScheduler:
-    import datetime as dt
-
-    from bot.retention import RetentionPolicy
-    from bot.scheduler import build_scheduler
-
-    return build_scheduler(
-        components.ticker,
-        components.service,
-        components.service.clock,
-        dt.timedelta(hours=settings.expire_after_hours),
-        library_sync=library_sync,
-        retention=RetentionPolicy.from_settings(settings),
-        outbox=outbox,
-        deferrals=deferrals,
-    )
 
 
 def _cmd_monitor_tick(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.monitoring import MonitorTicker
-    from bot.wiring import migrated_engine
+    from bot import wiring
 
-    ticker = MonitorTicker(
-        migrated_engine(settings),
-        settings.npo_config(),
+    ticker = wiring.ticker(
+        settings,
+        wiring.migrated_engine(settings),
         lambda: dt.datetime.now(dt.UTC),
-        dt.timedelta(minutes=settings.monitor_interval_minutes),
         notify=lambda message: print(message, file=sys.stderr),
     )
     outcome = ticker.tick(force=True)
@@ -350,7 +232,7 @@ def _cmd_monitor_tick(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.audit import export
+    from bot.reporting.audit import export
     from bot.wiring import migrated_engine
 
     try:
@@ -366,7 +248,7 @@ def _cmd_audit_export(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_playbook_state(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.library import Library
+    from bot.governance.library import Library
     from bot.service import set_paused
     from bot.wiring import migrated_engine
 
@@ -400,7 +282,7 @@ def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from bot.retention import RetentionPolicy, run_retention
+    from bot.monitoring.retention import RetentionPolicy, run_retention
     from bot.wiring import migrated_engine
 
     report = run_retention(
@@ -434,10 +316,10 @@ def _cmd_retention_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_policies_check(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.policies import load_policy_engine
+    from bot import wiring
 
     directory = args.dir or settings.policies_dir
-    engine = load_policy_engine(directory)
+    engine = wiring.policy_engine(directory)
     print(
         f"{directory}: {len(engine.policies)} policies load cleanly: {', '.join(engine.policies)}"
     )

@@ -1,6 +1,6 @@
 """Retention of the tables that grow with traffic: ``processed_event`` (delivery ids kept for
 deduplication) and ``audit_log``. One run a day across replicas, claimed like the stats
-snapshot (lock, due, mark: bot/monitoring.py).
+snapshot (lock, due, mark: bot/monitoring/ticker.py).
 
 Audit rows are first archived (JSON lines, the ``npo audit export`` format) when an archive
 folder is configured: the file is complete and fsynced before any row is deleted, and if
@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import Delete
 
-from bot.audit import as_row, jsonl_line
 from bot.db.engine import read_only, table_of, transaction
 from bot.db.models import AuditEntry, IncidentInbox, ProcessedEvent
-from bot.monitoring import _due, _mark_run, _try_lock
+from bot.monitoring.ticker import _due, _mark_run, _try_lock
+from bot.reporting.audit import as_row, jsonl_line
 
 if TYPE_CHECKING:
     from bot.settings import Settings

@@ -32,8 +32,8 @@ from sqlmodel import Session, select
 from bot.db.engine import transaction
 from bot.db.feedback_rows import claim_event, is_claimed
 from bot.db.models import AlertGroup, Recommendation
+from bot.extraction.severity import normalise_severity
 from bot.service import IncidentInput
-from bot.severity import normalise_severity
 from bot.slack import flows
 from bot.slack.escape import escape
 from bot.slack.flows import SlackContext

@@ -15,10 +15,10 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterable
 
-from bot.approvals import REFUSED, ApprovalStatus, Approvers, approve, reject
-from bot.render_text import render_decision
+from bot.reporting.render import render_decision
+from bot.reporting.stats import PlaybookStats
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
-from bot.stats import PlaybookStats
+from bot.service.approvals import REFUSED, ApprovalStatus, Approvers, approve, reject
 from core.decision import Outcome
 from core.feedback import FeedbackKind
 

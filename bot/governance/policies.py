@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.native import load_torch_first
-from core.rego import PolicyError, RegoPolicyEngine
+from core.policy import PolicyError
 
 
 def read_policy_modules(directory: Path) -> dict[str, str]:
@@ -16,8 +15,3 @@ def read_policy_modules(directory: Path) -> dict[str, str]:
     if not modules:
         raise PolicyError(f"{directory}: no .rego files found")
     return modules
-
-
-def load_policy_engine(directory: Path) -> RegoPolicyEngine:
-    load_torch_first()
-    return RegoPolicyEngine(read_policy_modules(directory))

@@ -25,9 +25,9 @@ import math
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-from bot.approvals import Approvers, approve, reject
-from bot.console import KINDS
+from bot.console.chat import KINDS
 from bot.service import FeedbackInput, IncidentInput, NPOService
+from bot.service.approvals import Approvers, approve, reject
 from core.decision import Decision
 from core.scenario import Scenario
 

@@ -377,7 +377,7 @@ def expire_unanswered(service: NPOService, now: dt.datetime, after: dt.timedelta
 def take_snapshot(engine: Engine, now: dt.datetime, interval: dt.timedelta) -> bool:
     """Store today's alignment report once (any replica may try; one writes)."""
     from bot.db.models import StatsSnapshot
-    from bot.stats import alignment_report
+    from bot.reporting.stats import alignment_report
 
     report = alignment_report(engine, now)  # read first: SQLite allows one writer at a time
     with transaction(engine) as session:

@@ -1,7 +1,8 @@
 """Playbook governance: submissions become vetted only when a reviewer who is not their
 author approves them. Approval stores the vetted text in the submission's row (the database
 is the source of truth for every replica) and then calls ``on_approved``, which syncs this
-replica's folder and re-ingests (bot/library_sync.py; the other replicas sync within 30 s)."""
+replica's folder and re-ingests (bot/governance/library_sync.py; the other replicas sync
+within 30 s)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.render_text import render_decision
+from bot.reporting.render import render_decision
 from core.feedback import FeedbackKind
 from core.npo import NPO, Match, NPOConfig
 from core.policy import Action, SafetyPolicyEngine

@@ -20,11 +20,12 @@ from sqlalchemy.engine import Connection
 
 from bot.db.follow_up_rows import approval, decide_approval, store_decision, stored_decision
 from bot.db.state import audit
+from bot.service.types import FeedbackInput
 from core.decision import Decision, approved
 from core.feedback import FeedbackKind
 
 if TYPE_CHECKING:
-    from bot.service import NPOService
+    from bot.service.facade import NPOService
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,6 @@ def reject(
     ):
         # Also when this rejection was stored before (a retried submission): the vote has
         # one event id, so it is stored once, even if the first attempt died in between.
-        from bot.service import FeedbackInput
 
         service.record_feedback(
             FeedbackInput(

@@ -16,8 +16,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.monitoring import MonitorTicker, expire_unanswered, take_snapshot
-from bot.retention import LOCKED, RetentionPolicy, run_retention
+from bot.monitoring.retention import LOCKED, RetentionPolicy, run_retention
+from bot.monitoring.ticker import MonitorTicker, expire_unanswered, take_snapshot
 from bot.service import NPOService
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,10 @@ def build_scheduler(
     outbox: Callable[[], object] | None = None,
     deferrals: Callable[[], object] | None = None,
 ) -> BackgroundScheduler:
-    """Every job; ``library_sync`` (bot/library_sync.py), ``retention``, ``outbox``
+    """Every job; ``library_sync`` (bot/governance/library_sync.py), ``retention``, ``outbox``
     (bot/slack/outbox.py: what a dead process acknowledged but did not finish) and
-    ``deferrals`` (bot/deferrals.py: deferred candidates judged again when due) when given."""
+    ``deferrals`` (bot/service/deferrals.py: deferred candidates judged again when due) when
+    given."""
     scheduler = BackgroundScheduler(timezone=dt.UTC)
 
     def add(job: Callable[[], object], trigger: BaseTrigger, job_id: str) -> None:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.progress import progress_bar
+from bot.cli.progress import progress_bar
 from bot.settings import Settings
 from retrieval.playbook import Status, lint_folder
 
@@ -31,24 +31,16 @@ def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
-def _searcher_parts(settings: Settings):  # type: ignore[no-untyped-def]
-    from retrieval.embeddings import make_embedder
-    from retrieval.store import ChunkStore, chroma_client
-
-    embedder = make_embedder(
-        settings.embedding_backend, settings.embedding_model, settings.embedding_cache_folder
-    )
-    client = chroma_client(settings.chroma_folder, settings.chroma_url)
-    return embedder, ChunkStore(client, embedder)
-
-
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import wiring
+    from retrieval.calibration import FittedCalibration
     from retrieval.ingest import IngestError, ingest_folder
 
     directory: Path = args.dir or settings.playbooks_dir
     if lint_folder(directory).errors:  # fail before loading the model
         return cmd_lint(argparse.Namespace(dir=directory), settings)
-    embedder, store = _searcher_parts(settings)
+    embedder = wiring.embedder(settings)
+    store = wiring.chunk_store(settings, embedder)
     bar = progress_bar(0, "embed", "chunk")
     try:
         report = ingest_folder(directory, store, embedder, bar.set_progress)
@@ -61,20 +53,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(report.removed)} removed, {report.unchanged} unchanged "
         f"({report.chunks_written} chunks written, {report.chunks_deleted} deleted)"
     )
-    _refit_calibration(store, embedder, settings)
-    return 0
-
-
-def _refit_calibration(store, embedder, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    """Refit the similarity calibration when the indexed playbooks changed."""
-    from retrieval.calibration import FittedCalibration, load_or_fit
-    from retrieval.search import HybridSearcher
-
-    fitted = load_or_fit(HybridSearcher(store, embedder), settings.calibration_file)
+    # Refit the similarity calibration when the indexed playbooks changed.
+    fitted = wiring.refit_calibration(wiring.searcher(settings, store, embedder), settings)
     if isinstance(fitted, FittedCalibration):
         top1 = fitted.report.get("held_out_top1")
         if isinstance(top1, dict):
             print(f"calibration: held-out top-1 Brier {top1['brier']}, ECE {top1['ece']}")
+    return 0
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
@@ -91,12 +76,12 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.calibration import load_or_fit
-    from retrieval.search import HybridSearcher, Method
+    from bot import wiring
+    from retrieval.search import Method
 
-    embedder, store = _searcher_parts(settings)
-    searcher = HybridSearcher(store, embedder)
-    load_or_fit(searcher, settings.calibration_file)
+    embedder = wiring.embedder(settings)
+    searcher = wiring.searcher(settings, wiring.chunk_store(settings, embedder), embedder)
+    wiring.refit_calibration(searcher, settings)
     hits = searcher.search(args.query, args.k, Method(args.method))
     if args.json:
         print(
@@ -124,7 +109,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.embeddings import make_embedder
+    from bot import wiring
     from retrieval.evaluate import PairsError, evaluate, read_pairs
 
     if not args.corpus.is_dir():
@@ -133,9 +118,7 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
         pairs = read_pairs(args.pairs, args.split)
     except (OSError, PairsError) as exc:
         return _fail(str(exc), 2)
-    embedder = make_embedder(
-        settings.embedding_backend, settings.embedding_model, settings.embedding_cache_folder
-    )
+    embedder = wiring.embedder(settings)
     bar = progress_bar(len(pairs), "queries", "query")
     result = evaluate(
         args.corpus,
@@ -200,7 +183,7 @@ def cmd_eval_retrieval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _eval_policy(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.policy_eval import cmd_eval_policy
+    from bot.reporting.policy_eval import cmd_eval_policy
 
     return cmd_eval_policy(args, settings)
 
@@ -252,6 +235,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pol.add_argument("--json", action="store_true")
     pol.add_argument("--clip", type=float, default=50.0, help="importance-weight clip")
     pol.set_defaults(func=_eval_policy)
-    from bot.incident_eval import register as register_incidents
+    from bot.reporting.incident_eval import register as register_incidents
 
     register_incidents(ev)
