@@ -1,20 +1,28 @@
-# Every target bootstraps .venv on first use; the torch pin comes first so the CPU build is used.
+# Every target bootstraps .venv on first use from the lock file (exact versions with their
+# hashes, the CPU build of torch among them); `make lock` refreshes it after a change to
+# pyproject.toml or requirements-torch.in.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test lint format demo bench simulate clean
+.PHONY: run test lint format demo bench simulate lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Resolves pyproject.toml (runtime + dev) and the torch pin into $(LOCK) with hashes.
+lock:
+	test -x $(BIN)/pip-compile || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/pip install --quiet pip-tools; }
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
+		--no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml requirements-torch.in
 
 run: $(STAMP)
 	$(BIN)/npo run
@@ -26,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

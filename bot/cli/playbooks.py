@@ -11,6 +11,8 @@ from bot.cli.progress import progress_bar
 from bot.settings import Settings
 from retrieval.playbook import Status, lint_folder
 
+INCIDENTS_FILE = Path("eval/incidents/incidents.jsonl")  # npo eval incidents --file
+
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"npo: error: {message}", file=sys.stderr)
@@ -188,6 +190,12 @@ def _eval_policy(args: argparse.Namespace, settings: Settings) -> int:
     return cmd_eval_policy(args, settings)
 
 
+def _eval_incidents(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.reporting.incident_eval import cmd_eval_incidents
+
+    return cmd_eval_incidents(args, settings)
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pb = sub.add_parser("playbooks", help="lint, ingest and import playbooks").add_subparsers(
         dest="playbooks_command", required=True
@@ -235,6 +243,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pol.add_argument("--json", action="store_true")
     pol.add_argument("--clip", type=float, default=50.0, help="importance-weight clip")
     pol.set_defaults(func=_eval_policy)
-    from bot.reporting.incident_eval import register as register_incidents
-
-    register_incidents(ev)
+    inc = ev.add_parser("incidents", help="right and wrong recommendations on labelled incidents")
+    inc.add_argument("--file", type=Path, default=INCIDENTS_FILE)
+    inc.add_argument("--split", choices=["dev", "test", "all"], default="test")
+    inc.add_argument("--passes", type=int, default=3, help="pass 1: cold start; then feedback")
+    inc.add_argument("--context", choices=["allow", "text"], default="allow")
+    inc.add_argument("--tick", action="store_true", help="a monitor tick between passes")
+    inc.add_argument("--data-dir", type=Path, help="keep the state here (default: temporary)")
+    inc.add_argument("--misses", action="store_true")
+    inc.add_argument("--json", action="store_true")
+    inc.set_defaults(func=_eval_incidents)

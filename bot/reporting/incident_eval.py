@@ -37,7 +37,6 @@ from bot.settings import Settings
 from core.decision import Decision
 from core.feedback import FeedbackKind
 
-DEFAULT_FILE = Path("eval/incidents/incidents.jsonl")
 ALLOWING_CONTEXT: Mapping[str, object] = {
     "redundancy": 3,
     "maintenance_window": True,
@@ -263,16 +262,3 @@ def cmd_eval_incidents(args: argparse.Namespace, settings: Settings) -> int:
             for m in r.misses:
                 print(f"  pass {i} {m}")
     return 0
-
-
-def register(ev: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    inc = ev.add_parser("incidents", help="right and wrong recommendations on labelled incidents")
-    inc.add_argument("--file", type=Path, default=DEFAULT_FILE)
-    inc.add_argument("--split", choices=["dev", "test", "all"], default="test")
-    inc.add_argument("--passes", type=int, default=3, help="pass 1: cold start; then feedback")
-    inc.add_argument("--context", choices=["allow", "text"], default="allow")
-    inc.add_argument("--tick", action="store_true", help="a monitor tick between passes")
-    inc.add_argument("--data-dir", type=Path, help="keep the state here (default: temporary)")
-    inc.add_argument("--misses", action="store_true")
-    inc.add_argument("--json", action="store_true")
-    inc.set_defaults(func=cmd_eval_incidents)
