@@ -8,14 +8,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/npo
 ENV PATH=/opt/npo/bin:$PATH
-# CPU torch first, so sentence-transformers does not pull a CUDA build.
-RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
 WORKDIR /src
+# The runtime lock: every version and hash as CI tested them (torch's CPU build included,
+# from the PyTorch CPU index), then the project itself without resolving anything again.
+COPY requirements.lock ./
+RUN pip install --require-hashes --extra-index-url "$TORCH_INDEX_URL" -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY retrieval ./retrieval
 COPY bot ./bot
-RUN pip install .
+RUN pip install --no-deps .
 
 FROM python:3.11-slim
 ENV PATH=/opt/npo/bin:$PATH \

@@ -1,11 +1,11 @@
-# Every target bootstraps .venv on first use from the lock file (exact versions with their
-# hashes, the CPU build of torch among them); `make lock` refreshes it after a change to
-# pyproject.toml or requirements-torch.in.
+# Every target bootstraps .venv on first use from the dev lock (exact versions with their
+# hashes, the CPU build of torch among them); `make lock` refreshes both locks after a change
+# to pyproject.toml or requirements-torch.in (the Dockerfile installs the runtime lock).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LOCK := requirements.lock
+LOCK := requirements-dev.lock
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Resolves pyproject.toml (runtime + dev) and the torch pin into $(LOCK) with hashes.
+# The runtime lock, then the dev lock constrained to it (requirements-dev.in), with hashes.
+COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 lock:
 	test -x $(BIN)/pip-compile || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/pip install --quiet pip-tools; }
-	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
-		--no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml requirements-torch.in
+	$(COMPILE) -o requirements.lock pyproject.toml requirements-torch.in
+	$(COMPILE) --extra dev -o $(LOCK) pyproject.toml requirements-torch.in requirements-dev.in
 
 run: $(STAMP)
 	$(BIN)/npo run

@@ -78,7 +78,7 @@ def refusal(
     may (or there is nothing waiting: the use case itself says so). Read before the reject
     modal opens, so a refused engineer is told at once instead of after typing a reason."""
     now = service.clock()
-    with service.engine.begin() as conn:
+    with service.uow.write() as conn:
         row = approval(conn, recommendation_id)
         if row is None:
             return None
@@ -154,7 +154,7 @@ def _decide(
 ) -> ApprovalResult:
     now = service.clock()
     action = "approve" if state == "approved" else "reject"
-    with service.engine.begin() as conn:
+    with service.uow.write() as conn:
         row = approval(conn, recommendation_id)
         if row is None:
             return ApprovalResult(ApprovalStatus.UNKNOWN)

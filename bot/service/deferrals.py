@@ -129,7 +129,7 @@ def run_due(
     stops the others."""
     now = service.clock()
     fresh_scenario = fresh_scenario or service.fresh_scenario  # the context providers, now
-    with service.engine.begin() as conn:
+    with service.uow.write() as conn:
         jobs = claim_due(conn, now, policy.lease, limit)
     counts = {"posted": 0, "postponed": 0, "failed": 0}
     for job in jobs:
@@ -141,7 +141,7 @@ def run_due(
                 "deferral re-evaluation failed: tried again later",
                 extra={"recommendation_id": job.recommendation_id, "error": str(exc)},
             )
-            with service.engine.begin() as conn:
+            with service.uow.write() as conn:
                 release_job(conn, job)
     return counts
 
@@ -168,7 +168,7 @@ def _run_one(
     if verdict.verdict is Verdict.DEFER and attempt < job.max_attempts:
         deferral = policy.next_check(now, attempt + 1)
         later = reevaluated(decision, verdict, now, deferral, scenario)
-        with service.engine.begin() as conn:
+        with service.uow.write() as conn:
             if postpone_job(conn, job, deferral.at, now):
                 store_decision(conn, job.recommendation_id, later)
         log.info(
@@ -183,7 +183,7 @@ def _run_one(
         settled = replace(settled, explanation=replace(exp, trace=(*exp.trace, note)))
     follow = FollowUp(job.recommendation_id, job.channel, thread, settled)
     post(follow)  # before the job is marked done: a failed post leaves it to retry
-    with service.engine.begin() as conn:
+    with service.uow.write() as conn:
         state = "gave_up" if follow.gave_up else "done"
         if finish_job(conn, job, state, settled.outcome.value, now):
             store_decision(conn, job.recommendation_id, settled)

@@ -76,6 +76,8 @@ class FeedbackRecorder:
         return self._writer.submit(fb)
 
     def record_batch(self, batch: Sequence[FeedbackInput]) -> list[FeedbackResult]:
+        """Apply a batch of votes, in order, in one transaction (the group commit calls
+        this; tests call it to compare a batch with the same votes one at a time)."""
         for attempt in range(5):
             try:
                 with self.uow.write() as conn:
