@@ -405,13 +405,12 @@ def predict_log(prior: Prior, log: LabelledLog) -> FloatArray:
     if isinstance(prior, SimilarityPrior):
         return np.clip(log.similarity, 0.0, 1.0)
     if isinstance(prior, LogisticModel):
-        pairs, inverse = np.unique(
-            np.stack([log.playbook, log.context], axis=1), axis=0, return_inverse=True
-        )
+        width = len(log.contexts)
+        pairs, inverse = np.unique(log.playbook * width + log.context, return_inverse=True)
         logits = np.array(
             [
-                prior.logit_without_similarity(log.playbooks[p], log.contexts[c])
-                for p, c in pairs.tolist()
+                prior.logit_without_similarity(log.playbooks[p // width], log.contexts[p % width])
+                for p in pairs.tolist()
             ],
             dtype=np.float64,
         )
