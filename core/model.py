@@ -414,8 +414,9 @@ def predict_log(prior: Prior, log: LabelledLog) -> FloatArray:
             ],
             dtype=np.float64,
         )
-        z = logits[inverse.ravel()] + prior.similarity_weight * (log.similarity - 0.5)
-        return 1.0 / (1.0 + np.exp(-z))
+        z: FloatArray = logits[inverse.ravel()] + prior.similarity_weight * (log.similarity - 0.5)
+        prob: FloatArray = 1.0 / (1.0 + np.exp(-z))
+        return prob
     return np.array(
         [
             prior.predict(log.playbooks[p], log.contexts[c], s)
