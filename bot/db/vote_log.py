@@ -5,10 +5,11 @@ arithmetic, and every Python object made for them is interpreter time taken from
 threads that record votes. So a vote's kind, playbook and context travel as one code into
 a table of the few thousand distinct ones, and the rest as numbers:
 
-* PostgreSQL builds the columns itself: one row holding one binary array of
-  (seq, code, similarity, loss) records, ordered by seq, which numpy reads in place.
+* PostgreSQL builds the columns itself: one row of binary arrays (seq, id, a 64-bit hash
+  of the scenario, similarity, loss), which numpy reads in place and orders; the distinct
+  scenarios with their hashes come first, in the same repeatable-read snapshot.
 * SQLite has no such output: the rows come from the driver's cursor in batches, the
-  three strings joined into one column (its cost is per row and column).
+  three strings joined into one column (the driver's cost is per row and column).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _Rows = tuple[
 ]
 
 _SEP = "\x1f"  # unit separator: JSON escapes it, kinds and playbook ids do not carry it
-_SQLITE_VOTES = (
+_ROWS = (
     sa.select(
         _VOTES.c.seq,
         _VOTES.c.kind + _SEP + _VOTES.c.playbook_id + _SEP + _VOTES.c.context_json,
@@ -50,54 +51,61 @@ _SQLITE_VOTES = (
     .where(_VOTES.c.withdrawn.is_(False))
     .order_by(_VOTES.c.seq, _VOTES.c.id)
 )
-_SQLITE_ROW = np.dtype([("seq", "i8"), ("key", "O"), ("similarity", "f8"), ("loss", "f8")])
+_ROW = np.dtype([("seq", "i8"), ("key", "O"), ("similarity", "f8"), ("loss", "f8")])
 
+_KEY = "kind || chr(31) || playbook_id || chr(31) || context_json"
+# Each distinct (kind, playbook, context) with a 64-bit hash of it: the code the votes carry.
 _PG_SCENARIOS = sa.text(
-    "SELECT DISTINCT kind, playbook_id, context_json FROM feedback WHERE NOT withdrawn"
+    f"SELECT hashtextextended({_KEY}, 0), kind, playbook_id, context_json FROM feedback"
+    " WHERE NOT withdrawn GROUP BY kind, playbook_id, context_json"
 )
-# array_send: the array in PostgreSQL's binary format, each record a fixed 72 bytes.
+# One row of five arrays in PostgreSQL's binary format (array_send), which numpy reads in
+# place. Unordered, so the server sorts nothing: one aggregate node feeds every array the
+# same rows in the same order, and numpy orders them by (seq, id).
 _PG_VOTES = sa.text(
-    "SELECT array_send(array_agg(ROW(f.seq::int8, s.code - 1, f.similarity::float8,"
-    " f.loss::float8) ORDER BY f.seq, f.id))"
-    " FROM feedback f JOIN unnest(CAST(:kinds AS text[]), CAST(:playbooks AS text[]),"
-    " CAST(:contexts AS text[])) WITH ORDINALITY AS s(kind, playbook_id, context_json, code)"
-    " ON s.kind = f.kind AND s.playbook_id = f.playbook_id AND s.context_json = f.context_json"
-    " WHERE NOT f.withdrawn"
+    "SELECT array_send(array_agg(seq::int8)), array_send(array_agg(id::int8)),"
+    f" array_send(array_agg(hashtextextended({_KEY}, 0))),"
+    " array_send(array_agg(similarity::float8)), array_send(array_agg(loss::float8))"
+    " FROM feedback WHERE NOT withdrawn"
 )
 
 
-def _pg_record() -> np.dtype[Any]:
-    """One element of the record array: its length, its field count, then per field its
-    type, its length and its 8 bytes (no field is NULL)."""
-    fields: list[tuple[str, str]] = [("len", ">i4"), ("count", ">i4")]
-    for name, kind in (("seq", ">i8"), ("code", ">i8"), ("similarity", ">f8"), ("loss", ">f8")):
-        fields += [(f"{name}_oid", ">i4"), (f"{name}_len", ">i4"), (name, kind)]
-    return np.dtype(fields)
+def _pg_array(data: bytes, kind: str) -> npt.NDArray[Any]:
+    """A one-dimensional array of 8-byte values without NULLs, from array_send: a 20-byte
+    header (dimensions, NULL flag, element type, length, lower bound), then each value
+    after its 4-byte length."""
+    dims, has_null = (int(x) for x in np.frombuffer(data, ">i4", 2))
+    if dims == 0:
+        return np.zeros(0, dtype=kind)
+    assert dims == 1 and not has_null, "array_send: one dimension, no NULL"
+    count = int(np.frombuffer(data, ">i4", 1, 12)[0])
+    values = np.frombuffer(data, np.dtype([("len", ">i4"), ("value", ">" + kind)]), count, 20)
+    assert (values["len"] == 8).all(), "array_send: 8-byte values"
+    return values["value"].astype(kind)
 
 
-def _postgres_rows(conn: Connection) -> tuple[_Rows, list[Scenario]]:
-    scenarios: list[Scenario] = [(k, p, c) for k, p, c in conn.execute(_PG_SCENARIOS)]
-    params = {
-        "kinds": [s[0] for s in scenarios],
-        "playbooks": [s[1] for s in scenarios],
-        "contexts": [s[2] for s in scenarios],
-    }
-    data = conn.execute(_PG_VOTES, params).scalar_one()
-    if data is None:  # no live vote
+def _postgres_rows(conn: Connection) -> tuple[_Rows, list[Scenario]] | None:
+    """None when two scenarios share a hash (about 1 in 10^11 for 10,000 of them): the
+    caller then reads rows instead."""
+    hashed = conn.execute(_PG_SCENARIOS).all()
+    hashes = np.array([h for h, *_ in hashed], dtype=np.int64)
+    order = np.argsort(hashes, kind="stable")
+    if len(np.unique(hashes)) != len(hashes):
+        return None
+    scenarios: list[Scenario] = [(k, p, c) for _, k, p, c in hashed]
+    arrays = conn.execute(_PG_VOTES).one()
+    if arrays[0] is None:  # no live vote
         empty = np.zeros(0, dtype=np.int64)
         return (empty, empty, np.zeros(0), np.zeros(0)), scenarios
-    buf = bytes(data)
-    dims = int(np.frombuffer(buf, ">i4", 1)[0])
-    assert dims == 1, f"array_send: {dims} dimensions"
-    count = int(np.frombuffer(buf, ">i4", 1, 12)[0])
-    rec = np.frombuffer(buf, _pg_record(), count, 20)
-    assert (rec["count"] == 4).all() and (rec["loss_len"] == 8).all(), "a NULL in the log"
-    return (
-        rec["seq"].astype(np.int64),
-        rec["code"].astype(np.int64),
-        rec["similarity"].astype(np.float64),
-        rec["loss"].astype(np.float64),
-    ), scenarios
+    seq, ids, keys = (_pg_array(bytes(a), "i8") for a in arrays[:3])
+    similarity, loss = (_pg_array(bytes(a), "f8") for a in arrays[3:])
+    by_seq = np.lexsort((ids, seq))
+    sorted_hashes = hashes[order]
+    at = np.searchsorted(sorted_hashes, keys[by_seq])
+    assert (sorted_hashes[np.minimum(at, len(hashes) - 1)] == keys[by_seq]).all(), (
+        "a vote's scenario is not in the snapshot's list (not repeatable read?)"
+    )
+    return (seq[by_seq], order[at], similarity[by_seq], loss[by_seq]), scenarios
 
 
 class _Codes(dict[str, int]):
@@ -108,15 +116,19 @@ class _Codes(dict[str, int]):
         return code
 
 
-def _sqlite_rows(conn: Connection) -> tuple[_Rows, list[Scenario]]:
-    sql = str(_SQLITE_VOTES.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+def _cursor_rows(conn: Connection) -> tuple[_Rows, list[Scenario]]:
+    sql = str(_ROWS.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw: Any = conn.connection.dbapi_connection
+    postgres = conn.dialect.name == "postgresql"
+    cursor = raw.cursor(name="npo_live_votes") if postgres else raw.cursor()
     keys = _Codes()
     parts: list[tuple[npt.NDArray[Any], npt.NDArray[np.int64]]] = []
     try:
+        if postgres:
+            cursor.itersize = _BATCH
         cursor.execute(sql)
         while batch := cursor.fetchmany(_BATCH):
-            rows = np.array(batch, dtype=_SQLITE_ROW)
+            rows = np.array(batch, dtype=_ROW)
             codes = np.fromiter(map(keys.__getitem__, rows["key"]), np.int64, len(rows))
             parts.append((rows[["seq", "similarity", "loss"]], codes))
     finally:
@@ -142,8 +154,8 @@ def read_live_log(conn: Connection) -> tuple[VoteColumns, LabelledLog]:
     """Every live vote (for the monitor) and the labelled ones that judged a playbook (for
     the retrain model), ordered by seq, in the transaction ``conn`` is in (PostgreSQL: it
     must be repeatable read, the log is read in two statements)."""
-    reader = _postgres_rows if conn.dialect.name == "postgresql" else _sqlite_rows
-    (seq, scenario, similarity, loss), scenarios = reader(conn)
+    read = _postgres_rows(conn) if conn.dialect.name == "postgresql" else None
+    (seq, scenario, similarity, loss), scenarios = read or _cursor_rows(conn)
     playbooks, contexts = _Codes(), _Codes()
     table = np.array(
         [(_KIND_CODE[k], playbooks[p], contexts[c]) for k, p, c in scenarios], dtype=np.int64

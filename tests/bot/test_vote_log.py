@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from bot.db.engine import read_only, table_of
 from bot.db.models import Feedback
-from bot.db.vote_log import read_live_log
+from bot.db.vote_log import _cursor_rows, read_live_log
 from bot.service import IncidentInput, NPOService
 from core.feedback import FeedbackKind, alignment_loss, signal
 from core.log_columns import evaluate_log, monitor_signals
@@ -116,3 +116,23 @@ def test_an_empty_log_reads_as_empty_columns(engine: Engine) -> None:
     with read_only(engine).connect() as conn:
         votes, log = read_live_log(conn)
     assert len(votes) == len(log) == 0 and votes.newest == 0
+
+
+def test_the_row_by_row_read_gives_the_same_columns(
+    engine: Engine, rego_engine: RegoPolicyEngine
+) -> None:
+    """PostgreSQL reads rows when two scenarios' hashes collide; SQLite always does."""
+    _fill(engine, rego_engine, 400)
+    with read_only(engine).connect() as conn:
+        votes, log = read_live_log(conn)
+        (seq, code, similarity, loss), scenarios = _cursor_rows(conn)
+    assert seq.tolist() == votes.seq.tolist()
+    assert loss.tolist() == votes.loss.tolist()
+    kinds = [scenarios[c][0] for c in code.tolist()]
+    assert kinds == [KINDS[k].value for k in votes.kind.tolist()]
+    labelled = [c for c in code.tolist() if scenarios[c][1] and scenarios[c][0] != "skipped"]
+    assert [scenarios[c][1] for c in labelled] == [log.playbooks[p] for p in log.playbook.tolist()]
+    assert [json.loads(scenarios[c][2]) for c in labelled] == [
+        log.contexts[c] for c in log.context.tolist()
+    ]
+    assert similarity[np.isin(code, labelled)].tolist() == log.similarity.tolist()
