@@ -352,6 +352,29 @@ class LabelledLog:
         )
 
 
+def first_seen(keys: IntArray) -> tuple[IntArray, IntArray]:
+    """Group equal non-negative keys, the groups numbered in the order their first key
+    comes: (each key's group, each group's first position). Without a sort when the keys
+    are few compared with the rows (a tick's scenarios), with one otherwise."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    span = int(keys.max()) + 1
+    if span <= 4 * n + 4096:
+        first = np.full(span, n, dtype=np.int64)
+        np.minimum.at(first, keys, np.arange(n, dtype=np.int64))
+        present = np.flatnonzero(first < n)
+        heads = np.sort(first[present])
+        number = np.empty(span, dtype=np.int64)
+        number[keys[heads]] = np.arange(len(heads), dtype=np.int64)
+        return number[keys], heads
+    _, index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(index, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.ravel()], index[order]
+
+
 def _log_design(log: LabelledLog, config: FitConfig, hasher: FeatureHasher) -> _Design:
     """``_design`` on columns: the same distinct rows, in the same (first-seen) order, with
     the same sums added in the same order (``bincount`` adds row by row), so a fit on it
@@ -368,23 +391,25 @@ def _log_design(log: LabelledLog, config: FitConfig, hasher: FeatureHasher) -> _
     bins = config.similarity_bins
     # round() and rint() both round half to even: the same bins.
     sim_bin = np.rint(np.clip(log.similarity, 0.0, 1.0) * bins).astype(np.int64)
-    key = (log.playbook * len(canonical) + canon[log.context]) * (bins + 1) + sim_bin
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # distinct rows in the order first seen
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    group = rank[inverse.ravel()]
-    total = np.asarray(np.bincount(group, log.weight, len(order)), dtype=np.float64)
-    weighted = np.asarray(np.bincount(group, log.weight * log.label, len(order)), np.float64)
-    heads = first[order]
+    pair = log.playbook * len(canonical) + canon[log.context]
+    group, heads = first_seen(pair * (bins + 1) + sim_bin)
+    total = np.asarray(np.bincount(group, log.weight, len(heads)), dtype=np.float64)
+    weighted = np.asarray(np.bincount(group, log.weight * log.label, len(heads)), np.float64)
+    # Hash each (playbook, context) once, not once per similarity bin.
+    pair_of, pair_heads = first_seen(pair[heads])
     hashed = [
         hasher.indices(log.playbooks[p], log.contexts[c])
-        for p, c in zip(log.playbook[heads].tolist(), log.context[heads].tolist(), strict=True)
+        for p, c in zip(
+            log.playbook[heads[pair_heads]].tolist(),
+            log.context[heads[pair_heads]].tolist(),
+            strict=True,
+        )
     ]
     width = max(len(row) for row in hashed)
-    idx = np.full((len(hashed), width), -1, dtype=np.int64)
+    rows = np.full((len(hashed), width), -1, dtype=np.int64)
     for i, row in enumerate(hashed):
-        idx[i, : len(row)] = row
+        rows[i, : len(row)] = row
+    idx = rows[pair_of]
     sims = sim_bin[heads].astype(np.float64) / bins - 0.5
     return _Design(idx, sims, total, weighted, len(log))
 
@@ -405,16 +430,17 @@ def predict_log(prior: Prior, log: LabelledLog) -> FloatArray:
     if isinstance(prior, SimilarityPrior):
         return np.clip(log.similarity, 0.0, 1.0)
     if isinstance(prior, LogisticModel):
-        width = len(log.contexts)
-        pairs, inverse = np.unique(log.playbook * width + log.context, return_inverse=True)
+        group, heads = first_seen(log.playbook * len(log.contexts) + log.context)
         logits = np.array(
             [
-                prior.logit_without_similarity(log.playbooks[p // width], log.contexts[p % width])
-                for p in pairs.tolist()
+                prior.logit_without_similarity(log.playbooks[p], log.contexts[c])
+                for p, c in zip(
+                    log.playbook[heads].tolist(), log.context[heads].tolist(), strict=True
+                )
             ],
             dtype=np.float64,
         )
-        z: FloatArray = logits[inverse.ravel()] + prior.similarity_weight * (log.similarity - 0.5)
+        z: FloatArray = logits[group] + prior.similarity_weight * (log.similarity - 0.5)
         prob: FloatArray = 1.0 / (1.0 + np.exp(-z))
         return prob
     return np.array(

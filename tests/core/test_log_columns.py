@@ -8,7 +8,7 @@ import pytest
 
 from core.feedback import FeedbackKind, alignment_loss
 from core.log_columns import VoteColumns, evaluate_log, holdout_loss_log, monitor_signals
-from core.model import Example, FitConfig, LabelledLog, SimilarityPrior, fit, fit_log
+from core.model import Example, FitConfig, LabelledLog, SimilarityPrior, first_seen, fit, fit_log
 from core.monitor import LoggedVote, MetaMonitor, MonitorConfig
 from core.npo import NPOConfig, evaluate_candidate, holdout_loss
 
@@ -108,3 +108,12 @@ def test_monitor_signals_are_the_object_version() -> None:
     assert list(new.playbooks) == list(old.playbooks)  # and in the same order
     empty = monitor_signals(monitor, VoteColumns.of([]))
     assert empty == monitor.signals([])
+
+
+@pytest.mark.parametrize("scale", [1, 10**9])  # few keys: no sort; sparse keys: np.unique
+def test_first_seen_numbers_groups_in_the_order_they_first_come(scale: int) -> None:
+    keys = np.array([5, 3, 5, 0, 3, 7, 0], dtype=np.int64) * scale
+    group, heads = first_seen(keys)
+    assert group.tolist() == [0, 1, 0, 2, 1, 3, 2]
+    assert heads.tolist() == [0, 1, 3, 5]
+    assert [len(a) for a in first_seen(np.zeros(0, dtype=np.int64))] == [0, 0]
