@@ -93,8 +93,11 @@ def _postgres_rows(conn: Connection) -> tuple[_Rows, list[Scenario]] | None:
     if len(np.unique(hashes)) != len(hashes):
         return None
     scenarios: list[Scenario] = [(k, p, c) for _, k, p, c in hashed]
-    arrays = conn.execute(_PG_VOTES).one()
-    if arrays[0] is None:  # no live vote
+    # A binary cursor: the arrays arrive as their bytes, not as twice as much hex text.
+    with conn.connection.dbapi_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.execute(_PG_VOTES.text)
+        arrays = cursor.fetchone()
+    if arrays is None or arrays[0] is None:  # no live vote
         empty = np.zeros(0, dtype=np.int64)
         return (empty, empty, np.zeros(0), np.zeros(0)), scenarios
     seq, ids, keys = (_pg_array(bytes(a), "i8") for a in arrays[:3])
