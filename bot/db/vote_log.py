@@ -87,6 +87,9 @@ def _pg_array(data: bytes, kind: str) -> npt.NDArray[Any]:
 def _postgres_rows(conn: Connection) -> tuple[_Rows, list[Scenario]] | None:
     """None when two scenarios share a hash (about 1 in 10^11 for 10,000 of them): the
     caller then reads rows instead."""
+    # One backend for the tick's read: parallel workers would take the cores the backends
+    # recording votes need (for this transaction only).
+    conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     hashed = conn.execute(_PG_SCENARIOS).all()
     hashes = np.array([h for h, *_ in hashed], dtype=np.int64)
     order = np.argsort(hashes, kind="stable")
