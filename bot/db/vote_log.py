@@ -77,10 +77,12 @@ def _pg_array(data: bytes, kind: str) -> npt.NDArray[Any]:
     dims, has_null = (int(x) for x in np.frombuffer(data, ">i4", 2))
     if dims == 0:
         return np.zeros(0, dtype=kind)
-    assert dims == 1 and not has_null, "array_send: one dimension, no NULL"
+    if dims != 1 or has_null:
+        raise RuntimeError(f"array_send: {dims} dimensions, NULLs: {bool(has_null)}")
     count = int(np.frombuffer(data, ">i4", 1, 12)[0])
     values = np.frombuffer(data, np.dtype([("len", ">i4"), ("value", ">" + kind)]), count, 20)
-    assert (values["len"] == 8).all(), "array_send: 8-byte values"
+    if not (values["len"] == 8).all():
+        raise RuntimeError("array_send: a value is not 8 bytes long")
     return values["value"].astype(kind)
 
 
@@ -108,9 +110,8 @@ def _postgres_rows(conn: Connection) -> tuple[_Rows, list[Scenario]] | None:
     by_seq = np.lexsort((ids, seq))
     sorted_hashes = hashes[order]
     at = np.searchsorted(sorted_hashes, keys[by_seq])
-    assert (sorted_hashes[np.minimum(at, len(hashes) - 1)] == keys[by_seq]).all(), (
-        "a vote's scenario is not in the snapshot's list (not repeatable read?)"
-    )
+    if not (sorted_hashes[np.minimum(at, len(hashes) - 1)] == keys[by_seq]).all():
+        raise RuntimeError("a vote's scenario is not in the snapshot's list (not repeatable read?)")
     return (seq[by_seq], order[at], similarity[by_seq], loss[by_seq]), scenarios
 
 
