@@ -233,6 +233,11 @@ def fit(
     if hasher is None or hasher.dim != config.dim:
         hasher = FeatureHasher(config.dim)
     design = _design(examples, config, hasher)
+    return _fit_design(design, config, hasher)
+
+
+def _fit_design(design: _Design, config: FitConfig, hasher: FeatureHasher) -> LogisticModel:
+    """Full-batch Adam on a design: shared by ``fit`` and ``fit_log``."""
     weights = np.zeros(config.dim)
     if design.examples == 0:
         return LogisticModel(weights, 0.0, config, 0, hasher)
@@ -284,3 +289,166 @@ def weighted_log_loss(model: Prior, examples: Sequence[Example]) -> float:
         total -= sig.weight * (sig.label * np.log(p) + (1 - sig.label) * np.log(1 - p))
         weight += sig.weight
     return float(total / weight) if weight else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledLog:
+    """The labelled feedback log as columns, in log order (by seq): what ``fit`` reads of
+    each ``Example``, without a million Python objects. Rows refer to the distinct
+    playbooks and contexts by index; every row carries a label (skips are left out)."""
+
+    playbooks: Sequence[str]
+    contexts: Sequence[Mapping[str, str]]
+    playbook: IntArray  # index into playbooks, per row
+    context: IntArray  # index into contexts, per row
+    similarity: FloatArray
+    label: FloatArray
+    weight: FloatArray
+    seq: IntArray
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def rows(self, start: int, stop: int) -> LabelledLog:
+        """Rows ``start:stop`` (views, not copies), sharing the distinct values."""
+        part = slice(start, stop)
+        return LabelledLog(
+            self.playbooks,
+            self.contexts,
+            self.playbook[part],
+            self.context[part],
+            self.similarity[part],
+            self.label[part],
+            self.weight[part],
+            self.seq[part],
+        )
+
+    @classmethod
+    def of(cls, examples: Sequence[Example]) -> LabelledLog:
+        """The columns of labelled examples (for tests and small logs)."""
+        labelled = [ex for ex in examples if signal(ex.kind).label is not None]
+        playbooks: dict[str, int] = {}
+        contexts: dict[int, int] = {}
+        distinct: list[Mapping[str, str]] = []
+        pb: list[int] = []
+        ctx: list[int] = []
+        for ex in labelled:
+            pb.append(playbooks.setdefault(ex.playbook_id, len(playbooks)))
+            code = contexts.get(id(ex.context))
+            if code is None:
+                code = contexts[id(ex.context)] = len(distinct)
+                distinct.append(ex.context)
+            ctx.append(code)
+        signals = [signal(ex.kind) for ex in labelled]
+        return cls(
+            tuple(playbooks),
+            tuple(distinct),
+            np.array(pb, dtype=np.int64),
+            np.array(ctx, dtype=np.int64),
+            np.array([ex.similarity for ex in labelled], dtype=np.float64),
+            np.array([s.label for s in signals], dtype=np.float64),
+            np.array([s.weight for s in signals], dtype=np.float64),
+            np.array([ex.seq for ex in labelled], dtype=np.int64),
+        )
+
+
+def first_seen(keys: IntArray) -> tuple[IntArray, IntArray]:
+    """Group equal non-negative keys, the groups numbered in the order their first key
+    comes: (each key's group, each group's first position). Without a sort when the keys
+    are few compared with the rows (a tick's scenarios), with one otherwise."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    span = int(keys.max()) + 1
+    if span <= 4 * n + 4096:
+        first = np.full(span, n, dtype=np.int64)
+        np.minimum.at(first, keys, np.arange(n, dtype=np.int64))
+        present = np.flatnonzero(first < n)
+        heads = np.sort(first[present])
+        number = np.empty(span, dtype=np.int64)
+        number[keys[heads]] = np.arange(len(heads), dtype=np.int64)
+        return number[keys], heads
+    _, index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(index, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.ravel()], index[order]
+
+
+def _log_design(log: LabelledLog, config: FitConfig, hasher: FeatureHasher) -> _Design:
+    """``_design`` on columns: the same distinct rows, in the same (first-seen) order, with
+    the same sums added in the same order (``bincount`` adds row by row), so a fit on it
+    gives the same weights to the last bit."""
+    if len(log) == 0:
+        empty = np.zeros(0)
+        return _Design(np.zeros((0, 1), dtype=np.int64), empty, empty, empty, 0)
+    # Contexts that are equal as mappings are one scenario, as in _design.
+    canonical: dict[tuple[tuple[str, str], ...], int] = {}
+    canon = np.array(
+        [canonical.setdefault(tuple(sorted(c.items())), len(canonical)) for c in log.contexts],
+        dtype=np.int64,
+    )
+    bins = config.similarity_bins
+    # round() and rint() both round half to even: the same bins.
+    sim_bin = np.rint(np.clip(log.similarity, 0.0, 1.0) * bins).astype(np.int64)
+    pair = log.playbook * len(canonical) + canon[log.context]
+    group, heads = first_seen(pair * (bins + 1) + sim_bin)
+    total = np.asarray(np.bincount(group, log.weight, len(heads)), dtype=np.float64)
+    weighted = np.asarray(np.bincount(group, log.weight * log.label, len(heads)), np.float64)
+    # Hash each (playbook, context) once, not once per similarity bin.
+    pair_of, pair_heads = first_seen(pair[heads])
+    hashed = [
+        hasher.indices(log.playbooks[p], log.contexts[c])
+        for p, c in zip(
+            log.playbook[heads[pair_heads]].tolist(),
+            log.context[heads[pair_heads]].tolist(),
+            strict=True,
+        )
+    ]
+    width = max(len(row) for row in hashed)
+    rows = np.full((len(hashed), width), -1, dtype=np.int64)
+    for i, row in enumerate(hashed):
+        rows[i, : len(row)] = row
+    idx = rows[pair_of]
+    sims = sim_bin[heads].astype(np.float64) / bins - 0.5
+    return _Design(idx, sims, total, weighted, len(log))
+
+
+def fit_log(
+    log: LabelledLog, config: FitConfig | None = None, hasher: FeatureHasher | None = None
+) -> LogisticModel:
+    """``fit`` on the columns of the log: the same model as ``fit`` on its examples."""
+    config = config or FitConfig()
+    if hasher is None or hasher.dim != config.dim:
+        hasher = FeatureHasher(config.dim)
+    return _fit_design(_log_design(log, config, hasher), config, hasher)
+
+
+def predict_log(prior: Prior, log: LabelledLog) -> FloatArray:
+    """``prior.predict`` of every row, computed once per distinct scenario where the prior
+    allows it (the same floats as row by row)."""
+    if isinstance(prior, SimilarityPrior):
+        return np.clip(log.similarity, 0.0, 1.0)
+    if isinstance(prior, LogisticModel):
+        group, heads = first_seen(log.playbook * len(log.contexts) + log.context)
+        logits = np.array(
+            [
+                prior.logit_without_similarity(log.playbooks[p], log.contexts[c])
+                for p, c in zip(
+                    log.playbook[heads].tolist(), log.context[heads].tolist(), strict=True
+                )
+            ],
+            dtype=np.float64,
+        )
+        z: FloatArray = logits[group] + prior.similarity_weight * (log.similarity - 0.5)
+        prob: FloatArray = 1.0 / (1.0 + np.exp(-z))
+        return prob
+    return np.array(
+        [
+            prior.predict(log.playbooks[p], log.contexts[c], s)
+            for p, c, s in zip(
+                log.playbook.tolist(), log.context.tolist(), log.similarity.tolist(), strict=True
+            )
+        ],
+        dtype=np.float64,
+    )

@@ -26,7 +26,6 @@ from sqlmodel import Session, col, select
 from bot.db.engine import read_only, table_of, transaction
 from bot.db.follow_up_rows import awaiting_or_recent
 from bot.db.models import (
-    Feedback,
     ModelVersion,
     MonitorDecisionRow,
     Recommendation,
@@ -43,18 +42,18 @@ from bot.db.state import (
     save_monitor,
     save_monitor_history,
 )
+from bot.db.vote_log import read_live_log
 from bot.service import FeedbackInput, FeedbackStatus, NPOService
 from core.decision import Outcome
 from core.feedback import FeedbackKind
-from core.model import Example, LogisticModel, Prior, SimilarityPrior, fit
-from core.monitor import LoggedVote, MetaMonitor, MonitorAction, MonitorSignals
-from core.npo import NPOConfig, RetrainResult, evaluate_candidate
+from core.log_columns import VoteColumns, evaluate_log, monitor_signals
+from core.model import FeatureHasher, LabelledLog, LogisticModel, Prior, SimilarityPrior, fit_log
+from core.monitor import MetaMonitor, MonitorAction, MonitorSignals
+from core.npo import NPOConfig, RetrainResult
 
 log = logging.getLogger(__name__)
-_VOTES = table_of(Feedback)
 _MODELS = table_of(ModelVersion)
 
-_READ_BATCH = 20_000  # rows per fetch of the tick's read of the log
 _LOCK_KEY = 0x4E504F  # "NPO": one advisory lock for the scheduled jobs
 
 
@@ -120,24 +119,9 @@ class _Snapshot:
     live_id: int | None
     live: Prior
     trained_upto: int
-    log: list[Example]  # live labelled votes, by seq
-    votes: list[LoggedVote]  # every live vote, by seq
-    newest: int  # seq of the newest live vote
+    log: LabelledLog  # live labelled votes that judged a playbook, by seq
+    votes: VoteColumns  # every live vote, by seq
     read_at: dt.datetime
-
-
-_LIVE_VOTES = (
-    sa.select(
-        _VOTES.c.seq,
-        _VOTES.c.playbook_id,
-        _VOTES.c.context_json,
-        _VOTES.c.similarity,
-        _VOTES.c.kind,
-        _VOTES.c.loss,
-    )
-    .where(_VOTES.c.withdrawn.is_(False))
-    .order_by(_VOTES.c.seq, _VOTES.c.id)
-)
 
 
 class MonitorTicker:
@@ -154,6 +138,7 @@ class MonitorTicker:
         self.notify = notify or (lambda message: None)
         self._reader = read_only(engine)
         self._model_cache: tuple[int, LogisticModel] | None = None
+        self._hasher = FeatureHasher(config.fit.dim)  # scenarios hashed once per process
 
     def tick(self, force: bool = False) -> TickOutcome | None:
         """Run one tick if it is due (``force``: now); None when another replica has it.
@@ -166,15 +151,15 @@ class MonitorTicker:
         if not force and not self._due_now(now):
             return None
         snap = self._snapshot(now)
-        shadow, _ = evaluate_candidate(snap.log, snap.trained_upto, snap.live, self.config)
+        shadow, _ = evaluate_log(snap.log, snap.trained_upto, snap.live, self.config, self._hasher)
         with self._reader.connect() as conn:
             monitor = read_monitor(conn, self.config.monitor)
             monitor.state.history = read_monitor_history(conn)
-        signals = monitor.signals(snap.votes)
+        signals = monitor_signals(monitor, snap.votes)
         decision = monitor.decide(signals)
         model = None
         if decision.action is MonitorAction.RETRAIN and shadow.accepted:
-            model = fit(snap.log, self.config.fit)  # the accepted model sees everything
+            model = self._fit(snap.log)  # the accepted model sees everything
         with transaction(self.engine) as session:
             if not _try_lock(session):
                 return None
@@ -195,13 +180,15 @@ class MonitorTicker:
         with Session(self._reader) as session:
             return _due(session, "monitor_tick", now, self.interval, lock=False)
 
+    def _fit(self, log: LabelledLog) -> LogisticModel:
+        return fit_log(log, self.config.fit, self._hasher)
+
     def _snapshot(self, now: dt.datetime) -> _Snapshot:
-        """The live votes as columns (no ORM objects: a million rows), the live model."""
-        contexts: dict[str, dict[str, str]] = {}  # many votes share a context: parse once
-        kinds = {k.value: k for k in FeedbackKind}
-        log: list[Example] = []
-        votes: list[LoggedVote] = []
+        """The live votes as columns (no ORM objects: a million rows), the live model, in
+        one snapshot (PostgreSQL: one repeatable-read transaction)."""
         with self._reader.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
             live_id = live_model(conn)
             trained_upto = 0
             if live_id is not None:
@@ -211,21 +198,8 @@ class MonitorTicker:
                     ).scalar_one()
                 )
             live = self._live(conn, live_id)
-            # In batches (a server-side cursor on PostgreSQL): one fetch of a million rows
-            # is one long call that keeps the vote threads of this process from running.
-            result = conn.execution_options(yield_per=_READ_BATCH).execute(_LIVE_VOTES)
-            for batch in result.partitions():
-                for seq, playbook, context_json, similarity, kind_name, loss in batch:
-                    kind = kinds[kind_name]
-                    votes.append(LoggedVote(seq, kind, loss, playbook or None))
-                    if not playbook or kind is FeedbackKind.SKIPPED:
-                        continue
-                    context = contexts.get(context_json)
-                    if context is None:
-                        context = contexts[context_json] = json.loads(context_json)
-                    log.append(Example(playbook, context, similarity, kind, seq))
-        newest = votes[-1].seq if votes else 0
-        return _Snapshot(live_id, live, trained_upto, log, votes, newest, now)
+            votes, log = read_live_log(conn)
+        return _Snapshot(live_id, live, trained_upto, log, votes, now)
 
     def _live(self, conn: Connection, live_id: int | None) -> Prior:
         if live_id is None:
@@ -254,7 +228,7 @@ class MonitorTicker:
         # lock serve unless the document changed: the lock is not held over the whole log.
         unlocked, signals = computed
         if monitor.state.to_dict() != unlocked.state.to_dict():
-            signals = monitor.signals(snap.votes)
+            signals = monitor_signals(monitor, snap.votes)
         decision = monitor.decide(signals)
         if shadow.holdout:
             # This tick's shadow verdict (M*) joins the history the learned M is fitted on,
@@ -262,7 +236,7 @@ class MonitorTicker:
             monitor.observe(signals, shadow.accepted)
             save_monitor_history(conn, monitor.state.history, self.clock())
         if decision.action is MonitorAction.RETRAIN and shadow.accepted and model is None:
-            model = fit(snap.log, self.config.fit)  # rare: the decision changed meanwhile
+            model = self._fit(snap.log)  # rare: the decision changed meanwhile
         ideal = None
         if shadow.holdout:
             ideal = MonitorAction.RETRAIN if shadow.accepted else MonitorAction.HOLD
@@ -272,7 +246,7 @@ class MonitorTicker:
             monitor.pause(decision.playbook_id)
         elif decision.action is MonitorAction.RETRAIN:
             retrain, version = self._retrain(session, shadow, snap, model)
-            monitor.retrained(snap.newest)
+            monitor.retrained(snap.votes.newest)
             for req in session.exec(
                 select(RetrainRequest).where(
                     col(RetrainRequest.handled_at).is_(None),
@@ -313,7 +287,7 @@ class MonitorTicker:
             "holdout": shadow.holdout,
             "reason": shadow.reason,
         }
-        trained_upto = snap.log[-1].seq if snap.log else 0
+        trained_upto = int(snap.log.seq[-1]) if len(snap.log) else 0
         if not shadow.accepted or model is None:
             session.add(
                 ModelVersion(
