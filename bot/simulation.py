@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bot.native import load_torch_first
 from core.policy import MemoisedEngine, SafetyPolicyEngine
@@ -35,14 +36,16 @@ def _run_seed(
     policy_modules: Mapping[str, str] | None,
 ) -> list[RunResult]:
     """Every variant of one seed in one process: the seed's world (incidents, operator
-    draws, M* probe) is built once and shared."""
+    draws, M* probe) is built once and shared. One BLAS thread per job: the pool already
+    has a process per core, and the model's small solves only lose time to more threads."""
     spe: SafetyPolicyEngine | None = None
     if policy_modules is not None:
         # Engines hold native state that cannot cross processes: each job builds its own.
         load_torch_first()
         spe = MemoisedEngine(RegoPolicyEngine(policy_modules))
-    shared = world(seed, config)
-    return [run(v, seed, config, spe, shared) for v in variants]
+    with threadpool_limits(limits=1, user_api="blas"):
+        shared = world(seed, config)
+        return [run(v, seed, config, spe, shared) for v in variants]
 
 
 def run_all(
