@@ -102,14 +102,17 @@ class FeatureHasher:
         self._cache: dict[tuple[str, ContextItems], list[int]] = {}
 
     def indices(self, playbook_id: str, context: Mapping[str, str]) -> list[int]:
-        items = tuple(sorted(context.items()))
+        return self.indices_of(playbook_id, tuple(sorted(context.items())))
+
+    def indices_of(self, playbook_id: str, items: ContextItems) -> list[int]:
+        """``indices`` of a context given as its items sorted by key (no re-sorting)."""
         key = (playbook_id, items)
         cached = self._cache.get(key)
         if cached is None:
             mask = self.dim - 1
             cached = [
                 zlib.crc32(name.encode("utf-8")) & mask
-                for name in feature_names(playbook_id, context)
+                for name in feature_names(playbook_id, dict(items))
             ]
             self._cache[key] = cached
         return cached
@@ -210,7 +213,7 @@ def _design(examples: Iterable[Example], config: FitConfig, hasher: FeatureHashe
     if not rows:
         empty = np.zeros(0)
         return _Design(np.zeros((0, 1), dtype=np.int64), empty, empty, empty, 0)
-    hashed = [hasher.indices(pb, dict(ctx)) for pb, ctx, _ in rows]
+    hashed = [hasher.indices_of(pb, ctx) for pb, ctx, _ in rows]
     width = max(len(row) for row in hashed)
     idx = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(hashed):

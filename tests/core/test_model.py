@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from core.feedback import FeedbackKind
-from core.model import Example, FitConfig, LogisticModel, SimilarityPrior, fit, weighted_log_loss
+from core.model import (
+    Example,
+    FeatureHasher,
+    FitConfig,
+    LogisticModel,
+    SimilarityPrior,
+    fit,
+    weighted_log_loss,
+)
 
 NIGHT = {"component": "link", "hour": "night", "maintenance_window": "no"}
 DAY = {"component": "link", "hour": "afternoon", "maintenance_window": "no"}
@@ -169,3 +177,9 @@ def test_newton_stays_finite_on_separable_votes() -> None:
     assert model.predict("p", NIGHT, 0.5) > 0.9
     assert model.predict("q", DAY, 0.5) < 0.1
     assert _objective(model, log) <= _objective(fit(log, ADAM), log) + 1e-9
+
+
+def test_hashing_items_is_hashing_the_mapping() -> None:
+    hasher = FeatureHasher(FitConfig().dim)
+    items = tuple(sorted(NIGHT.items()))
+    assert hasher.indices_of("drain", items) == FeatureHasher(hasher.dim).indices("drain", NIGHT)
