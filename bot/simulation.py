@@ -171,6 +171,21 @@ def _smooth(series: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _nan_percentile(data: np.ndarray, q: float) -> np.ndarray:
+    """``np.nanpercentile(data, q, axis=0)`` (linear interpolation) in one sort: numpy's
+    own falls back to a Python loop over the columns when any value is NaN, which made
+    the plots of a 30-seed study cost more than its runs. NaN where a column has none."""
+    ordered = np.sort(data, axis=0)  # NaNs sort last
+    present = (~np.isnan(data)).sum(axis=0)
+    position = np.maximum(present - 1, 0) * (q / 100.0)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(present - 1, 0))
+    columns = np.arange(data.shape[1])
+    fraction = position - below
+    value = ordered[below, columns] * (1.0 - fraction) + ordered[above, columns] * fraction
+    return np.where(present > 0, value, np.nan)
+
+
 def _write_plots(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
     import matplotlib
 
@@ -192,7 +207,7 @@ def _write_plots(runs: Mapping[str, Sequence[RunResult]], folder: Path) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(data, 0)
-                lo, hi = np.nanpercentile(data, 25, axis=0), np.nanpercentile(data, 75, axis=0)
+                lo, hi = _nan_percentile(data, 25), _nan_percentile(data, 75)
             x = np.arange(1, data.shape[1] + 1)
             (line,) = ax.plot(x, mean, label=variant, linewidth=1.2)
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.08)
