@@ -145,7 +145,7 @@ MODES = ("1 thread", "4 threads", "4 threads, new thread per request")
 def measure(evaluations: int, repeats: int) -> dict[str, dict[str, list[Run]]]:
     """``repeats`` interleaved rounds of every candidate in every mode (after one warm-up)."""
     modules = read_policy_modules(PROJECT_ROOT / "playbooks" / "policies")
-    pool_engine = RegoPolicyEngine(modules)
+    pool_engine = RegoPolicyEngine(modules, cache_size=0)  # every call evaluates
     candidates: dict[str, SafetyPolicyEngine] = {
         "lock": LockedEngine(modules, pool_engine.policies),
         "per-thread": PerThreadEngine(modules, pool_engine.policies),
