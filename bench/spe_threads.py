@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bench.stats import median_ci
 from bot.governance.policies import read_policy_modules
 from bot.native import load_torch_first
 from bot.settings import PROJECT_ROOT
@@ -144,7 +145,7 @@ MODES = ("1 thread", "4 threads", "4 threads, new thread per request")
 def measure(evaluations: int, repeats: int) -> dict[str, dict[str, list[Run]]]:
     """``repeats`` interleaved rounds of every candidate in every mode (after one warm-up)."""
     modules = read_policy_modules(PROJECT_ROOT / "playbooks" / "policies")
-    pool_engine = RegoPolicyEngine(modules)
+    pool_engine = RegoPolicyEngine(modules, cache_size=0)  # every call evaluates
     candidates: dict[str, SafetyPolicyEngine] = {
         "lock": LockedEngine(modules, pool_engine.policies),
         "per-thread": PerThreadEngine(modules, pool_engine.policies),
@@ -170,13 +171,15 @@ def measure(evaluations: int, repeats: int) -> dict[str, dict[str, list[Run]]]:
     return runs
 
 
-def engine_figures(engine: SafetyPolicyEngine, evaluations: int, repeats: int) -> dict[str, float]:
-    """The engine's own figures for ``python -m bench``: medians over interleaved rounds."""
+def engine_figures(engine: SafetyPolicyEngine, evaluations: int, repeats: int) -> dict[str, object]:
+    """The engine's own figures for ``python -m bench``: medians over interleaved rounds
+    (1 and 4 threads, the one that goes first alternating), with 95 % intervals."""
     runs: dict[int, list[Run]] = {1: [], 4: []}
     pools = {threads: ThreadPoolExecutor(threads) for threads in runs}
     try:
         for round_ in range(repeats + 1):
-            for threads, pool in pools.items():
+            order = list(pools.items())
+            for threads, pool in order if round_ % 2 else order[::-1]:
                 result = run_pooled(engine, pool, threads, evaluations)
                 if round_:  # round 0 warms up
                     runs[threads].append(result)
@@ -184,9 +187,9 @@ def engine_figures(engine: SafetyPolicyEngine, evaluations: int, repeats: int) -
         for pool in pools.values():
             pool.shutdown()
     return {
-        "spe_1thread_evals_per_s": statistics.median(r.evals_per_s for r in runs[1]),
-        "spe_4threads_evals_per_s": statistics.median(r.evals_per_s for r in runs[4]),
-        "spe_4threads_ms_p50": statistics.median(r.median_ms for r in runs[4]),
+        **median_ci("spe_1thread_evals_per_s", [r.evals_per_s for r in runs[1]]),
+        **median_ci("spe_4threads_evals_per_s", [r.evals_per_s for r in runs[4]]),
+        **median_ci("spe_4threads_ms_p50", [r.median_ms for r in runs[4]]),
     }
 
 

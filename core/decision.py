@@ -223,10 +223,11 @@ def decide(
     ``notes`` (what the caller did to the input, e.g. truncation) end the trace."""
     ranked = tuple(sorted(candidates, key=lambda c: (-c.score, c.playbook_id)))
     verdicts = tuple(spe.evaluate(scenario, c.action) for c in ranked)
+    unknown = scenario.unknown()
     trace = [
         f"scenario {scenario.component or 'unknown'}/{scenario.fault_type or 'unknown'}, "
         f"severity {scenario.severity or 'unknown'}, context {scenario.context_key}"
-        + (f"; unknown: {', '.join(scenario.unknown())}" if scenario.unknown() else ""),
+        + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
         f"{len(ranked)} candidate(s) retrieved; "
         f"threshold τ={arm.threshold:.1f} from arm {arm.index}",
     ]
@@ -305,7 +306,7 @@ def decide(
     )
 
 
-_CONTEXT_FACTS = ("severity", "redundancy", "utilisation", "maintenance_window")
+_CONTEXT_FACTS = frozenset({"severity", "redundancy", "utilisation", "maintenance_window"})
 
 
 def _context_facts(scenario: Scenario) -> tuple[Fact, ...]:
@@ -313,8 +314,7 @@ def _context_facts(scenario: Scenario) -> tuple[Fact, ...]:
     explanation never states a guess as a fact (``redundancy 2 — prometheus, 40 s ago``)."""
     return tuple(
         Fact(f.name.replace("_", " "), f.text.removeprefix(f.name.replace("_", " ")).lstrip(": "))
-        for f in scenario.facts()
-        if f.name in _CONTEXT_FACTS
+        for f in scenario.facts(_CONTEXT_FACTS)
     )
 
 

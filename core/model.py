@@ -61,6 +61,9 @@ class FitConfig:
     max_iter: int = 150
     tol: float = 1e-4
     similarity_bins: int = 20
+    # Up to this many distinct rows the exact solver (Newton) is cheaper than Adam's fixed
+    # budget of steps; above it, a Newton step (cubic in the rows) is not.
+    exact_max_rows: int = 256
 
     def __post_init__(self) -> None:
         if self.dim < 16 or self.dim & (self.dim - 1):
@@ -73,6 +76,8 @@ class FitConfig:
             raise ValueError(f"max_iter: {self.max_iter} must be >= 1")
         if self.similarity_bins < 1:
             raise ValueError(f"similarity_bins: {self.similarity_bins} must be >= 1")
+        if self.exact_max_rows < 0:
+            raise ValueError(f"exact_max_rows: {self.exact_max_rows} must be >= 0")
 
 
 def feature_names(playbook_id: str, context: Mapping[str, str]) -> list[str]:
@@ -97,14 +102,17 @@ class FeatureHasher:
         self._cache: dict[tuple[str, ContextItems], list[int]] = {}
 
     def indices(self, playbook_id: str, context: Mapping[str, str]) -> list[int]:
-        items = tuple(sorted(context.items()))
+        return self.indices_of(playbook_id, tuple(sorted(context.items())))
+
+    def indices_of(self, playbook_id: str, items: ContextItems) -> list[int]:
+        """``indices`` of a context given as its items sorted by key (no re-sorting)."""
         key = (playbook_id, items)
         cached = self._cache.get(key)
         if cached is None:
             mask = self.dim - 1
             cached = [
                 zlib.crc32(name.encode("utf-8")) & mask
-                for name in feature_names(playbook_id, context)
+                for name in feature_names(playbook_id, dict(items))
             ]
             self._cache[key] = cached
         return cached
@@ -205,7 +213,7 @@ def _design(examples: Iterable[Example], config: FitConfig, hasher: FeatureHashe
     if not rows:
         empty = np.zeros(0)
         return _Design(np.zeros((0, 1), dtype=np.int64), empty, empty, empty, 0)
-    hashed = [hasher.indices(pb, dict(ctx)) for pb, ctx, _ in rows]
+    hashed = [hasher.indices_of(pb, ctx) for pb, ctx, _ in rows]
     width = max(len(row) for row in hashed)
     idx = np.zeros((len(rows), width), dtype=np.int64)
     for i, row in enumerate(hashed):
@@ -222,12 +230,14 @@ def fit(
     config: FitConfig | None = None,
     hasher: FeatureHasher | None = None,
 ) -> LogisticModel:
-    """Fit by full-batch Adam on the weighted cross-entropy plus an L2 penalty.
+    """Minimise the weighted cross-entropy plus an L2 penalty.
 
     Only the hashed features that occur in the data are optimised (the others stay at zero,
     where the L2 penalty would keep them anyway), so a fit costs in the number of distinct
-    scenarios, not in the hashing dimension. Deterministic: same examples, same weights.
-    Skipped feedback carries no label and is ignored.
+    scenarios, not in the hashing dimension. Up to ``exact_max_rows`` distinct rows the
+    optimum is found by Newton's method (``_newton``: a few steps, to ``tol``); a larger
+    log is fitted by full-batch Adam (``_adam``: at most ``max_iter`` steps). Deterministic:
+    same examples, same weights. Skipped feedback carries no label and is ignored.
     """
     config = config or FitConfig()
     if hasher is None or hasher.dim != config.dim:
@@ -241,18 +251,93 @@ def _fit_design(design: _Design, config: FitConfig, hasher: FeatureHasher) -> Lo
     weights = np.zeros(config.dim)
     if design.examples == 0:
         return LogisticModel(weights, 0.0, config, 0, hasher)
+    problem = _Problem.of(design)
+    solve = _newton if len(problem.w) <= config.exact_max_rows else _adam
+    theta = solve(problem, config)
+    weights[problem.used] = theta[: len(problem.used)]
+    return LogisticModel(weights, float(theta[-1]), config, design.examples, hasher)
 
-    used, local = np.unique(design.indices[design.indices >= 0], return_inverse=True)
-    n_used = len(used)
-    rows, per_row = design.indices.shape
-    idx: IntArray = np.full((rows, per_row), n_used, dtype=np.int64)  # padding -> dummy slot
-    idx[design.indices >= 0] = local
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """The design in the solvers' terms: row features as local indices into theta, whose
+    layout is [used features..., padding (always 0), similarity weight]; weights and
+    weighted labels normalised to sum 1, so the L2 penalty means the same at any log size."""
+
+    used: IntArray  # hashed index of each local feature
+    idx: IntArray  # (rows, features per row), padding -> the dummy slot ``len(used)``
+    similarity: FloatArray
+    w: FloatArray
+    wy: FloatArray
+
+    @classmethod
+    def of(cls, design: _Design) -> _Problem:
+        present = design.indices >= 0
+        used, local = np.unique(design.indices[present], return_inverse=True)
+        idx: IntArray = np.full(design.indices.shape, len(used), dtype=np.int64)
+        idx[present] = local
+        total = float(design.total_weight.sum())
+        return cls(
+            used,
+            idx,
+            design.similarity,
+            design.total_weight / total,
+            design.weighted_label / total,
+        )
+
+    def dense(self) -> FloatArray:
+        """The design matrix, (rows, len(theta)): feature counts, then the similarity."""
+        rows, per_row = self.idx.shape
+        matrix = np.zeros((rows, len(self.used) + 2))
+        np.add.at(matrix, (np.repeat(np.arange(rows), per_row), self.idx.ravel()), 1.0)
+        matrix[:, len(self.used)] = 0.0  # padding is no feature
+        matrix[:, -1] = self.similarity
+        return matrix
+
+    def objective(self, z: FloatArray, l2: float, squared_norm: float) -> float:
+        loss = (self.w * np.logaddexp(0.0, z) - self.wy * z).sum()
+        return float(loss + 0.5 * l2 * squared_norm)
+
+
+def _newton(problem: _Problem, config: FitConfig) -> FloatArray:
+    """Newton's method in the span of the rows: at the optimum theta = Xᵀα (the penalty
+    keeps theta out of the design's null space), so with K = XXᵀ each step solves a
+    rows × rows system, (DK + λI)Δα = r + λα, whatever the number of features. Halving
+    the step until the objective does not rise keeps it monotone on separable data."""
+    x = problem.dense()
+    gram = x @ x.T
+    l2 = config.l2
+    ridge = l2 * np.eye(len(problem.w))
+    alpha = np.zeros(len(problem.w))
+    z = np.zeros(len(problem.w))
+    value = problem.objective(z, l2, 0.0)
+    for _ in range(config.max_iter):
+        p = 1.0 / (1.0 + np.exp(-z))
+        g = problem.w * p - problem.wy + l2 * alpha  # the gradient in theta is Xᵀg
+        if float(np.abs(x.T @ g).max()) < config.tol:
+            break
+        curvature = problem.w * p * (1.0 - p)
+        step = np.linalg.solve(curvature[:, None] * gram + ridge, g)
+        t = 1.0
+        while True:
+            trial = alpha - t * step
+            z_trial = gram @ trial
+            value_trial = problem.objective(z_trial, l2, float(trial @ z_trial))
+            if value_trial <= value or t < 1e-4:
+                break
+            t *= 0.5
+        alpha, z, value = trial, z_trial, value_trial
+    theta: FloatArray = x.T @ alpha
+    return theta
+
+
+def _adam(problem: _Problem, config: FitConfig) -> FloatArray:
+    """Full-batch Adam from zero, stopped at ``tol`` or after ``max_iter`` steps: each step
+    is linear in the rows, for logs too large for Newton's method."""
+    idx, sims, w, wy = problem.idx, problem.similarity, problem.w, problem.wy
+    n_used = len(problem.used)
+    per_row = idx.shape[1]
     flat = idx.ravel()
-    total = float(design.total_weight.sum())
-    w = design.total_weight / total
-    wy = design.weighted_label / total
-    sims = design.similarity
-
     theta = np.zeros(n_used + 2)  # [features..., dummy (always 0), similarity weight]
     m = np.zeros_like(theta)
     v = np.zeros_like(theta)
@@ -273,8 +358,7 @@ def _fit_design(design: _Design, config: FitConfig, hasher: FeatureHasher) -> Lo
         theta -= (
             config.learning_rate * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps)
         )
-    weights[used] = theta[:n_used]
-    return LogisticModel(weights, float(theta[-1]), config, design.examples, hasher)
+    return theta
 
 
 def weighted_log_loss(model: Prior, examples: Sequence[Example]) -> float:

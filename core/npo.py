@@ -220,10 +220,19 @@ class NPO:
         self._effects: dict[tuple[int, str], tuple[Decision, VoteEffect]] = {}
         self.retrains_accepted = 0
         self.retrains_rejected = 0
+        # One context mapping per scenario key, shared by its votes and never mutated: a
+        # fit sorts each distinct mapping once (``core.model``), not once per vote.
+        self._contexts: dict[str, dict[str, str]] = {}
+
+    def _context(self, scenario: Scenario) -> dict[str, str]:
+        context = self._contexts.get(scenario.context_key)
+        if context is None:
+            context = self._contexts[scenario.context_key] = scenario.context()
+        return context
 
     # -- deciding -------------------------------------------------------------------------
     def candidate(self, scenario: Scenario, match: Match) -> Candidate:
-        context = scenario.context()
+        context = self._context(scenario)
         prior = self.prior.predict(match.playbook_id, context, match.similarity)
         sid = (match.playbook_id, scenario.context_key)
         local = self.scores.get(sid)
@@ -279,7 +288,7 @@ class NPO:
         self.votes.append(effect.logged())
         if effect.playbook_id is None or signal(kind).label is None:
             return effect.loss
-        context = decision.scenario.context()
+        context = self._context(decision.scenario)
         target = next(c for c in decision.candidates if c.playbook_id == effect.playbook_id)
         self.log.append(Example(target.playbook_id, context, target.similarity, kind, self.step))
         if self.config.learn:

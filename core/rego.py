@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -199,6 +200,41 @@ class _InterpreterPool:
                 self._changed.notify()
 
 
+# Built-ins whose answer can change between two calls with the same input: a module that
+# calls one makes the engine's verdicts uncacheable.
+_IMPURE = re.compile(
+    r"\b(time\.now_ns|http\.send|rand\.intn|uuid\.rfc4122|net\.lookup_ip_addr|opa\.runtime)\s*\("
+)
+
+
+class _VerdictCache:
+    """The newest ``size`` verdicts by policy input (least recently used out first); a
+    size of 0 caches nothing. Thread-safe: one lock around the dictionary."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._verdicts: OrderedDict[str, PolicyVerdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> PolicyVerdict | None:
+        if not self._size:
+            return None
+        with self._lock:
+            verdict = self._verdicts.get(key)
+            if verdict is not None:
+                self._verdicts.move_to_end(key)
+            return verdict
+
+    def put(self, key: str, verdict: PolicyVerdict) -> None:
+        if not self._size:
+            return
+        with self._lock:
+            self._verdicts[key] = verdict
+            self._verdicts.move_to_end(key)
+            while len(self._verdicts) > self._size:
+                self._verdicts.popitem(last=False)
+
+
 class RegoPolicyEngine:
     """Loads and checks the modules at construction; ``evaluate`` runs the compiled bundle.
 
@@ -214,13 +250,23 @@ class RegoPolicyEngine:
     ``ThreadingMixIn`` servers do) per-thread interpreters are compiled again for every
     request (~18 ms): 376/s against 771/s pooled. A pool keeps the parallelism of per-thread
     interpreters without tying them to threads that may live for one request.
+
+    Verdicts are cached by their policy input (``cache_size`` of them, the newest): a
+    decision asks one question per candidate, each ~1.3 ms, and the same device in the
+    same situation asks the same ones again. A verdict depends on nothing but the input and
+    the modules (fixed for the engine's life), unless a module calls a built-in that reads
+    the clock, the network or a random source: then nothing is cached.
     """
 
-    def __init__(self, modules: Mapping[str, str], max_interpreters: int = 8) -> None:
+    def __init__(
+        self, modules: Mapping[str, str], max_interpreters: int = 8, cache_size: int = 4096
+    ) -> None:
         if not modules:
             raise PolicyError("no policy modules given: at least one .rego file is required")
         if max_interpreters < 1:
             raise ValueError(f"max_interpreters: {max_interpreters} must be >= 1")
+        if cache_size < 0:
+            raise ValueError(f"cache_size: {cache_size} must be >= 0")
         texts = dict(modules)  # later interpreters compile exactly what was checked
         rego = _load(texts)
         _check_semantics(rego, texts)
@@ -229,6 +275,8 @@ class RegoPolicyEngine:
         if not self.policies:
             raise PolicyError(f"no module defines a package under {_QUERY}")
         self._pool = _InterpreterPool(lambda: compile_policies(texts), first, max_interpreters)
+        pure = not any(_IMPURE.search(source) for source in texts.values())
+        self._cache = _VerdictCache(cache_size if pure else 0)
 
     @property
     def interpreters(self) -> int:
@@ -237,6 +285,12 @@ class RegoPolicyEngine:
 
     def evaluate(self, scenario: Scenario, action: Action) -> PolicyVerdict:
         document = policy_input(scenario, action)
+        key = json.dumps(document, sort_keys=True)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         with self._pool.borrowed() as compiled:
             raw = compiled.query(document)
-        return verdict_of(raw, self.policies)
+        verdict = verdict_of(raw, self.policies)
+        self._cache.put(key, verdict)
+        return verdict

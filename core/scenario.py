@@ -15,6 +15,7 @@ explanation shows.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -206,10 +207,11 @@ class Scenario:
         """Where the fact ``name`` came from, if the builder of the scenario said."""
         return next((p for n, p in self.provenance if n == name), None)
 
-    def facts(self) -> tuple[ScenarioFact, ...]:
-        """Every fact with its value (None: unknown) and provenance, for explanations."""
+    def facts(self, names: Collection[str] = FACTS) -> tuple[ScenarioFact, ...]:
+        """Every fact (or those in ``names``), in ``FACTS`` order, with its value (None:
+        unknown) and provenance, for explanations."""
         values = self.features()
-        return tuple(ScenarioFact(n, values[n], self.source_of(n)) for n in FACTS)
+        return tuple(ScenarioFact(n, values[n], self.source_of(n)) for n in FACTS if n in names)
 
     def as_policy_input(self) -> dict[str, object]:
         """The scenario as the safety policies read it (plain JSON types): unknown facts

@@ -542,12 +542,12 @@ def _tick(
     """One monitor tick (or the fixed schedule), scored against the ground-truth M*."""
     live = npo.prior
     if spec.meta == "schedule":
-        _, candidate = npo.evaluate_retrain()
+        shadow, candidate = npo.evaluate_retrain()
         # Retrain at the first tick on or after each multiple of ``schedule_every``.
         every, done = cfg.schedule_every, t + 1
         scheduled = spec.npo.learn and done // every > (done - cfg.tick_every) // every
         if scheduled:
-            npo.retrain(force=True)
+            npo.retrain(shadow, force=True)  # the shadow fit is the evaluation: not twice
         action = rule = learned = 1.0 if scheduled else 0.0
     else:
         report = npo.tick()

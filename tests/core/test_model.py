@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import json
+import random
 
+import numpy as np
 import pytest
 
 from core.feedback import FeedbackKind
-from core.model import Example, FitConfig, LogisticModel, SimilarityPrior, fit, weighted_log_loss
+from core.model import (
+    Example,
+    FeatureHasher,
+    FitConfig,
+    LogisticModel,
+    SimilarityPrior,
+    fit,
+    weighted_log_loss,
+)
 
 NIGHT = {"component": "link", "hour": "night", "maintenance_window": "no"}
 DAY = {"component": "link", "hour": "afternoon", "maintenance_window": "no"}
@@ -22,8 +32,36 @@ def _log() -> list[Example]:
     return log
 
 
-def test_fit_learns_a_context_dependent_preference() -> None:
-    model = fit(_log())
+EXACT = FitConfig()  # a few distinct rows: Newton's method
+ADAM = FitConfig(exact_max_rows=0)  # the solver of logs with many distinct rows
+
+
+def _objective(model: LogisticModel, log: list[Example]) -> float:
+    """The penalised loss the fit minimises (similarities on the bins' grid, so the
+    model's predictions are those the fit saw)."""
+    squared = float(model.weights @ model.weights) + model.similarity_weight**2
+    return weighted_log_loss(model, log) + 0.5 * model.config.l2 * squared
+
+
+def _varied_log(seed: int, votes: int) -> list[Example]:
+    """Many playbooks and contexts, mixed verdicts: more features than distinct rows."""
+    rng = random.Random(seed)
+    kinds = [FeedbackKind.LIKE, FeedbackKind.OVERRIDE, FeedbackKind.NEUTRAL]
+    log = []
+    for _ in range(votes):
+        context = {
+            "component": rng.choice(["link", "server", "switch"]),
+            "hour": rng.choice(["night", "morning", "afternoon"]),
+            "severity": rng.choice(["low", "high"]),
+        }
+        similarity = rng.randrange(5, 20) / 20
+        log.append(Example(f"pb-{rng.randrange(6)}", context, similarity, rng.choice(kinds)))
+    return log
+
+
+@pytest.mark.parametrize("config", [EXACT, ADAM], ids=["newton", "adam"])
+def test_fit_learns_a_context_dependent_preference(config: FitConfig) -> None:
+    model = fit(_log(), config)
     assert model.predict("drain", NIGHT, 0.7) > 0.8
     assert model.predict("drain", DAY, 0.7) < 0.2
     assert model.predict("optic", DAY, 0.6) > 0.8
@@ -82,6 +120,7 @@ def test_similarity_prior_clips() -> None:
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"max_iter": 0}, "max_iter"),
         ({"similarity_bins": 0}, "similarity_bins"),
+        ({"exact_max_rows": -1}, "exact_max_rows"),
     ],
 )
 def test_invalid_fit_config(kwargs: dict[str, float], field: str) -> None:
@@ -100,3 +139,47 @@ def test_fit_is_the_same_whether_contexts_are_shared_or_fresh() -> None:
     assert shared.trained_on == fresh.trained_on == 300
     assert shared.weights.tolist() == fresh.weights.tolist()
     assert shared.predict("pb-1", contexts[2], 0.5) == fresh.predict("pb-1", contexts[2], 0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_newton_finds_the_optimum_adam_approaches(seed: int) -> None:
+    """Both solvers minimise one objective: Newton's weights score at least as well as
+    Adam's, no small move away from them scores better, and the two predict alike."""
+    log = _varied_log(seed, 200)
+    exact, adam = fit(log, EXACT), fit(log, ADAM)
+    best = _objective(exact, log)
+    assert best <= _objective(adam, log) + 1e-9
+    rng = np.random.default_rng(seed)
+    used = np.flatnonzero(exact.weights)
+    for _ in range(5):
+        moved = exact.weights.copy()
+        moved[used] += rng.normal(0.0, 0.05, size=used.size)
+        nudged = LogisticModel(moved, exact.similarity_weight, exact.config)
+        assert _objective(nudged, log) > best
+    gaps = [
+        abs(
+            exact.predict(ex.playbook_id, ex.context, ex.similarity)
+            - adam.predict(ex.playbook_id, ex.context, ex.similarity)
+        )
+        for ex in log
+    ]
+    assert max(gaps) < 0.02
+
+
+def test_newton_stays_finite_on_separable_votes() -> None:
+    """Every vote agrees: the penalty alone bounds the weights, and the step halving keeps
+    Newton from overshooting."""
+    log = [Example("p", NIGHT, 0.5, FeedbackKind.LIKE)] * 30 + [
+        Example("q", DAY, 0.5, FeedbackKind.OVERRIDE)
+    ] * 30
+    model = fit(log, EXACT)
+    assert np.isfinite(model.weights).all()
+    assert model.predict("p", NIGHT, 0.5) > 0.9
+    assert model.predict("q", DAY, 0.5) < 0.1
+    assert _objective(model, log) <= _objective(fit(log, ADAM), log) + 1e-9
+
+
+def test_hashing_items_is_hashing_the_mapping() -> None:
+    hasher = FeatureHasher(FitConfig().dim)
+    items = tuple(sorted(NIGHT.items()))
+    assert hasher.indices_of("drain", items) == FeatureHasher(hasher.dim).indices("drain", NIGHT)

@@ -176,3 +176,36 @@ def test_known_facts_let_a_drain_through(rego_engine: RegoPolicyEngine) -> None:
     assert rego_engine.evaluate(_scenario(redundancy=2), Action("drain_link")).allowed
     critical = _scenario(redundancy=2, maintenance_window=None, severity="critical")
     assert rego_engine.evaluate(critical, Action("drain_link")).allowed
+
+
+def test_verdicts_are_cached_by_policy_input(policy_modules: dict[str, str]) -> None:
+    engine = RegoPolicyEngine(policy_modules)
+    first = engine.evaluate(_scenario(redundancy=0), Action("drain_link"))
+    again = engine.evaluate(_scenario(redundancy=0, text="other words"), Action("drain_link"))
+    assert again is first  # the text is no policy input: the same question
+    other = engine.evaluate(_scenario(redundancy=2), Action("drain_link"))
+    assert other is not first and other.verdict is not first.verdict
+
+
+def test_the_cache_keeps_only_the_newest_verdicts(policy_modules: dict[str, str]) -> None:
+    engine = RegoPolicyEngine(policy_modules, cache_size=1)
+    a = engine.evaluate(_scenario(redundancy=0), Action("drain_link"))
+    engine.evaluate(_scenario(redundancy=2), Action("drain_link"))
+    assert engine.evaluate(_scenario(redundancy=0), Action("drain_link")) is not a
+    uncached = RegoPolicyEngine(policy_modules, cache_size=0)
+    b = uncached.evaluate(_scenario(), Action("drain_link"))
+    assert uncached.evaluate(_scenario(), Action("drain_link")) is not b
+    with pytest.raises(ValueError, match=r"^cache_size"):
+        RegoPolicyEngine(policy_modules, cache_size=-1)
+
+
+def test_policies_that_read_the_clock_are_never_cached(policy_modules: dict[str, str]) -> None:
+    clocked = (
+        "package npo.policies.late_night\n\n"
+        'defer contains "wait for the day shift" if {\n'
+        "    time.now_ns() < 0\n"
+        "}\n"
+    )
+    engine = RegoPolicyEngine({**policy_modules, "policies/late_night.rego": clocked})
+    first = engine.evaluate(_scenario(), Action("drain_link"))
+    assert engine.evaluate(_scenario(), Action("drain_link")) is not first

@@ -148,6 +148,9 @@ def test_facts_show_their_source_and_age_or_unknown() -> None:
     assert texts["redundancy"] == "redundancy 2 — prometheus, 40 s ago"
     assert texts["maintenance_window"] == "maintenance window: unknown"
     assert s.source_of("redundancy") == Provenance("prometheus", 40.0)
+    some = s.facts({"redundancy", "component"})  # a subset keeps the order of FACTS
+    assert [f.name for f in some] == ["component", "redundancy"]
+    assert [f.text for f in some] == [texts["component"], texts["redundancy"]]
     with pytest.raises(ScenarioError, match="provenance"):
         Scenario("link", "x", provenance=(("colour", Provenance("me")),))
 

@@ -61,7 +61,7 @@ from core.scenario import Scenario
 
 job = json.load(sys.stdin)
 kwargs = {"max_interpreters": job["max_interpreters"]} if job["max_interpreters"] else {}
-engine = RegoPolicyEngine(job["modules"], **kwargs)
+engine = RegoPolicyEngine(job["modules"], cache_size=0, **kwargs)  # every call evaluates
 cases = [
     (Scenario(**{**s, "active_changes": tuple(s["active_changes"])}), Action(**a))
     for s, a in job["cases"]
