@@ -128,7 +128,8 @@ def chunk_document(
         i = len(chunks)
         chunks.append(
             Chunk(
-                chunk_id=f"{doc.doc_id}::{short}::{i}",
+                # the lexicon's fingerprint in the id: a lexicon edit rewrites it at ingest
+                chunk_id=f"{doc.doc_id}::{short}::{i}-{lexicon.fingerprint[:8]}",
                 doc_id=doc.doc_id,
                 index=i,
                 section="",

@@ -1,6 +1,7 @@
 """Ingest a playbook folder into the vector store: validated first (one bad file changes
 nothing), incremental (a document is rewritten when its content hash or its set of chunks
-changed, e.g. a store written before expansion chunks existed; an unchanged folder writes
+changed, e.g. a store written before expansion chunks existed or with another lexicon; an
+unchanged folder writes
 nothing), with each document's expansion chunk (``retrieval/chunking.py``), and
 self-repairing (new chunks are written before stale ones are deleted, so a crash leaves
 at worst a duplicate that the next ingest removes)."""

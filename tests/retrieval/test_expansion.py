@@ -91,3 +91,19 @@ def test_ingest_adds_expansion_chunks_to_an_older_store_and_never_shows_them(
         hits = searcher.search("interface keeps toggling", 3, method)
         assert hits and hits[0].doc_id == "link-flap-drain"
         assert hits[0].text != expansion.text
+
+
+def test_a_lexicon_edit_rewrites_the_expansion_chunk(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    folder = tmp_path / "playbooks"
+    (folder / "network").mkdir(parents=True)
+    shutil.copy(PLAYBOOKS / "network/link-flap-drain.md", folder / "network")
+    store = ChunkStore(chroma_client(tmp_path / "chroma"), embedder)
+    ingest_folder(folder, store, embedder)
+    edited = tmp_path / "lexicon.txt"
+    edited.write_text("flap: flapping, flap, yo-yoing\n", encoding="utf-8")
+    report = ingest_folder(folder, store, embedder, lexicon=Lexicon.load(edited))
+    assert report.updated == ["link-flap-drain"]
+    expansion = [c for c in store.all() if c.metadata.get("kind") == EXPANSION]
+    assert len(expansion) == 1 and "yo yoing" in expansion[0].text
