@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.chunking import humanise
-from retrieval.search import Evidence, FixedCurve, HybridSearcher
+from retrieval.chunking import EXPANSION, humanise
+from retrieval.search import Evidence, FixedCurve, HybridSearcher, dense_query
 from retrieval.store import StoredChunk
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,9 @@ def _words(text: str, limit: int) -> str:
 
 
 def self_queries(chunks: Sequence[StoredChunk], rng: random.Random, per_doc: int = 6) -> list[str]:
-    """Queries an operator might write about the document these chunks come from."""
+    """Queries an operator might write about the document these chunks come from (its
+    expansion chunk left out: it is derived text, not the document's own lines)."""
+    chunks = [c for c in chunks if c.metadata.get("kind") != EXPANSION]
     if not chunks:
         return []
     meta = chunks[0].metadata
@@ -271,7 +273,7 @@ def _collect(
     queries = list(dict.fromkeys(queries))
     if max_queries and len(queries) > max_queries:  # a large corpus: a fixed sample of them
         queries = sorted(rng.sample(queries, max_queries))
-    vectors = searcher.embedder.embed([q for _, q in queries])
+    vectors = searcher.embedder.embed([dense_query(q) for _, q in queries])
     groups = {f: i for i, f in enumerate(sorted(members))}
     ex = _Examples()
     for (doc_id, query), vector in zip(queries, vectors, strict=True):

@@ -23,7 +23,8 @@ import numpy as np
 from retrieval.chunking import Chunk, chunk_document
 from retrieval.corpus import runbook_documents
 from retrieval.embeddings import Embedder, FloatMatrix
-from retrieval.search import HybridSearcher, Method, normalise_query
+from retrieval.lexicon import Lexicon
+from retrieval.search import HybridSearcher, Method, dense_query
 from retrieval.store import ChunkStore, chroma_client
 
 KS = (1, 3, 5)
@@ -130,18 +131,20 @@ class Index:
 def runbook_index(
     corpus: Path, embedder: Embedder, chunk_embedder: Embedder | None = None
 ) -> Iterator[Index]:
-    """Every runbook of ``corpus`` indexed in a fresh temporary store (chunk vectors from
-    ``chunk_embedder`` when given, e.g. a ``CachedEmbedder`` of the same model)."""
+    """Every runbook of ``corpus`` indexed in a fresh temporary store, expansion chunks
+    included as at ingest (chunk vectors from ``chunk_embedder`` when given, e.g. a
+    ``CachedEmbedder`` of the same model)."""
     with tempfile.TemporaryDirectory(prefix="npo-eval-") as tmp:
         started = time.perf_counter()
         docs = runbook_documents(corpus)
         if not docs:
             raise ValueError(f"{corpus}: no Markdown files to index")
-        chunks = [c for d in docs for c in chunk_document(d)]
+        lexicon = Lexicon.load()
+        chunks = [c for d in docs for c in chunk_document(d, lexicon=lexicon)]
         vectors = (chunk_embedder or embedder).embed([c.text for c in chunks])
         store = ChunkStore(chroma_client(Path(tmp)), embedder)
         store.add(chunks, vectors)
-        searcher = HybridSearcher(store, embedder)
+        searcher = HybridSearcher(store, embedder, lexicon=lexicon)
         yield Index(
             searcher, len(docs), chunks, {d.doc_id for d in docs}, time.perf_counter() - started
         )
@@ -175,7 +178,7 @@ def score_pairs(
         results = {}
         for method in (Method.DENSE, Method.HYBRID):  # each timed with its own embedding
             t = time.perf_counter()
-            vector = embedder.embed([normalise_query(pair.query)])[0]
+            vector = embedder.embed([dense_query(pair.query)])[0]
             results[method] = searcher.search(pair.query, depth, method, vector=vector)
             latency[method].append((time.perf_counter() - t) * 1000)
         results[Method.BM25] = searcher.search(pair.query, depth, Method.BM25)

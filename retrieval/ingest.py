@@ -1,5 +1,8 @@
 """Ingest a playbook folder into the vector store: validated first (one bad file changes
-nothing), incremental by content hash (an unchanged folder writes nothing), and
+nothing), incremental (a document is rewritten when its content hash or its set of chunks
+changed, e.g. a store written before expansion chunks existed or with another lexicon; an
+unchanged folder writes
+nothing), with each document's expansion chunk (``retrieval/chunking.py``), and
 self-repairing (new chunks are written before stale ones are deleted, so a crash leaves
 at worst a duplicate that the next ingest removes)."""
 
@@ -12,6 +15,7 @@ from pathlib import Path
 from retrieval.chunking import chunk_document
 from retrieval.corpus import playbook_document
 from retrieval.embeddings import Embedder
+from retrieval.lexicon import Lexicon
 from retrieval.playbook import Playbook, PlaybookError, Status, lint_folder
 from retrieval.store import ChunkStore
 
@@ -44,8 +48,9 @@ def ingest_folder(
     store: ChunkStore,
     embedder: Embedder,
     progress: Callable[[int, int], None] | None = None,
+    lexicon: Lexicon | None = None,
 ) -> IngestReport:
-    return ingest_folders([directory], store, embedder, progress)
+    return ingest_folders([directory], store, embedder, progress, lexicon)
 
 
 def ingest_folders(
@@ -53,8 +58,10 @@ def ingest_folders(
     store: ChunkStore,
     embedder: Embedder,
     progress: Callable[[int, int], None] | None = None,
+    lexicon: Lexicon | None = None,
 ) -> IngestReport:
-    """The store ends up holding exactly the non-deprecated playbooks of these folders."""
+    """The store ends up holding exactly the non-deprecated playbooks of these folders
+    (expansion chunks written with ``lexicon``, by default the bundled one)."""
     playbooks: list[Playbook] = []
     errors: list[PlaybookError] = []
     seen: dict[str, str] = {}
@@ -73,19 +80,18 @@ def ingest_folders(
     wanted = {
         pb.id: playbook_document(pb) for pb in playbooks if pb.meta.status is not Status.DEPRECATED
     }
+    lexicon = lexicon if lexicon is not None else Lexicon.load()
     stored = store.all()
-    stored_hash: dict[str, set[str]] = {}
+    stored_ids: dict[str, set[str]] = {}
     for chunk in stored:
-        stored_hash.setdefault(str(chunk.metadata.get("doc_id")), set()).add(
-            str(chunk.metadata.get("content_hash"))
-        )
+        stored_ids.setdefault(str(chunk.metadata.get("doc_id")), set()).add(chunk.chunk_id)
+    fresh = {doc_id: chunk_document(doc, lexicon=lexicon) for doc_id, doc in wanted.items()}
     to_write = [
         doc
         for doc_id, doc in sorted(wanted.items())
-        if stored_hash.get(doc_id) != {doc.content_hash}
+        if stored_ids.get(doc_id) != {c.chunk_id for c in fresh[doc_id]}
     ]
-    chunks = [c for doc in to_write for c in chunk_document(doc)]
-    fresh_ids = {c.chunk_id for c in chunks}
+    chunks = [c for doc in to_write for c in fresh[doc.doc_id]]
     if chunks:
         batch = 64
         for start in range(0, len(chunks), batch):
@@ -93,18 +99,10 @@ def ingest_folders(
             store.add(part, embedder.embed([c.text for c in part]))
             if progress:
                 progress(min(start + batch, len(chunks)), len(chunks))
-    stale = [
-        c.chunk_id
-        for c in stored
-        if c.chunk_id not in fresh_ids
-        and (
-            str(c.metadata.get("doc_id")) not in wanted
-            or str(c.metadata.get("content_hash"))
-            != wanted[str(c.metadata.get("doc_id"))].content_hash
-        )
-    ]
+    kept = {c.chunk_id for doc_chunks in fresh.values() for c in doc_chunks}
+    stale = [c.chunk_id for c in stored if c.chunk_id not in kept]
     store.delete(stale)
-    previously = set(stored_hash)
+    previously = set(stored_ids)
     return IngestReport(
         added=sorted(d.doc_id for d in to_write if d.doc_id not in previously),
         updated=sorted(d.doc_id for d in to_write if d.doc_id in previously),

@@ -7,6 +7,11 @@ by ``python -m retrieval.tune`` on the dev operator queries and ``pairs.jsonl`` 
 the test split); ``relative`` is the older equal-weight sum of dense and body BM25 and
 ``rrf`` is reciprocal rank fusion, both kept for comparison.
 
+Each document may carry an ``expansion`` chunk (``retrieval/chunking.py``: its name and
+symptoms with the lexicon's other spellings), searched like any chunk on both sides but
+never shown as the hit's text. The dense side embeds the query without its label lines
+(``dense_query``).
+
 ``Hit.similarity`` is P(this candidate is the right document) from the calibration fitted
 for the indexed documents (``retrieval/calibration.py``); without one, a fixed curve.
 """
@@ -23,16 +28,27 @@ from typing import Any, Protocol
 import numpy as np
 
 from retrieval.bm25 import BM25Index
+from retrieval.chunking import EXPANSION
 from retrieval.embeddings import Embedder
 from retrieval.lexicon import Lexicon
 from retrieval.store import ChunkStore, DenseHit, StoredChunk
 
 _ALERT_FRAMING = re.compile(r"\[(?:FIRING|RESOLVED)(?::\d++)?\]\s*+", re.IGNORECASE)
+_LABEL_LINE = re.compile(r"^[ \t]*+labels:[^\n]*+$", re.IGNORECASE | re.MULTILINE)
 
 
 def normalise_query(text: str) -> str:
     """Drop Alertmanager framing (``[FIRING:2]``) that says nothing about the problem."""
     return _ALERT_FRAMING.sub("", text).strip()
+
+
+def dense_query(text: str) -> str:
+    """The text the dense side embeds: the normalised query without its ``Labels: k=v, …``
+    lines. A list of label pairs is noise to a sentence embedder (it pulls every alert
+    dump towards every other); BM25 still reads the labels. A query that is only labels
+    is kept whole."""
+    query = normalise_query(text)
+    return " ".join(_LABEL_LINE.sub(" ", query).split()) or query
 
 
 class Fusion(StrEnum):
@@ -159,6 +175,8 @@ class HybridSearcher:
         self._rows_of: dict[str, list[int]] = {}
         for i, c in enumerate(self._chunks):
             self._rows_of.setdefault(str(c.metadata.get("doc_id")), []).append(i)
+        for rows in self._rows_of.values():  # chunk order, the expansion chunk last
+            rows.sort(key=lambda i: int(self._chunks[i].metadata.get("chunk", 0)))
         self._bm25 = BM25Index([c.text for c in self._chunks], lexicon=self.lexicon)
         self._status = np.array([str(c.metadata.get("status", "")) for c in self._chunks])
         # One row per document for the field indexes: its title and its headings.
@@ -211,7 +229,7 @@ class HybridSearcher:
         docs: dict[str, _Doc] = {}
         if method is not Method.BM25:
             if vector is None:  # embedded once: the lexical-only hits below reuse it
-                vector = self.embedder.embed([query])[0]
+                vector = self.embedder.embed([dense_query(query)])[0]
             rank = 0
             for dh in self._dense(vector, statuses):
                 doc_id = str(dh.metadata["doc_id"])
@@ -221,7 +239,8 @@ class HybridSearcher:
                 if doc.dense_rank is None:
                     rank += 1
                     doc.dense_rank = rank
-                    doc.chunk = doc.chunk or self._by_id.get(dh.chunk_id)
+                if doc.chunk is None and dh.metadata.get("kind") != EXPANSION:
+                    doc.chunk = self._by_id.get(dh.chunk_id)
                 doc.best_cosine = max(doc.best_cosine, dh.similarity)
         if method is not Method.DENSE:
             self._lexical(query, statuses, excluded, docs)
@@ -289,7 +308,8 @@ class HybridSearcher:
             if doc.lexical_rank is None:
                 rank += 1
                 doc.lexical_rank = rank
-                doc.chunk = doc.chunk or chunk
+            if doc.chunk is None and chunk.metadata.get("kind") != EXPANSION:
+                doc.chunk = chunk
 
     def _fields(
         self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
@@ -364,5 +384,5 @@ class HybridSearcher:
         rows = self._rows_of.get(doc_id, [])
         if not rows or self._vectors is None:
             return 0.0
-        vec = vector if vector is not None else self.embedder.embed([query])[0]
+        vec = vector if vector is not None else self.embedder.embed([dense_query(query)])[0]
         return float(np.max(self._vectors[rows] @ vec))

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from retrieval.evaluate import CachedEmbedder, Pair, read_pairs, runbook_index
 from retrieval.lexicon import Lexicon
-from retrieval.search import Fusion, FusionWeights, HybridSearcher, Method, normalise_query
+from retrieval.search import Fusion, FusionWeights, HybridSearcher, Method, dense_query
 
 
 def _mrr(searcher: HybridSearcher, pairs: list[Pair], embedder: CachedEmbedder) -> float:
-    vectors = embedder.embed([normalise_query(p.query) for p in pairs])
+    vectors = embedder.embed([dense_query(p.query) for p in pairs])
     total = 0.0
     for pair, vector in zip(pairs, vectors, strict=True):
         hits = searcher.search(pair.query, 10, Method.HYBRID, vector=vector)
