@@ -17,7 +17,7 @@ import numpy.typing as npt
 from core.feedback import FeedbackKind
 from core.model import FeatureHasher, LabelledLog, LogisticModel, Prior, fit_log, predict_log
 from core.monitor import LoggedVote, MetaMonitor, MonitorSignals, PlaybookTally, ewma, page_hinkley
-from core.npo import NPOConfig, RetrainResult
+from core.npo import NPOConfig, RetrainResult, holdout_size, retrain_verdict
 
 KINDS: tuple[FeedbackKind, ...] = tuple(FeedbackKind)  # a vote's kind is its index here
 _OVERRIDE = KINDS.index(FeedbackKind.OVERRIDE)
@@ -113,23 +113,13 @@ def evaluate_log(
     """``core.npo.evaluate_candidate`` on columns: the newest share of the feedback the
     live model has not seen is held out, the candidate trains on the rest, and it is
     accepted if it lowers the hold-out Brier score by δ."""
-    rc = config.retrain
     fresh = int((log.seq > trained_upto).sum())
-    n_hold = max(rc.min_holdout, int(fresh * rc.holdout_fraction))
-    if fresh < n_hold + rc.min_holdout:
-        reason = (
-            f"{fresh} labelled decisions since the live model was trained; "
-            f"need {2 * rc.min_holdout} to train and hold out"
-        )
-        return RetrainResult(False, 0.0, 0.0, 0, reason), None
+    n_hold, too_few = holdout_size(fresh, config.retrain)
+    if too_few is not None:
+        return too_few, None
     train, hold = log.rows(0, len(log) - n_hold), log.rows(len(log) - n_hold, len(log))
     candidate = fit_log(train, config.fit, hasher)
-    live_loss = holdout_loss_log(live, hold)
-    cand_loss = holdout_loss_log(candidate, hold)
-    accepted = live_loss - cand_loss >= rc.min_gain
-    verb = "lowers" if accepted else "does not lower"
-    reason = (
-        f"candidate {verb} hold-out Brier score by δ={rc.min_gain}: "
-        f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
+    verdict = retrain_verdict(
+        holdout_loss_log(live, hold), holdout_loss_log(candidate, hold), len(hold), config.retrain
     )
-    return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
+    return verdict, candidate

@@ -174,26 +174,43 @@ def evaluate_candidate(
     Holding out older feedback would score the live model on its own training data and
     bias the test towards keeping it.
     """
-    rc = config.retrain
     fresh = sum(1 for ex in log if ex.seq > trained_upto)
+    n_hold, too_few = holdout_size(fresh, config.retrain)
+    if too_few is not None:
+        return too_few, None
+    train, hold = log[:-n_hold], log[-n_hold:]
+    candidate = fit(train, config.fit, hasher)
+    verdict = retrain_verdict(
+        holdout_loss(live, hold), holdout_loss(candidate, hold), len(hold), config.retrain
+    )
+    return verdict, candidate
+
+
+def holdout_size(fresh: int, rc: RetrainConfig) -> tuple[int, RetrainResult | None]:
+    """How many of the newest votes to hold out, and the refusal when ``fresh`` votes
+    (newer than the live model) are too few to train and hold out (the one rule for the
+    object and the columnar retrain)."""
     n_hold = max(rc.min_holdout, int(fresh * rc.holdout_fraction))
     if fresh < n_hold + rc.min_holdout:
         reason = (
             f"{fresh} labelled decisions since the live model was trained; "
             f"need {2 * rc.min_holdout} to train and hold out"
         )
-        return RetrainResult(False, 0.0, 0.0, 0, reason), None
-    train, hold = log[:-n_hold], log[-n_hold:]
-    candidate = fit(train, config.fit, hasher)
-    live_loss = holdout_loss(live, hold)
-    cand_loss = holdout_loss(candidate, hold)
+        return n_hold, RetrainResult(False, 0.0, 0.0, 0, reason)
+    return n_hold, None
+
+
+def retrain_verdict(
+    live_loss: float, cand_loss: float, held_out: int, rc: RetrainConfig
+) -> RetrainResult:
+    """Accept the candidate when it lowers the hold-out Brier score by at least δ."""
     accepted = live_loss - cand_loss >= rc.min_gain
     verb = "lowers" if accepted else "does not lower"
     reason = (
         f"candidate {verb} hold-out Brier score by δ={rc.min_gain}: "
-        f"{live_loss:.4f} → {cand_loss:.4f} on {len(hold)} decisions"
+        f"{live_loss:.4f} → {cand_loss:.4f} on {held_out} decisions"
     )
-    return RetrainResult(accepted, live_loss, cand_loss, len(hold), reason), candidate
+    return RetrainResult(accepted, live_loss, cand_loss, held_out, reason)
 
 
 class NPO:
