@@ -32,6 +32,7 @@ from bench.retrain import _peak_rss_mb
 from bot.db.engine import make_engine, table_of
 from bot.db.migrate import upgrade
 from bot.db.models import LearningClock
+from bot.db.scenario_code import scenario_hash
 from bot.monitoring.ticker import MonitorTicker
 from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
 from core.feedback import FeedbackKind, alignment_loss, signal
@@ -63,6 +64,7 @@ _COLUMNS = (
     "bandit_json",
     "created_at",
     "updated_at",
+    "scenario_hash",
 )
 
 
@@ -86,11 +88,15 @@ def _synthetic_rows(
     scores = rng.uniform(0.2, 0.95, count).tolist()
     ks = rng.choice(4, count, p=[0.5, 0.25, 0.15, 0.1]).tolist()
     withdrawn = (rng.random(count) < 0.02).tolist()
+    codes: dict[tuple[int, int, int], int] = {}
     rows: list[tuple[object, ...]] = []
     for j, (p, c, k, score) in enumerate(zip(pbs.tolist(), ctx.tolist(), ks, scores, strict=True)):
         i = start + j
         kind = _KINDS[k]
         sig = signal(kind)
+        code = codes.get((k, p, c))
+        if code is None:
+            code = codes[k, p, c] = scenario_hash(kind.value, f"pb-{p}", contexts[c])
         rows.append(
             (
                 rec_id,
@@ -113,6 +119,7 @@ def _synthetic_rows(
                 "{}",
                 stamp,
                 stamp,
+                code,
             )
         )
     return rows

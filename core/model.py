@@ -64,6 +64,9 @@ class FitConfig:
     # Up to this many distinct rows the exact solver (Newton) is cheaper than Adam's fixed
     # budget of steps; above it, a Newton step (cubic in the rows) is not.
     exact_max_rows: int = 256
+    # Above that, Newton in the features while they are at most this many (a step solves a
+    # features × features system); Adam past both.
+    exact_max_features: int = 2048
 
     def __post_init__(self) -> None:
         if self.dim < 16 or self.dim & (self.dim - 1):
@@ -78,6 +81,8 @@ class FitConfig:
             raise ValueError(f"similarity_bins: {self.similarity_bins} must be >= 1")
         if self.exact_max_rows < 0:
             raise ValueError(f"exact_max_rows: {self.exact_max_rows} must be >= 0")
+        if self.exact_max_features < 0:
+            raise ValueError(f"exact_max_features: {self.exact_max_features} must be >= 0")
 
 
 def feature_names(playbook_id: str, context: Mapping[str, str]) -> list[str]:
@@ -176,13 +181,31 @@ class LogisticModel:
 
 @dataclass(frozen=True, slots=True)
 class _Design:
-    """Distinct rows with their summed weights (W) and weighted labels (WY)."""
+    """Distinct rows with their summed weights (W) and weighted labels (WY). A row is a
+    scenario (playbook and context: its hashed features) in one similarity bin."""
 
-    indices: IntArray  # (rows, features per row)
+    scenario_indices: IntArray  # (scenarios, features per scenario), padded with -1
+    scenario: IntArray  # the scenario of each row
     similarity: FloatArray  # centred similarity per row
     total_weight: FloatArray
     weighted_label: FloatArray
     examples: int
+
+    @classmethod
+    def empty(cls) -> _Design:
+        nothing = np.zeros(0)
+        none = np.zeros(0, dtype=np.int64)
+        return cls(np.zeros((0, 1), dtype=np.int64), none, nothing, nothing, nothing, 0)
+
+
+def _padded(hashed: Sequence[list[int]]) -> IntArray:
+    """Each scenario's feature indices as a row, rows with fewer padded with -1 (fit()
+    maps padding to a dummy slot)."""
+    width = max(len(row) for row in hashed)
+    out = np.full((len(hashed), width), -1, dtype=np.int64)
+    for i, row in enumerate(hashed):
+        out[i, : len(row)] = row
+    return out
 
 
 def _design(examples: Iterable[Example], config: FitConfig, hasher: FeatureHasher) -> _Design:
@@ -211,18 +234,15 @@ def _design(examples: Iterable[Example], config: FitConfig, hasher: FeatureHashe
             acc[0] += sig.weight
             acc[1] += sig.weight * sig.label
     if not rows:
-        empty = np.zeros(0)
-        return _Design(np.zeros((0, 1), dtype=np.int64), empty, empty, empty, 0)
-    hashed = [hasher.indices_of(pb, ctx) for pb, ctx, _ in rows]
-    width = max(len(row) for row in hashed)
-    idx = np.zeros((len(rows), width), dtype=np.int64)
-    for i, row in enumerate(hashed):
-        # Rows with fewer features are padded with -1; fit() maps padding to dummy slots.
-        idx[i, : len(row)] = row
-        idx[i, len(row) :] = -1
+        return _Design.empty()
+    scenarios: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    scenario = np.array(
+        [scenarios.setdefault((pb, ctx), len(scenarios)) for pb, ctx, _ in rows], dtype=np.int64
+    )
+    hashed = _padded([hasher.indices_of(pb, ctx) for pb, ctx in scenarios])
     sims = np.array([k[2] / bins - 0.5 for k in rows], dtype=np.float64)
     stats = np.array(list(rows.values()), dtype=np.float64)
-    return _Design(idx, sims, stats[:, 0], stats[:, 1], count)
+    return _Design(hashed, scenario, sims, stats[:, 0], stats[:, 1], count)
 
 
 def fit(
@@ -234,25 +254,31 @@ def fit(
 
     Only the hashed features that occur in the data are optimised (the others stay at zero,
     where the L2 penalty would keep them anyway), so a fit costs in the number of distinct
-    scenarios, not in the hashing dimension. Up to ``exact_max_rows`` distinct rows the
-    optimum is found by Newton's method (``_newton``: a few steps, to ``tol``); a larger
-    log is fitted by full-batch Adam (``_adam``: at most ``max_iter`` steps). Deterministic:
-    same examples, same weights. Skipped feedback carries no label and is ignored.
+    scenarios, not in the hashing dimension. The optimum is found by Newton's method, to
+    ``tol``, in the span of the rows up to ``exact_max_rows`` distinct rows (``_newton``),
+    else in the features up to ``exact_max_features`` of them (``_newton_features``); a
+    log past both is fitted by full-batch Adam (``_adam``: at most ``max_iter`` steps).
+    Deterministic: same examples, same weights. Skipped feedback carries no label and is
+    ignored.
     """
     config = config or FitConfig()
     if hasher is None or hasher.dim != config.dim:
         hasher = FeatureHasher(config.dim)
-    design = _design(examples, config, hasher)
-    return _fit_design(design, config, hasher)
+    return _fit_design(_design(examples, config, hasher), config, hasher)
 
 
 def _fit_design(design: _Design, config: FitConfig, hasher: FeatureHasher) -> LogisticModel:
-    """Full-batch Adam on a design: shared by ``fit`` and ``fit_log``."""
+    """The solver the design's size calls for: shared by ``fit`` and ``fit_log``."""
     weights = np.zeros(config.dim)
     if design.examples == 0:
         return LogisticModel(weights, 0.0, config, 0, hasher)
     problem = _Problem.of(design)
-    solve = _newton if len(problem.w) <= config.exact_max_rows else _adam
+    if len(problem.w) <= config.exact_max_rows:
+        solve = _newton
+    elif len(problem.used) <= config.exact_max_features:
+        solve = _newton_features
+    else:
+        solve = _adam
     theta = solve(problem, config)
     weights[problem.used] = theta[: len(problem.used)]
     return LogisticModel(weights, float(theta[-1]), config, design.examples, hasher)
@@ -265,21 +291,25 @@ class _Problem:
     weighted labels normalised to sum 1, so the L2 penalty means the same at any log size."""
 
     used: IntArray  # hashed index of each local feature
-    idx: IntArray  # (rows, features per row), padding -> the dummy slot ``len(used)``
+    groups: IntArray  # (scenarios, features per scenario), padding -> the dummy slot
+    scenario: IntArray  # the scenario of each row
+    idx: IntArray  # (rows, features per row): groups[scenario]
     similarity: FloatArray
     w: FloatArray
     wy: FloatArray
 
     @classmethod
     def of(cls, design: _Design) -> _Problem:
-        present = design.indices >= 0
-        used, local = np.unique(design.indices[present], return_inverse=True)
-        idx: IntArray = np.full(design.indices.shape, len(used), dtype=np.int64)
-        idx[present] = local
+        present = design.scenario_indices >= 0
+        used, local = np.unique(design.scenario_indices[present], return_inverse=True)
+        groups: IntArray = np.full(design.scenario_indices.shape, len(used), dtype=np.int64)
+        groups[present] = local
         total = float(design.total_weight.sum())
         return cls(
             used,
-            idx,
+            groups,
+            design.scenario,
+            groups[design.scenario],
             design.similarity,
             design.total_weight / total,
             design.weighted_label / total,
@@ -328,6 +358,71 @@ def _newton(problem: _Problem, config: FitConfig) -> FloatArray:
             t *= 0.5
         alpha, z, value = trial, z_trial, value_trial
     theta: FloatArray = x.T @ alpha
+    return theta
+
+
+def _sums(keys: IntArray, weights: FloatArray, length: int) -> FloatArray:
+    """The weights summed per key (``bincount``), as floats."""
+    return np.asarray(np.bincount(keys, weights, length), dtype=np.float64)
+
+
+def _newton_features(problem: _Problem, config: FitConfig) -> FloatArray:
+    """Newton's method in the features, for many rows over few features (a large log of
+    few scenarios). A row is a scenario's features plus its similarity bin, so the
+    Hessian XᵀDX is summed per scenario first (its features' outer product, weighted by
+    the curvature of its bins), then spread over the scenario's feature pairs: a step
+    costs a handful of array operations over the rows and one features × features solve,
+    whatever the number of rows. About eight steps reach ``tol``, where Adam takes its
+    whole budget; the step is halved until the objective does not rise."""
+    groups, scenario = problem.groups, problem.scenario
+    n_scenarios, per_row = groups.shape
+    size = len(problem.used) + 2  # [features..., dummy (always 0), similarity weight]
+    dummy, sim_slot = size - 2, size - 1
+    flat = groups.ravel()
+    pairs = (groups[:, :, None] * size + groups[:, None, :]).ravel()
+    sims, w, wy, l2 = problem.similarity, problem.w, problem.wy, config.l2
+
+    def logits(theta: FloatArray) -> FloatArray:
+        z: FloatArray = theta[groups].sum(axis=1)[scenario] + theta[sim_slot] * sims
+        return z
+
+    def per_feature(per_scenario: FloatArray) -> FloatArray:
+        return _sums(flat, np.repeat(per_scenario, per_row), size)
+
+    theta = np.zeros(size)
+    z = logits(theta)
+    value = problem.objective(z, l2, 0.0)
+    for _ in range(config.max_iter):
+        p = 1.0 / (1.0 + np.exp(-z))
+        residual = w * p - wy
+        grad = per_feature(_sums(scenario, residual, n_scenarios))
+        grad[sim_slot] = float(residual @ sims)
+        grad += l2 * theta
+        grad[dummy] = 0.0
+        if float(np.abs(grad).max()) < config.tol:
+            break
+        curvature = w * p * (1.0 - p)
+        by_scenario = _sums(scenario, curvature, n_scenarios)
+        hessian = _sums(pairs, np.repeat(by_scenario, per_row * per_row), size * size)
+        hessian = hessian.reshape(size, size)
+        cross = per_feature(_sums(scenario, curvature * sims, n_scenarios))
+        hessian[sim_slot, :] = cross
+        hessian[:, sim_slot] = cross
+        hessian[sim_slot, sim_slot] = float(curvature @ (sims * sims))
+        hessian[dummy, :] = 0.0
+        hessian[:, dummy] = 0.0
+        hessian[np.diag_indices(size)] += l2
+        hessian[dummy, dummy] = 1.0
+        step = np.linalg.solve(hessian, grad)
+        t = 1.0
+        while True:
+            trial = theta - t * step
+            z_trial = logits(trial)
+            value_trial = problem.objective(z_trial, l2, float(trial @ trial))
+            if value_trial <= value or t < 1e-4:
+                break
+            t *= 0.5
+        theta, z, value = trial, z_trial, value_trial
     return theta
 
 
@@ -464,8 +559,7 @@ def _log_design(log: LabelledLog, config: FitConfig, hasher: FeatureHasher) -> _
     the same sums added in the same order (``bincount`` adds row by row), so a fit on it
     gives the same weights to the last bit."""
     if len(log) == 0:
-        empty = np.zeros(0)
-        return _Design(np.zeros((0, 1), dtype=np.int64), empty, empty, empty, 0)
+        return _Design.empty()
     # Contexts that are equal as mappings are one scenario, as in _design.
     canonical: dict[tuple[tuple[str, str], ...], int] = {}
     canon = np.array(
@@ -489,13 +583,8 @@ def _log_design(log: LabelledLog, config: FitConfig, hasher: FeatureHasher) -> _
             strict=True,
         )
     ]
-    width = max(len(row) for row in hashed)
-    rows = np.full((len(hashed), width), -1, dtype=np.int64)
-    for i, row in enumerate(hashed):
-        rows[i, : len(row)] = row
-    idx = rows[pair_of]
     sims = sim_bin[heads].astype(np.float64) / bins - 0.5
-    return _Design(idx, sims, total, weighted, len(log))
+    return _Design(_padded(hashed), pair_of, sims, total, weighted, len(log))
 
 
 def fit_log(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -103,6 +103,9 @@ class Feedback(SQLModel, table=True):
     bandit_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=_now, index=True)
     updated_at: dt.datetime = Field(default_factory=_now)
+    # bot.db.scenario_code.scenario_hash(kind, playbook_id, context_json): the monitor tick
+    # groups the log by it without reading the strings (None: stored before revision 0005).
+    scenario_hash: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class ProcessedEvent(SQLModel, table=True):

@@ -2,19 +2,25 @@
 
 A million votes as ORM objects, or even as SQLAlchemy rows, cost more than all the tick's
 arithmetic, and every Python object made for them is interpreter time taken from the
-threads that record votes. So a vote's kind, playbook and context travel as one code into
-a table of the few thousand distinct ones, and the rest as numbers:
+threads that record votes. So the votes are read as numbers only: seq, id, the stored
+64-bit code of their scenario (``bot.db.scenario_code``), similarity and loss. The
+strings of each distinct scenario (kind, playbook, context) are then read from one vote
+that carries its code, and checked against it:
 
-* PostgreSQL builds the columns itself: one row of binary arrays (seq, id, a 64-bit hash
-  of the scenario, similarity, loss), which numpy reads in place and orders; the distinct
-  scenarios with their hashes come first, in the same repeatable-read snapshot.
-* SQLite has no such output: the rows come from the driver's cursor in batches, the
-  three strings joined into one column (the driver's cost is per row and column).
+* PostgreSQL builds the columns itself: one row of binary arrays (``array_send``), which
+  numpy reads in place and orders; the scenarios' strings come in the same repeatable-read
+  snapshot.
+* SQLite has no such output: the numbers come from the driver's cursor in batches, within
+  the read transaction the connection is in.
+
+Votes stored without a code (a replica still on revision 0004), or a scenario whose strings
+do not match its code, send the whole read the slower way: every vote's strings.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,9 +30,10 @@ from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
 from bot.db.models import Feedback
+from bot.db.scenario_code import scenario_hash
 from core.feedback import signal
 from core.log_columns import KINDS, VoteColumns
-from core.model import LabelledLog
+from core.model import LabelledLog, first_seen
 
 _VOTES = table_of(Feedback)
 _BATCH = 20_000  # rows per fetch: one fetch is one call that holds the interpreter
@@ -40,7 +47,32 @@ _Rows = tuple[
     npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]
 ]
 
-_SEP = "\x1f"  # unit separator: JSON escapes it, kinds and playbook ids do not carry it
+_LIVE = _VOTES.c.withdrawn.is_(False)
+# Unordered: the database sorts nothing, numpy orders the rows by (seq, id).
+_NUMBERS = sa.select(
+    _VOTES.c.seq,
+    _VOTES.c.id,
+    sa.func.coalesce(_VOTES.c.scenario_hash, 0),
+    _VOTES.c.similarity,
+    _VOTES.c.loss,
+).where(_LIVE)
+_NUMBER = np.dtype(
+    [("seq", "i8"), ("id", "i8"), ("code", "i8"), ("similarity", "f8"), ("loss", "f8")]
+)
+# One row of five arrays in PostgreSQL's binary format: one aggregate node feeds every
+# array the same rows in the same order.
+_PG_NUMBERS = sa.text(
+    "SELECT array_send(array_agg(seq::int8)), array_send(array_agg(id::int8)),"
+    " array_send(array_agg(coalesce(scenario_hash, 0)::int8)),"
+    " array_send(array_agg(similarity::float8)), array_send(array_agg(loss::float8))"
+    " FROM feedback WHERE NOT withdrawn"
+)
+_STRINGS = sa.select(_VOTES.c.id, _VOTES.c.kind, _VOTES.c.playbook_id, _VOTES.c.context_json).where(
+    _VOTES.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_LOOKUP_BATCH = 5_000  # ids per IN list (SQLite allows 32,766 parameters)
+
+_SEP = "\x1f"  # the string path's key: JSON escapes it, kinds and playbook ids do not carry it
 _ROWS = (
     sa.select(
         _VOTES.c.seq,
@@ -48,26 +80,10 @@ _ROWS = (
         _VOTES.c.similarity,
         _VOTES.c.loss,
     )
-    .where(_VOTES.c.withdrawn.is_(False))
+    .where(_LIVE)
     .order_by(_VOTES.c.seq, _VOTES.c.id)
 )
 _ROW = np.dtype([("seq", "i8"), ("key", "O"), ("similarity", "f8"), ("loss", "f8")])
-
-_KEY = "kind || chr(31) || playbook_id || chr(31) || context_json"
-# Each distinct (kind, playbook, context) with a 64-bit hash of it: the code the votes carry.
-_PG_SCENARIOS = sa.text(
-    f"SELECT hashtextextended({_KEY}, 0), kind, playbook_id, context_json FROM feedback"
-    " WHERE NOT withdrawn GROUP BY kind, playbook_id, context_json"
-)
-# One row of five arrays in PostgreSQL's binary format (array_send), which numpy reads in
-# place. Unordered, so the server sorts nothing: one aggregate node feeds every array the
-# same rows in the same order, and numpy orders them by (seq, id).
-_PG_VOTES = sa.text(
-    "SELECT array_send(array_agg(seq::int8)), array_send(array_agg(id::int8)),"
-    f" array_send(array_agg(hashtextextended({_KEY}, 0))),"
-    " array_send(array_agg(similarity::float8)), array_send(array_agg(loss::float8))"
-    " FROM feedback WHERE NOT withdrawn"
-)
 
 
 def _pg_array(data: bytes, kind: str) -> npt.NDArray[Any]:
@@ -86,33 +102,74 @@ def _pg_array(data: bytes, kind: str) -> npt.NDArray[Any]:
     return values["value"].astype(kind)
 
 
-def _postgres_rows(conn: Connection) -> tuple[_Rows, list[Scenario]] | None:
-    """None when two scenarios share a hash (about 1 in 10^11 for 10,000 of them): the
-    caller then reads rows instead."""
-    # One backend for the tick's read: parallel workers would take the cores the backends
-    # recording votes need (for this transaction only).
-    conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-    hashed = conn.execute(_PG_SCENARIOS).all()
-    hashes = np.array([h for h, *_ in hashed], dtype=np.int64)
-    order = np.argsort(hashes, kind="stable")
-    if len(np.unique(hashes)) != len(hashes):
+def _numbers(conn: Connection) -> npt.NDArray[Any]:
+    """Every live vote's numbers, in no particular order (a structured array)."""
+    if conn.dialect.name == "postgresql":
+        # One backend for the tick's read: parallel workers would take the cores the
+        # backends recording votes need (for this transaction only).
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        # A binary cursor: the arrays arrive as their bytes, not as twice as much hex text.
+        with conn.connection.dbapi_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_PG_NUMBERS.text)
+            arrays = cursor.fetchone()
+        if arrays is None or arrays[0] is None:  # no live vote
+            return np.zeros(0, dtype=_NUMBER)
+        kinds = ("i8", "i8", "i8", "f8", "f8")
+        columns = [_pg_array(bytes(a), k) for a, k in zip(arrays, kinds, strict=True)]
+        out = np.empty(len(columns[0]), dtype=_NUMBER)
+        for name, column in zip(_NUMBER.names or (), columns, strict=True):
+            out[name] = column
+        return out
+    sql = str(_NUMBERS.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    parts = []
+    try:
+        cursor.execute(sql)
+        while batch := cursor.fetchmany(_BATCH):
+            parts.append(np.array(batch, dtype=_NUMBER))
+    finally:
+        cursor.close()
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=_NUMBER)
+
+
+def _scenarios_of(
+    conn: Connection, ids: Sequence[int], codes: Sequence[int]
+) -> list[Scenario] | None:
+    """The strings of the scenario each vote ``ids[i]`` carries, or None when one does not
+    match its code ``codes[i]`` (the vote was replaced since, or it was stored by hand)."""
+    found: dict[int, Scenario] = {}
+    for start in range(0, len(ids), _LOOKUP_BATCH):
+        part = list(ids[start : start + _LOOKUP_BATCH])
+        for vote_id, kind, playbook_id, context_json in conn.execute(_STRINGS, {"ids": part}):
+            found[int(vote_id)] = (str(kind), str(playbook_id), str(context_json))
+    scenarios = []
+    for vote_id, code in zip(ids, codes, strict=True):
+        scenario = found.get(int(vote_id))
+        if scenario is None or scenario_hash(*scenario) != code:
+            return None
+        scenarios.append(scenario)
+    return scenarios
+
+
+def _coded_rows(conn: Connection) -> tuple[_Rows, list[Scenario]] | None:
+    """The live log by the stored codes; None when it must be read by its strings."""
+    numbers = _numbers(conn)
+    if (numbers["code"] == 0).any():
         return None
-    scenarios: list[Scenario] = [(k, p, c) for _, k, p, c in hashed]
-    # A binary cursor: the arrays arrive as their bytes, not as twice as much hex text.
-    with conn.connection.dbapi_connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
-        cursor.execute(_PG_VOTES.text)
-        arrays = cursor.fetchone()
-    if arrays is None or arrays[0] is None:  # no live vote
-        empty = np.zeros(0, dtype=np.int64)
-        return (empty, empty, np.zeros(0), np.zeros(0)), scenarios
-    seq, ids, keys = (_pg_array(bytes(a), "i8") for a in arrays[:3])
-    similarity, loss = (_pg_array(bytes(a), "f8") for a in arrays[3:])
-    by_seq = np.lexsort((ids, seq))
-    sorted_hashes = hashes[order]
-    at = np.searchsorted(sorted_hashes, keys[by_seq])
-    if not (sorted_hashes[np.minimum(at, len(hashes) - 1)] == keys[by_seq]).all():
-        raise RuntimeError("a vote's scenario is not in the snapshot's list (not repeatable read?)")
-    return (seq[by_seq], order[at], similarity[by_seq], loss[by_seq]), scenarios
+    numbers = numbers[np.lexsort((numbers["id"], numbers["seq"]))]
+    distinct, inverse = np.unique(numbers["code"], return_inverse=True)
+    scenario, heads = first_seen(inverse.ravel().astype(np.int64))
+    scenarios = _scenarios_of(
+        conn, numbers["id"][heads].tolist(), distinct[inverse.ravel()[heads]].tolist()
+    )
+    if scenarios is None:
+        return None
+    return (
+        numbers["seq"].astype(np.int64),
+        scenario,
+        numbers["similarity"].astype(np.float64),
+        numbers["loss"].astype(np.float64),
+    ), scenarios
 
 
 class _Codes(dict[str, int]):
@@ -161,8 +218,7 @@ def read_live_log(conn: Connection) -> tuple[VoteColumns, LabelledLog]:
     """Every live vote (for the monitor) and the labelled ones that judged a playbook (for
     the retrain model), ordered by seq, in the transaction ``conn`` is in (PostgreSQL: it
     must be repeatable read, the log is read in two statements)."""
-    read = _postgres_rows(conn) if conn.dialect.name == "postgresql" else None
-    (seq, scenario, similarity, loss), scenarios = read or _cursor_rows(conn)
+    (seq, scenario, similarity, loss), scenarios = _coded_rows(conn) or _cursor_rows(conn)
     playbooks, contexts = _Codes(), _Codes()
     table = np.array(
         [(_KIND_CODE[k], playbooks[p], contexts[c]) for k, p, c in scenarios], dtype=np.int64

@@ -33,6 +33,7 @@ from bot.db.feedback_rows import (
 )
 from bot.db.group_commit import GroupCommit
 from bot.db.recommendation_rows import expire_open
+from bot.db.scenario_code import scenario_hash
 from bot.db.scores import Key as ScoreKey
 from bot.db.scores import scenario_evidence
 from bot.db.state import audit, audit_row, load_bandit, load_clock, save_bandit, save_clock
@@ -178,6 +179,7 @@ class FeedbackRecorder:
         loaded.step += 1
         bandit = loaded.bandit if self.config.bandit_learns else None
         effect = learn(decision, fb.playbook_id, fb.kind, loaded.step, self.config.learning, bandit)
+        context_json = json.dumps(decision.scenario.context())
         fields: dict[str, Any] = {
             "playbook_id": effect.playbook_id or "",
             "kind": fb.kind.value,
@@ -189,7 +191,8 @@ class FeedbackRecorder:
             "source": fb.source,
             "prior": target.model_prior if target else 0.0,
             "similarity": target.similarity if target else 0.0,
-            "context_json": json.dumps(decision.scenario.context()),
+            "context_json": context_json,
+            "scenario_hash": scenario_hash(fb.kind.value, effect.playbook_id or "", context_json),
             "withdrawn": False,
             "seq": loaded.step,
             "bandit_json": json.dumps(effect.arms.to_dict()) if effect.arms else "{}",

@@ -36,7 +36,7 @@ def test_upgrade_to_0004_keeps_decisions_and_follow_ups_attach_to_them(db_url: s
             ),
             {"t": t0},
         )
-    upgrade(db_url)
+    upgrade(db_url, "0004")
     assert current_revision(db_url) == "0004"
     with engine.begin() as conn:
         old = conn.execute(text("SELECT outcome, spe_verdict FROM recommendation")).one()
@@ -71,5 +71,5 @@ def test_upgrade_to_0004_keeps_decisions_and_follow_ups_attach_to_them(db_url: s
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM recommendation")).scalar_one() == 1
     engine.dispose()
-    upgrade(db_url)
+    upgrade(db_url, "0004")
     assert current_revision(db_url) == "0004"

@@ -32,8 +32,9 @@ def _log() -> list[Example]:
     return log
 
 
-EXACT = FitConfig()  # a few distinct rows: Newton's method
-ADAM = FitConfig(exact_max_rows=0)  # the solver of logs with many distinct rows
+EXACT = FitConfig()  # a few distinct rows: Newton's method in the rows
+FEATURES = FitConfig(exact_max_rows=0)  # many rows, few features: Newton in the features
+ADAM = FitConfig(exact_max_rows=0, exact_max_features=0)  # past both
 
 
 def _objective(model: LogisticModel, log: list[Example]) -> float:
@@ -59,7 +60,9 @@ def _varied_log(seed: int, votes: int) -> list[Example]:
     return log
 
 
-@pytest.mark.parametrize("config", [EXACT, ADAM], ids=["newton", "adam"])
+@pytest.mark.parametrize(
+    "config", [EXACT, FEATURES, ADAM], ids=["newton", "newton-features", "adam"]
+)
 def test_fit_learns_a_context_dependent_preference(config: FitConfig) -> None:
     model = fit(_log(), config)
     assert model.predict("drain", NIGHT, 0.7) > 0.8
@@ -121,6 +124,7 @@ def test_similarity_prior_clips() -> None:
         ({"max_iter": 0}, "max_iter"),
         ({"similarity_bins": 0}, "similarity_bins"),
         ({"exact_max_rows": -1}, "exact_max_rows"),
+        ({"exact_max_features": -1}, "exact_max_features"),
     ],
 )
 def test_invalid_fit_config(kwargs: dict[str, float], field: str) -> None:
@@ -166,17 +170,41 @@ def test_newton_finds_the_optimum_adam_approaches(seed: int) -> None:
     assert max(gaps) < 0.02
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_newton_in_the_features_reaches_newton_in_the_rows(seed: int) -> None:
+    """Two exact solvers of one objective: the same optimum, to the solvers' tolerance,
+    and its gradient is zero (no nudge scores better)."""
+    log = _varied_log(seed, 300)
+    rows, features = fit(log, EXACT), fit(log, FEATURES)
+    assert np.allclose(features.weights, rows.weights, atol=1e-4)
+    assert abs(features.similarity_weight - rows.similarity_weight) < 1e-4
+    assert abs(_objective(features, log) - _objective(rows, log)) < 1e-9
+    assert _objective(features, log) <= _objective(fit(log, ADAM), log) + 1e-9
+
+
+def test_newton_in_the_features_counts_a_feature_twice_when_two_names_collide() -> None:
+    """A dimension so small that names share slots: a row then holds one slot twice, and
+    the solver's Hessian must count it twice too (else it finds another optimum)."""
+    log = _varied_log(3, 300)
+    tiny_rows = FitConfig(dim=16)
+    tiny_features = FitConfig(dim=16, exact_max_rows=0)
+    rows, features = fit(log, tiny_rows), fit(log, tiny_features)
+    assert np.allclose(features.weights, rows.weights, atol=1e-4)
+    assert abs(features.similarity_weight - rows.similarity_weight) < 1e-4
+
+
 def test_newton_stays_finite_on_separable_votes() -> None:
     """Every vote agrees: the penalty alone bounds the weights, and the step halving keeps
     Newton from overshooting."""
     log = [Example("p", NIGHT, 0.5, FeedbackKind.LIKE)] * 30 + [
         Example("q", DAY, 0.5, FeedbackKind.OVERRIDE)
     ] * 30
-    model = fit(log, EXACT)
-    assert np.isfinite(model.weights).all()
-    assert model.predict("p", NIGHT, 0.5) > 0.9
-    assert model.predict("q", DAY, 0.5) < 0.1
-    assert _objective(model, log) <= _objective(fit(log, ADAM), log) + 1e-9
+    for config in (EXACT, FEATURES):
+        model = fit(log, config)
+        assert np.isfinite(model.weights).all()
+        assert model.predict("p", NIGHT, 0.5) > 0.9
+        assert model.predict("q", DAY, 0.5) < 0.1
+        assert _objective(model, log) <= _objective(fit(log, ADAM), log) + 1e-9
 
 
 def test_hashing_items_is_hashing_the_mapping() -> None:
