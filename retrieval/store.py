@@ -7,7 +7,7 @@ lets a crashed ingest be repaired by the next one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -93,14 +93,21 @@ class ChunkStore:
             metadata={"hnsw:space": "cosine"},
         )
 
-    def add(self, chunks: Sequence[Chunk], vectors: np.ndarray, batch: int = 1000) -> None:
+    def add(
+        self,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        batch: int = 1000,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        """Upsert chunks with their vectors; ``extra`` is added to every chunk's metadata."""
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
             self._collection.upsert(
                 ids=[c.chunk_id for c in part],
                 documents=[c.text for c in part],
                 embeddings=list(vectors[start : start + batch]),
-                metadatas=[cast(Any, c.metadata) for c in part],
+                metadatas=[cast(Any, {**c.metadata, **(extra or {})}) for c in part],
             )
 
     def delete(self, chunk_ids: Sequence[str], batch: int = 1000) -> None:

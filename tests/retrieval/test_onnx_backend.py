@@ -16,6 +16,7 @@ from retrieval.embeddings import (
     OnnxEmbedder,
     SentenceTransformerEmbedder,
     bundled_model_path,
+    embedder_identity,
     make_embedder,
 )
 from retrieval.onnx_export import OnnxExportError, exported_model
@@ -72,6 +73,23 @@ def test_int8_export_sits_beside_and_stays_close(
     assert int8.path.parent == onnx_embedder.path.parent
     cosines = (int8.embed(TEXTS) * onnx_embedder.embed(TEXTS)).sum(axis=1)
     assert 0.8 < cosines.min() < 0.99999  # quantised: close, but not the same numbers
+
+
+def test_each_backend_of_one_model_is_its_own_identity(
+    onnx_embedder: OnnxEmbedder, onnx_cache: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """The index and the calibration tell vectors apart by the embedder's identity: the
+    same model files under another backend are another identity, the same ones agree."""
+    int8 = make_embedder("onnx-int8", cache_dir=onnx_cache)
+    identities = {embedder_identity(e) for e in (embedder, onnx_embedder, int8)}
+    assert len(identities) == 3
+    assert embedder_identity(onnx_embedder).startswith("onnx:")
+    assert embedder_identity(int8).startswith("onnx-int8:")
+    again = make_embedder(EmbeddingBackend.ONNX, cache_dir=onnx_cache)
+    assert embedder_identity(again) == embedder_identity(onnx_embedder)
+    # the bundled folder is known by its files, under every backend
+    key = embedder_identity(embedder).split(":", 1)[1]
+    assert embedder_identity(int8).endswith(key)
 
 
 def test_one_session_from_several_threads(onnx_embedder: OnnxEmbedder) -> None:
