@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--test", action="store_true", help="also the test split")
     ap.add_argument("--cache", type=Path, help="reuse corpus and self-query vectors")
+    ap.add_argument(
+        "--model",
+        help="sentence-transformers model name or folder, e.g. one made by retrieval.adapt "
+        "(default: the bundled MiniLM)",
+    )
     ap.add_argument("--threshold", type=float, default=0.7)
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         score_pairs,
     )
 
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(args.model)
     cached = CachedEmbedder(embedder, args.cache) if args.cache else None
     sets = {"operator dev": read_pairs(args.queries, "dev")}
     if args.test:

@@ -89,7 +89,13 @@ class CachedEmbedder:
     def __init__(self, inner: Embedder, folder: Path) -> None:
         self.inner, self.folder = inner, folder
         folder.mkdir(parents=True, exist_ok=True)
-        self._path = folder / f"vectors-{inner.dimension}.npz"
+        # Keyed by the model too: an adapted model has the base model's dimension.
+        model = str(getattr(inner, "name", ""))
+        weights = Path(model) / "model.safetensors" if model else None
+        if weights is not None and weights.is_file():  # a folder retrained in place
+            model += f"|{weights.stat().st_size}|{weights.stat().st_mtime_ns}"
+        tag = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8] if model else "model"
+        self._path = folder / f"vectors-{inner.dimension}-{tag}.npz"
         self._memo: dict[str, np.ndarray] = {}
         if self._path.exists():
             with np.load(self._path) as data:

@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, required=True, help="runbooks-v1 folder")
     ap.add_argument("--queries", type=Path, default=Path("eval/retrieval/operator_queries.jsonl"))
     ap.add_argument("--cache", type=Path, default=Path("var/eval-cache"))
+    ap.add_argument("--model", help="model name or folder (default: the bundled MiniLM)")
     args = ap.parse_args(argv)
-    embedder = CachedEmbedder(SentenceTransformerEmbedder(), args.cache)
+    embedder = CachedEmbedder(SentenceTransformerEmbedder(args.model), args.cache)
     dev = [p for p in read_pairs(args.queries, "dev") if p.relevant]
     pairs = read_pairs(args.corpus / "pairs.jsonl")
     with runbook_index(args.corpus / "runbooks", embedder) as index:
