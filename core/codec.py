@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from core.bandit import ArmChoice
@@ -25,9 +25,26 @@ def _nan_to_none(value: float) -> float | None:
     return None if value != value else value
 
 
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copy of every leaf (a third of a stored
+    recommendation's encoding): containers are rebuilt, leaves (numbers, strings, enums,
+    datetimes) are shared, which is safe because the result is only serialised."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def decision_to_dict(decision: Decision) -> dict[str, Any]:
     scenario = decision.scenario
-    data = asdict(decision)
+    data = {
+        f.name: _plain(getattr(decision, f.name)) for f in fields(decision) if f.name != "scenario"
+    }
     data["scenario"] = {
         f: getattr(scenario, f)
         for f in (

@@ -11,9 +11,10 @@ never holds two documents of one family, so a copy of the same runbook in anothe
 never a negative) trains the model for one or two epochs on the CPU with a small batch.
 
 The output is an ordinary sentence-transformers folder: set ``NPO_EMBEDDING_MODEL`` (setting
-``embedding_model``) to it and re-ingest, so the stored vectors come from the same model as
-the queries. ``adaptation.json`` in the folder records the base model, the corpus, the
-parameters, the pair counts and the training time.
+``embedding_model``) to it; the next ingest (at start, or ``npo playbooks ingest``) sees that
+the stored chunks were embedded by another model and re-embeds them, so the stored vectors
+come from the same model as the queries. ``adaptation.json`` in the folder records the base
+model, the corpus, the parameters, the pair counts and the training time.
 """
 
 from __future__ import annotations

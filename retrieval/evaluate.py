@@ -22,7 +22,7 @@ import numpy as np
 
 from retrieval.chunking import Chunk, chunk_document
 from retrieval.corpus import runbook_documents
-from retrieval.embeddings import Embedder, FloatMatrix
+from retrieval.embeddings import Embedder, FloatMatrix, embedder_identity
 from retrieval.lexicon import Lexicon
 from retrieval.search import HybridSearcher, Method, dense_query
 from retrieval.store import ChunkStore, chroma_client
@@ -89,12 +89,10 @@ class CachedEmbedder:
     def __init__(self, inner: Embedder, folder: Path) -> None:
         self.inner, self.folder = inner, folder
         folder.mkdir(parents=True, exist_ok=True)
-        # Keyed by the model too: an adapted model has the base model's dimension.
-        model = str(getattr(inner, "name", ""))
-        weights = Path(model) / "model.safetensors" if model else None
-        if weights is not None and weights.is_file():  # a folder retrained in place
-            model += f"|{weights.stat().st_size}|{weights.stat().st_mtime_ns}"
-        tag = hashlib.sha256(model.encode("utf-8")).hexdigest()[:8] if model else "model"
+        # Keyed by the embedder too (backend and model files): an adapted model has the base
+        # model's dimension, and a folder may be retrained in place.
+        self.identity = embedder_identity(inner)
+        tag = hashlib.sha256(self.identity.encode("utf-8")).hexdigest()[:8]
         self._path = folder / f"vectors-{inner.dimension}-{tag}.npz"
         self._memo: dict[str, np.ndarray] = {}
         if self._path.exists():

@@ -126,7 +126,7 @@ class _Fixed:
     """A fake embedder: every text maps to one constant vector."""
 
     def __init__(self, name: str, value: float) -> None:
-        self.name, self.value = name, value
+        self.identity, self.value = name, value  # what the cache is keyed by
 
     @property
     def dimension(self) -> int:
