@@ -220,9 +220,6 @@ def main(argv: list[str] | None = None) -> int:
     if config.epochs < 1 or config.batch_size < 2 or not math.isfinite(config.learning_rate):
         print("adapt: --epochs ≥ 1 and --batch-size ≥ 2 are needed", file=sys.stderr)
         return 2
-    from bot.native import load_torch_first
-
-    load_torch_first()
     from retrieval.embeddings import bundled_model_path
 
     docs = _documents(args.corpus, args.playbooks)
