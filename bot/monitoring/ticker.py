@@ -127,8 +127,9 @@ class _Snapshot:
 
 def _one_blas_thread() -> threadpool_limits:
     """The fits' linear algebra on one core: a second BLAS thread spins on the core the
-    database backends and the vote threads need (votes' p99 on PostgreSQL rose from 0.17 s
-    to 0.66 s during a tick with two), and a features × features solve gains little."""
+    database backends and the vote threads need (in one bench run with two, PostgreSQL
+    votes' p99 during the tick was 0.66 s; 0.14-0.25 s in three runs with one), and a
+    features × features solve gains little from it."""
     return threadpool_limits(limits=1, user_api="blas")
 
 
