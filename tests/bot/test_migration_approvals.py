@@ -11,6 +11,7 @@ from sqlalchemy import inspect, text
 
 from bot.db.engine import make_engine
 from bot.db.migrate import alembic_config, current_revision, upgrade
+from tests.bot.migration_rows import insert_decision
 
 
 def test_upgrade_to_0004_keeps_decisions_and_follow_ups_attach_to_them(db_url: str) -> None:
@@ -18,24 +19,7 @@ def test_upgrade_to_0004_keeps_decisions_and_follow_ups_attach_to_them(db_url: s
     engine = make_engine(db_url)
     t0 = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO incident (id, source, channel, thread_ts, reporter, text, "
-                "scenario_json, context_key, created_at) VALUES "
-                "('i1', 'slack', 'C1', '1.0', 'U1', 'x', '{}', 'k', :t)"
-            ),
-            {"t": t0},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO recommendation (id, incident_id, outcome, playbook_id, score, "
-                "threshold, arm_index, propensity, policy, spe_verdict, decision_json, channel, "
-                "message_ts, status, post_state, created_at) VALUES ('r1', 'i1', 'blocked', "
-                "NULL, 0.8, 0.5, 0, 1.0, 'thompson', 'needs_approval', '{}', 'C1', '1.0', "
-                "'open', 'posted', :t)"
-            ),
-            {"t": t0},
-        )
+        insert_decision(conn, t0, "blocked", None, "needs_approval")
     upgrade(db_url, "0004")
     assert current_revision(db_url) == "0004"
     with engine.begin() as conn:

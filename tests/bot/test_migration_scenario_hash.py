@@ -14,6 +14,7 @@ from bot.db.engine import make_engine, read_only
 from bot.db.migrate import alembic_config, current_revision, upgrade
 from bot.db.scenario_code import scenario_hash
 from bot.db.vote_log import _coded_rows
+from tests.bot.migration_rows import insert_decision
 
 _VOTE = (
     "INSERT INTO feedback (recommendation_id, playbook_id, context_key, operator_id, kind, "
@@ -30,24 +31,7 @@ def test_upgrade_to_0005_codes_every_stored_vote(db_url: str) -> None:
     t0 = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
     contexts = [json.dumps({"component": "link"}), json.dumps({"component": "server"})]
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO incident (id, source, channel, thread_ts, reporter, text, "
-                "scenario_json, context_key, created_at) VALUES "
-                "('i1', 'slack', 'C1', '1.0', 'U1', 'x', '{}', 'k', :t)"
-            ),
-            {"t": t0},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO recommendation (id, incident_id, outcome, playbook_id, score, "
-                "threshold, arm_index, propensity, policy, spe_verdict, decision_json, channel, "
-                "message_ts, status, post_state, created_at) VALUES ('r1', 'i1', 'recommend', "
-                "'pb-1', 0.8, 0.5, 0, 1.0, 'thompson', 'allow', '{}', 'C1', '1.0', "
-                "'open', 'posted', :t)"
-            ),
-            {"t": t0},
-        )
+        insert_decision(conn, t0, "recommend", "pb-1", "allow")
         for i in range(12):
             conn.execute(
                 text(_VOTE),
