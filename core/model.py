@@ -14,7 +14,7 @@ Features: bias, each context feature, the playbook, every playbook × context-fe
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -329,6 +329,24 @@ class _Problem:
         return float(loss + 0.5 * l2 * squared_norm)
 
 
+def _halved_step(
+    x: FloatArray,
+    step: FloatArray,
+    value: float,
+    at: Callable[[FloatArray], tuple[FloatArray, float]],
+) -> tuple[FloatArray, FloatArray, float]:
+    """x - t·step with t halved from 1 until the objective does not rise (or t < 1e-4):
+    the new point, its logits and its objective (``at`` gives the last two). Keeps Newton
+    monotone on separable data."""
+    t = 1.0
+    while True:
+        trial = x - t * step
+        z, trial_value = at(trial)
+        if trial_value <= value or t < 1e-4:
+            return trial, z, trial_value
+        t *= 0.5
+
+
 def _newton(problem: _Problem, config: FitConfig) -> FloatArray:
     """Newton's method in the span of the rows: at the optimum theta = Xᵀα (the penalty
     keeps theta out of the design's null space), so with K = XXᵀ each step solves a
@@ -338,6 +356,11 @@ def _newton(problem: _Problem, config: FitConfig) -> FloatArray:
     gram = x @ x.T
     l2 = config.l2
     ridge = l2 * np.eye(len(problem.w))
+
+    def at(trial: FloatArray) -> tuple[FloatArray, float]:
+        z_trial: FloatArray = gram @ trial
+        return z_trial, problem.objective(z_trial, l2, float(trial @ z_trial))
+
     alpha = np.zeros(len(problem.w))
     z = np.zeros(len(problem.w))
     value = problem.objective(z, l2, 0.0)
@@ -347,16 +370,8 @@ def _newton(problem: _Problem, config: FitConfig) -> FloatArray:
         if float(np.abs(x.T @ g).max()) < config.tol:
             break
         curvature = problem.w * p * (1.0 - p)
-        step = np.linalg.solve(curvature[:, None] * gram + ridge, g)
-        t = 1.0
-        while True:
-            trial = alpha - t * step
-            z_trial = gram @ trial
-            value_trial = problem.objective(z_trial, l2, float(trial @ z_trial))
-            if value_trial <= value or t < 1e-4:
-                break
-            t *= 0.5
-        alpha, z, value = trial, z_trial, value_trial
+        step = np.asarray(np.linalg.solve(curvature[:, None] * gram + ridge, g), dtype=np.float64)
+        alpha, z, value = _halved_step(alpha, step, value, at)
     theta: FloatArray = x.T @ alpha
     return theta
 
@@ -389,6 +404,10 @@ def _newton_features(problem: _Problem, config: FitConfig) -> FloatArray:
     def per_feature(per_scenario: FloatArray) -> FloatArray:
         return _sums(flat, np.repeat(per_scenario, per_row), size)
 
+    def at(trial: FloatArray) -> tuple[FloatArray, float]:
+        z_trial = logits(trial)
+        return z_trial, problem.objective(z_trial, l2, float(trial @ trial))
+
     theta = np.zeros(size)
     z = logits(theta)
     value = problem.objective(z, l2, 0.0)
@@ -413,16 +432,8 @@ def _newton_features(problem: _Problem, config: FitConfig) -> FloatArray:
         hessian[:, dummy] = 0.0
         hessian[np.diag_indices(size)] += l2
         hessian[dummy, dummy] = 1.0
-        step = np.linalg.solve(hessian, grad)
-        t = 1.0
-        while True:
-            trial = theta - t * step
-            z_trial = logits(trial)
-            value_trial = problem.objective(z_trial, l2, float(trial @ trial))
-            if value_trial <= value or t < 1e-4:
-                break
-            t *= 0.5
-        theta, z, value = trial, z_trial, value_trial
+        step = np.asarray(np.linalg.solve(hessian, grad), dtype=np.float64)
+        theta, z, value = _halved_step(theta, step, value, at)
     return theta
 
 

@@ -68,13 +68,20 @@ def test_self_queries_ignore_the_expansion_chunk() -> None:
     assert not any("keeps dying" in q for q in with_expansion)
 
 
-def test_ingest_adds_expansion_chunks_to_an_older_store_and_never_shows_them(
+def _flap_playbook(
     tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+) -> tuple[Path, ChunkStore]:
+    """A folder holding the link-flap playbook and an empty store beside it."""
     folder = tmp_path / "playbooks"
     (folder / "network").mkdir(parents=True)
     shutil.copy(PLAYBOOKS / "network/link-flap-drain.md", folder / "network")
-    store = ChunkStore(chroma_client(tmp_path / "chroma"), embedder)
+    return folder, ChunkStore(chroma_client(tmp_path / "chroma"), embedder)
+
+
+def test_ingest_adds_expansion_chunks_to_an_older_store_and_never_shows_them(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    folder, store = _flap_playbook(tmp_path, embedder)
     ingest_folder(folder, store, embedder, lexicon=Lexicon.empty())
     # An empty lexicon still writes an expansion chunk (title and summary): drop it to
     # stand for a store written before expansion chunks existed.
@@ -96,10 +103,7 @@ def test_ingest_adds_expansion_chunks_to_an_older_store_and_never_shows_them(
 def test_a_lexicon_edit_rewrites_the_expansion_chunk(
     tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> None:
-    folder = tmp_path / "playbooks"
-    (folder / "network").mkdir(parents=True)
-    shutil.copy(PLAYBOOKS / "network/link-flap-drain.md", folder / "network")
-    store = ChunkStore(chroma_client(tmp_path / "chroma"), embedder)
+    folder, store = _flap_playbook(tmp_path, embedder)
     ingest_folder(folder, store, embedder)
     edited = tmp_path / "lexicon.txt"
     edited.write_text("flap: flapping, flap, yo-yoing\n", encoding="utf-8")
