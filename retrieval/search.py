@@ -252,7 +252,9 @@ class HybridSearcher:
         scores = [self._score(d, method) for _, d in ranked]
         for doc_id, doc in ranked[:k]:
             if doc.best_cosine <= -1.0:  # found lexically only: measure it directly
-                doc.best_cosine = self._cosine(query, doc_id, vector)
+                if vector is None:  # BM25 alone: the query is embedded once, if a hit needs it
+                    vector = self.embedder.embed([dense_query(query)])[0]
+                doc.best_cosine = self._cosine(doc_id, vector)
         evidence = [
             Evidence(
                 rank=position,
@@ -379,10 +381,9 @@ class HybridSearcher:
             )
         return self.dense_weight * dense + lexical
 
-    def _cosine(self, query: str, doc_id: str, vector: np.ndarray | None) -> float:
-        """Best cosine of the query with the document's stored chunk vectors."""
+    def _cosine(self, doc_id: str, vector: np.ndarray) -> float:
+        """Best cosine of the query vector with the document's stored chunk vectors."""
         rows = self._rows_of.get(doc_id, [])
         if not rows or self._vectors is None:
             return 0.0
-        vec = vector if vector is not None else self.embedder.embed([dense_query(query)])[0]
-        return float(np.max(self._vectors[rows] @ vec))
+        return float(np.max(self._vectors[rows] @ vector))

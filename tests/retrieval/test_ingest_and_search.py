@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from langchain_core.documents import Document
 
@@ -13,7 +14,7 @@ from retrieval.chunking import chunk_document, humanise
 from retrieval.embeddings import SentenceTransformerEmbedder
 from retrieval.ingest import IngestError, ingest_folder
 from retrieval.langchain import PlaybookRetriever
-from retrieval.search import Fusion, HybridSearcher, Method, normalise_query
+from retrieval.search import Fusion, HybridSearcher, Method, dense_query, normalise_query
 from retrieval.store import ChunkStore, chroma_client
 from tests.conftest import PLAYBOOKS
 
@@ -223,6 +224,33 @@ def test_every_method_ranks_and_carries_metadata(library: HybridSearcher) -> Non
     assert hybrid[0].metadata["action"] == "bgp_soft_reset"
     assert hybrid[0].metadata["status"] == "vetted"
     assert library.search("   ", 5) == []
+
+
+class _CountingEmbedder:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+        self.inner, self.texts = inner, 0
+        self.dimension = inner.dimension
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed(texts)
+
+
+def test_lexical_search_embeds_the_query_once_for_all_its_hits(library: HybridSearcher) -> None:
+    """Each lexical hit's cosine is measured against one query vector, the same one a
+    caller would pass."""
+    counting = _CountingEmbedder(library.embedder)  # type: ignore[arg-type]
+    real, library.embedder = library.embedder, counting
+    try:
+        hits = library.search("BGP session down", 5, Method.BM25)
+    finally:
+        library.embedder = real
+    assert len(hits) >= 2 and counting.texts == 1
+    vector = real.embed([dense_query("BGP session down")])[0]
+    again = library.search("BGP session down", 5, Method.BM25, vector=vector)
+    assert [h.cosine for h in hits] == pytest.approx([h.cosine for h in again], abs=1e-5)
 
 
 def test_langchain_retriever_returns_documents(library: HybridSearcher) -> None:
