@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 from langchain_core.documents import Document
 
 from retrieval.chunking import Document as SourceDocument
 from retrieval.chunking import chunk_document, humanise
-from retrieval.embeddings import SentenceTransformerEmbedder
+from retrieval.embeddings import FloatMatrix, SentenceTransformerEmbedder
 from retrieval.ingest import IngestError, ingest_folder
 from retrieval.langchain import PlaybookRetriever
 from retrieval.search import Fusion, HybridSearcher, Method, dense_query, normalise_query
@@ -233,7 +233,7 @@ class _CountingEmbedder:
         self.inner, self.texts = inner, 0
         self.dimension = inner.dimension
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> FloatMatrix:
         self.texts += len(texts)
         return self.inner.embed(texts)
 
@@ -241,7 +241,8 @@ class _CountingEmbedder:
 def test_lexical_search_embeds_the_query_once_for_all_its_hits(library: HybridSearcher) -> None:
     """Each lexical hit's cosine is measured against one query vector, the same one a
     caller would pass."""
-    counting = _CountingEmbedder(library.embedder)  # type: ignore[arg-type]
+    assert isinstance(library.embedder, SentenceTransformerEmbedder)
+    counting = _CountingEmbedder(library.embedder)
     real, library.embedder = library.embedder, counting
     try:
         hits = library.search("BGP session down", 5, Method.BM25)
