@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 # The runtime lock, then the dev lock constrained to it (requirements-dev.in), with hashes.
-COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+# Extras stay in the pins (``uvicorn[standard]==…``): pip's hash mode treats a dependency's
+# ``uvicorn[standard]`` as a requirement of its own, unpinned when the lock says ``uvicorn==``.
+COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --no-strip-extras \
 	--no-emit-index-url --no-emit-find-links
 lock:
 	test -x $(BIN)/pip-compile || { test -x $(BIN)/python || $(PY) -m venv $(VENV); $(BIN)/pip install --quiet pip-tools; }
