@@ -8,6 +8,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 ROOT = Path(__file__).resolve().parents[1]
 # A pin, with the extras it is installed with: ``uvicorn[standard]==0.54.0``.
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)==([^\s\\;]+)", re.MULTILINE)
@@ -56,34 +58,31 @@ def test_runtime_packages_have_one_version_in_both_locks() -> None:
 
 
 def _pinned_extras(path: Path) -> set[tuple[str, str]]:
-    found = re.findall(
-        r"^([A-Za-z0-9][A-Za-z0-9._-]*)\[([^\]]*)\]==", path.read_text("utf-8"), re.M
-    )
-    return {(_name(n), e.strip()) for n, extras in found for e in extras.split(",")}
+    """(name, extra) for every pin written with extras, from the same pins as ``_pins``."""
+    return {
+        (_name(pin), extra.strip())
+        for pin, _ in _PIN.findall(path.read_text(encoding="utf-8"))
+        if "[" in pin
+        for extra in pin[pin.index("[") + 1 : -1].split(",")
+    }
 
 
 def test_a_locked_package_asked_for_with_extras_is_pinned_with_them() -> None:
     """pip's hash mode treats ``chromadb``'s ``uvicorn[standard]`` as a requirement of its
     own: pinned only as ``uvicorn==``, pip looks for the newest uvicorn and refuses the
     install as soon as one newer than the pin is published."""
-    locks = {
-        lock: _pinned_extras(ROOT / lock) for lock in ("requirements.lock", "requirements-dev.lock")
-    }
     dev_pins = _pins(ROOT / "requirements-dev.lock")
     asked: set[tuple[str, str, str]] = set()
     for dist in importlib.metadata.distributions():  # what the dev lock installed
         if _name(dist.metadata["Name"]) not in dev_pins:
             continue
-        for requirement in dist.requires or []:
-            if "extra ==" in requirement:  # only when the dependent's own extra is asked for
-                continue
-            m = re.match(r"([A-Za-z0-9._-]+)\s*\[([^\]]+)\]", requirement)
-            if m and _name(m.group(1)) in dev_pins:
-                for extra in m.group(2).split(","):
-                    asked.add((dist.metadata["Name"], _name(m.group(1)), extra.strip()))
-    runtime_pins = _pins(ROOT / "requirements.lock")
-    for lock, extras in locks.items():
-        pins = runtime_pins if lock == "requirements.lock" else dev_pins
+        for line in dist.requires or []:
+            req = Requirement(line)
+            # unconditional here (a marker naming the dependent's own extra is not asked for)
+            if req.extras and (req.marker is None or req.marker.evaluate({"extra": ""})):
+                asked |= {(dist.metadata["Name"], _name(req.name), e) for e in req.extras}
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        pins, extras = _pins(ROOT / lock), _pinned_extras(ROOT / lock)
         missing = sorted(
             f"{who} needs {name}[{extra}]"
             for who, name, extra in asked
