@@ -159,6 +159,7 @@ class HybridSearcher:
         lexicon: Lexicon | None = None,
         weights: FusionWeights | None = None,
         title_depth: int = 10,
+        exact_limit: int = 50_000,
     ) -> None:
         self.store, self.embedder = store, embedder
         self.calibration: Calibrator = calibration or FixedCurve()
@@ -167,10 +168,15 @@ class HybridSearcher:
         self.lexicon = lexicon if lexicon is not None else Lexicon.load()
         self.weights = weights or FusionWeights()
         self.title_depth = title_depth
+        self.exact_limit = exact_limit
         self.refresh()
 
     def refresh(self) -> None:
         self._chunks, self._vectors = self.store.all_with_vectors()
+        if self._vectors is not None:  # unit rows: a dot product is the cosine Chroma gives
+            norms = np.linalg.norm(self._vectors, axis=1, keepdims=True)
+            self._vectors = self._vectors / np.maximum(norms, 1e-12)
+        self._allowed: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._by_id = {c.chunk_id: c for c in self._chunks}
         self._rows_of: dict[str, list[int]] = {}
         for i, c in enumerate(self._chunks):
@@ -295,7 +301,7 @@ class HybridSearcher:
         self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
     ) -> None:
         scores = self._bm25.scores(query)
-        scores[~np.isin(self._status, list(statuses))] = -1.0
+        scores[~self._masks(statuses)[0]] = -1.0
         order = np.argsort(-scores, kind="stable")[: self.depth * 2]
         rank = 0
         for i in order:
@@ -317,7 +323,7 @@ class HybridSearcher:
         self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
     ) -> None:
         """Title and heading matches: every candidate gets both, and the best titles join."""
-        allowed = np.isin(self._doc_status, list(statuses))
+        allowed = self._masks(statuses)[1]
         titles = np.where(allowed, self._titles.scores(query), 0.0)
         headings = np.where(allowed, self._headings.scores(query), 0.0)
         for i in np.argsort(-titles, kind="stable")[: self.title_depth]:
@@ -331,14 +337,28 @@ class HybridSearcher:
             doc.title_norm = float(titles[i]) / top_t if top_t > 0 else 0.0
             doc.headings_norm = float(headings[i]) / top_h if top_h > 0 else 0.0
 
+    def _masks(self, statuses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Which chunks and which documents have an allowed status (kept per status set)."""
+        key = tuple(sorted(set(statuses)))
+        masks = self._allowed.get(key)
+        if masks is None:
+            masks = (np.isin(self._status, key), np.isin(self._doc_status, key))
+            self._allowed[key] = masks
+        return masks
+
     def _dense(self, vec: np.ndarray, statuses: Sequence[str]) -> list[DenseHit]:
         """The nearest chunks whose status is allowed.
 
-        Chroma's metadata filter costs ten times the search itself, so the statuses are
-        checked against the chunks held in memory; only when the plain search returned a
-        chunk that is not allowed (or unknown here) does the filtered query run, which
-        keeps the answer exactly that of the filtered query.
+        Up to ``exact_limit`` chunks, the vectors held in memory are scored exactly (one
+        matrix-vector product, cheaper than Chroma's query at that size and never
+        approximate); above it, Chroma's HNSW index answers. Chroma's metadata filter
+        costs ten times the search itself, so its statuses are checked against the chunks
+        held in memory; only when the plain search returned a chunk that is not allowed
+        (or unknown here) does the filtered query run, which keeps the answer exactly
+        that of the filtered query.
         """
+        if self._vectors is not None and len(self._chunks) <= self.exact_limit:
+            return self._dense_exact(vec, statuses)
         allowed = set(statuses)
         hits = self.store.query(vec, self.depth, metadata=False)
         kept = []
@@ -348,6 +368,23 @@ class HybridSearcher:
                 return self.store.query(vec, self.depth, {"status": {"$in": list(statuses)}})
             kept.append(DenseHit(hit.chunk_id, hit.similarity, chunk.metadata))
         return kept
+
+    def _dense_exact(self, vec: np.ndarray, statuses: Sequence[str]) -> list[DenseHit]:
+        assert self._vectors is not None
+        allowed = self._masks(statuses)[0]
+        n = min(self.depth, int(allowed.sum()))
+        if n < 1:
+            return []
+        unit = np.asarray(vec, dtype=np.float32)
+        unit = unit / max(float(np.linalg.norm(unit)), 1e-12)
+        sims = self._vectors @ unit
+        sims[~allowed] = -np.inf
+        top = np.argpartition(-sims, n - 1)[:n]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [
+            DenseHit(self._chunks[i].chunk_id, float(sims[i]), self._chunks[i].metadata)
+            for i in top.tolist()
+        ]
 
     def _normalise(self, docs: dict[str, _Doc]) -> None:
         """Scale each method's scores to [0, 1] over this query's candidates."""

@@ -3,7 +3,9 @@ helpers that build request bodies as Slack sends them and sign them (v0 signatur
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -24,9 +26,24 @@ class FakeSlackAPI:
         self._ts = 1_700_000_000
         self._hanging: set[str] = set()
         self._released = threading.Event()
+        self.connections = 0  # TCP connections accepted: kept-alive clients reuse theirs
+        self._open: set[socket.socket] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # as Slack's edge: connections stay open
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
+                    fake._open.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._open.discard(self.connection)
+                super().finish()
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -64,6 +81,15 @@ class FakeSlackAPI:
         """Calls of ``method`` are received but never answered (until ``close``): a Web
         API call in flight when its process dies."""
         self._hanging.add(method)
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side, as an edge that timed
+        them out while idle."""
+        with self._lock:
+            held = list(self._open)
+        for sock in held:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._released.set()

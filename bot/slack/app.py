@@ -26,6 +26,7 @@ from bot.slack.access import Access
 from bot.slack.flows import SlackContext
 from bot.slack.listeners import actions, approvals, commands, events, views
 from bot.slack.listeners import governance as governance_listeners
+from bot.slack.web_api import KeepAliveWebClient
 from core.decision import Decision
 from core.feedback import FeedbackKind
 
@@ -113,9 +114,10 @@ class ListenerPool(Executor):
 
 
 def web_client(settings: Settings) -> WebClient:
-    """A Web API client that retries 429s (honouring Retry-After) and 5xx responses."""
+    """A Web API client that keeps its connection open between calls and retries 429s
+    (honouring Retry-After) and 5xx responses."""
     token = settings.slack_bot_token
-    client = WebClient(
+    client = KeepAliveWebClient(
         token=token.get_secret_value() if token else None,
         base_url=settings.slack_api_url or WebClient.BASE_URL,
     )

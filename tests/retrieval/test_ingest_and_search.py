@@ -198,9 +198,14 @@ def test_only_vetted_playbooks_are_candidates(library: HybridSearcher) -> None:
     assert [h.doc_id for h in drafts] == ["link-flap-draft"]
 
 
-def test_status_filter_in_memory_gives_chromas_filtered_answer(library: HybridSearcher) -> None:
-    """Filtering statuses in memory (and falling back to Chroma's filter when a disallowed
-    chunk is near) returns exactly what the filtered vector query returns."""
+@pytest.mark.parametrize("exact_limit", [50_000, 0], ids=["in-memory", "chroma"])
+def test_status_filter_in_memory_gives_chromas_filtered_answer(
+    library: HybridSearcher, exact_limit: int
+) -> None:
+    """Both dense paths (the exact product over the vectors held in memory, and Chroma's
+    query with the statuses checked in memory, falling back to Chroma's filter when a
+    disallowed chunk is near) return what the filtered vector query returns, cosines
+    included."""
     cases = [
         ("link flapping up and down repeatedly, drain it", ("vetted",)),  # draft is near
         ("link flapping up and down repeatedly, drain it", ("draft",)),
@@ -211,8 +216,13 @@ def test_status_filter_in_memory_gives_chromas_filtered_answer(library: HybridSe
         vec = library.embedder.embed([query])[0]
         filtered = library.store.query(vec, library.depth, {"status": {"$in": list(statuses)}})
         expected = list(dict.fromkeys(str(h.metadata["doc_id"]) for h in filtered))[:5]
-        got = library.search(query, 5, Method.DENSE, statuses=statuses)
+        searcher = HybridSearcher(library.store, library.embedder, exact_limit=exact_limit)
+        got = searcher.search(query, 5, Method.DENSE, statuses=statuses)
         assert [h.doc_id for h in got] == expected, (query, statuses)
+        best: dict[str, float] = {}
+        for h in filtered:
+            best.setdefault(str(h.metadata["doc_id"]), h.similarity)
+        assert [h.cosine for h in got] == pytest.approx([best[d] for d in expected], abs=1e-4)
 
 
 def test_every_method_ranks_and_carries_metadata(library: HybridSearcher) -> None:
