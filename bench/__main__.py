@@ -34,7 +34,7 @@ from typing import Any
 from bench import embeddings, ingest, pipeline, retrain, spe_threads, tick
 from bench.stats import median_ci
 from bot.governance.policies import read_policy_modules
-from bot.native import load_torch_first
+from bot.native import load_torch_first, one_blas_thread
 from bot.reporting.simulation import run_all
 from bot.settings import PROJECT_ROOT, Settings
 from core.policy import Action, MemoisedEngine, SafetyPolicyEngine
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
     args = parser.parse_args(argv)
     load_torch_first()
+    one_blas_thread()  # as the bot runs: bot/wiring.py
 
     results: dict[str, Any] = {}
     quick = args.quick

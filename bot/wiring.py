@@ -25,7 +25,7 @@ from bot.extraction.llm import LLMAugmenter
 from bot.extraction.rules import Vocabulary
 from bot.governance.policies import read_policy_modules
 from bot.monitoring.ticker import MonitorTicker
-from bot.native import load_torch_first
+from bot.native import load_torch_first, one_blas_thread
 from bot.service import NPOService
 from bot.service.deferrals import deferral_policy
 from bot.settings import Settings
@@ -94,8 +94,10 @@ def refit_calibration(
 
 
 def embedder(settings: Settings) -> Embedder:
-    """The configured embedding model (offline; torch is loaded before regopy)."""
+    """The configured embedding model (offline; torch is loaded before regopy, numpy's
+    BLAS keeps off the cores the model needs)."""
     load_torch_first()
+    one_blas_thread()
     from retrieval.embeddings import make_embedder
 
     return make_embedder(

@@ -83,16 +83,20 @@ class Recommender:
     # -- recommending -------------------------------------------------------------------
     def recommend(self, incident: IncidentInput) -> Recorded:
         """Retrieve, score, pick τ, check the SPE, decide, and store it all."""
-        if incident.source_event_id and self._already_handled(incident.source_event_id):
-            return self._existing(incident.source_event_id)
         text, notes = incident.for_matching(self.max_incident_chars)
         hits = self.retriever.search(text, self.candidates)
         scenario = self._scenario(text, incident.hints, self.uow.clock(), hits)
         # Read and decide outside the write transaction: the SPE and the bandit take
         # milliseconds that writers (votes) should not wait for. What is read here only
         # changes through votes and monitor ticks; a decision made on it a few
-        # milliseconds stale is the same decision.
-        prior, paused, local, bandit, losses = self._decision_state(scenario.context_key)
+        # milliseconds stale is the same decision. A delivery already handled is found
+        # in the same snapshot (one read, not two, on every incident; a retried delivery
+        # pays for its search), and the write below claims the event in any case.
+        claimed, prior, paused, local, bandit, losses = self._decision_state(
+            scenario.context_key, incident.source_event_id
+        )
+        if claimed and incident.source_event_id:
+            return self._existing(incident.source_event_id)
         hits = [hit for hit in hits if hit.doc_id not in paused]
         candidates = [self._candidate(scenario, hit, prior, local.get(hit.doc_id)) for hit in hits]
         mode = self.config.threshold_mode
@@ -201,12 +205,13 @@ class Recommender:
         return self._scenario(text, hints, now, self.retriever.search(text, self.candidates))
 
     def _decision_state(
-        self, context_key: str
-    ) -> tuple[Prior, set[str], dict[str, Evidence], ThresholdBandit, list[float]]:
-        """Prior, paused playbooks, this context's evidence per playbook, bandit, recent
-        losses: read in one snapshot."""
+        self, context_key: str, event_id: str | None
+    ) -> tuple[bool, Prior, set[str], dict[str, Evidence], ThresholdBandit, list[float]]:
+        """Whether the event was claimed already, the prior, paused playbooks, this
+        context's evidence per playbook, bandit, recent losses: read in one snapshot."""
         with self.uow.read() as conn:
             return (
+                bool(event_id) and is_claimed(conn, event_id or ""),
                 self._prior(conn),
                 set(read_monitor(conn, self.config.monitor).state.paused),
                 context_evidence(conn, context_key, self.config.scoring),
@@ -222,10 +227,6 @@ class Recommender:
             odds = thompson_propensities(bandit.alpha, bandit.beta, self._mc_rng, draws=1000)
             self._odds = (posterior, odds)
         return self._odds[1]
-
-    def _already_handled(self, event_id: str) -> bool:
-        with self.uow.read() as conn:
-            return is_claimed(conn, event_id)
 
     def _existing(self, event_id: str) -> Recorded:
         with self.uow.read_rows() as session:
