@@ -140,17 +140,22 @@ class OnnxEmbedder:
 
     def embed(self, texts: Sequence[str]) -> FloatMatrix:
         out = np.zeros((len(texts), self._dimension), dtype=np.float32)
-        # Similar lengths together, as sentence-transformers does: less padding per batch.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        for start in range(0, len(order), self._batch_size):
-            part = order[start : start + self._batch_size]
-            out[part] = self._embed_batch([texts[i] for i in part])
-        return out
-
-    def _embed_batch(self, texts: list[str]) -> FloatMatrix:
-        encodings = self._tokenizer.encode_batch(texts)
+        if not texts:
+            return out
+        # Tokenised once (padded to the longest); batched by token count, longest first,
+        # each batch cut to its own longest: the least padding the model has to run over.
+        encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        lengths = mask.sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")
+        for start in range(0, len(order), self._batch_size):
+            part = order[start : start + self._batch_size]
+            width = int(lengths[part].max())
+            out[part] = self._embed_batch(ids[part, :width], mask[part, :width])
+        return out
+
+    def _embed_batch(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> FloatMatrix:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = np.asarray(self._session.run(["last_hidden_state"], feeds)[0], dtype=np.float32)
         weights = mask[:, :, None].astype(np.float32)
