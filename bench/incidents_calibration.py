@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bot.native import load_torch_first
-from bot.settings import PROJECT_ROOT
+from bot.settings import PROJECT_ROOT, Settings
 
 THRESHOLDS = (0.6, 0.7, 0.8)
 
@@ -42,13 +42,13 @@ def run(
         fit_calibration,
         reliability,
     )
-    from retrieval.embeddings import SentenceTransformerEmbedder
+    from retrieval.embeddings import make_embedder
     from retrieval.ingest import ingest_folder
     from retrieval.search import HybridSearcher
     from retrieval.store import ChunkStore, chroma_client
 
     incidents = read_incidents(incidents_path, split)
-    embedder = SentenceTransformerEmbedder()
+    embedder = make_embedder(Settings().embedding_backend)  # the deployment's default
     with tempfile.TemporaryDirectory(prefix="npo-cal-") as tmp:
         folder = Path(tmp) / "playbooks"
         shutil.copytree(playbooks, folder, ignore=shutil.ignore_patterns("policies"))

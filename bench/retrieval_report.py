@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bot.native import load_torch_first
-from bot.settings import PROJECT_ROOT
+from bot.native import load_torch_first, one_blas_thread
+from bot.settings import PROJECT_ROOT, Settings
+from retrieval.embeddings import EmbeddingBackend, make_embedder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         help="sentence-transformers model name or folder, e.g. one made by retrieval.adapt "
         "(default: the bundled MiniLM)",
     )
+    ap.add_argument(
+        "--backend",
+        choices=[b.value for b in EmbeddingBackend],
+        default=Settings().embedding_backend.value,
+        help="how the model runs (default: the deployment's, NPO_EMBEDDING_BACKEND)",
+    )
     ap.add_argument("--threshold", type=float, default=0.7)
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
@@ -41,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     load_torch_first()
+    one_blas_thread()
     from retrieval.calibration import FittedCalibration, fit_calibration
-    from retrieval.embeddings import SentenceTransformerEmbedder
     from retrieval.evaluate import (
         CachedEmbedder,
         read_pairs,
@@ -51,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         score_pairs,
     )
 
-    embedder = SentenceTransformerEmbedder(args.model)
+    embedder = make_embedder(args.backend, args.model)
     cached = CachedEmbedder(embedder, args.cache) if args.cache else None
     sets = {"operator dev": read_pairs(args.queries, "dev")}
     if args.test:

@@ -205,8 +205,9 @@ class Settings(BaseSettings):
         5.0, gt=0, le=60, description="Time the LLM extractor may take before it is ignored."
     )
     embedding_backend: EmbeddingBackend = Field(
-        EmbeddingBackend.TORCH,
-        description="How the embedding model runs: torch, onnx or onnx-int8 (exported offline).",
+        EmbeddingBackend.ONNX_INT8,
+        description="How the embedding model runs: onnx-int8 (the default: the model "
+        "exported offline on first use, int8 weights), onnx (float32) or torch.",
     )
     embedding_cache: Path | None = Field(
         None, description="Where ONNX exports of the model are kept (default: data_dir/models)."

@@ -2,23 +2,26 @@
 
 The transformer is traced with PyTorch from the model folder (no hub), saved under a cache
 folder keyed by a hash of the model's files, and optionally quantised to int8 weights
-(dynamic quantisation of onnxruntime). A second process that finds the file uses it; two
-processes exporting at once each write a temporary file and the last rename wins (the
-files are identical).
+(dynamic quantisation of onnxruntime, one scale per channel). A second process that finds
+the file uses it; two processes exporting at once each write a temporary file and the last
+rename wins (the files are identical).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-EXPORT_FORMAT = "npo-onnx-1"  # change when the export below changes: old files are not reused
+EXPORT_FORMAT = "npo-onnx-2"  # change when the export below changes: old files are not reused
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+log = logging.getLogger(__name__)
 
 
 class OnnxExportError(ValueError):
@@ -78,10 +81,15 @@ def exported_model(model_dir: Path, cache_dir: Path, quantized: bool) -> Path:
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
+    log.info("exporting the embedding model to ONNX (once) model=%s target=%s", model_dir, target)
+    started = time.perf_counter()
     if not fp32.is_file():
         _atomic(fp32, lambda tmp: _export(model_dir, tmp))
     if quantized:
         _atomic(target, lambda tmp: _quantize(fp32, tmp))
+    log.info(
+        "embedding model exported target=%s seconds=%.1f", target, time.perf_counter() - started
+    )
     return target
 
 
@@ -139,4 +147,21 @@ def _export(model_dir: Path, out: Path) -> None:
 def _quantize(fp32: Path, out: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+    # One scale per output channel keeps the vectors close to float32's (lowest cosine over
+    # corpus chunks 0.989, against 0.913 with one scale per tensor), and 7-bit weights keep
+    # the u8 x s8 products of AVX2 (no VNNI) from saturating; it also ran fastest here.
+    # The quantiser logs a line per tensor, and advice to pre-process the model, on the root
+    # logger: noise in an operator's log. Its errors still pass.
+    quiet = _BelowError()
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(
+            str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True
+        )
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _BelowError(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR

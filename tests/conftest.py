@@ -40,6 +40,16 @@ def rego_engine(policy_modules: dict[str, str]) -> RegoPolicyEngine:
     return RegoPolicyEngine(policy_modules)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One folder of ONNX exports for the run: a test that builds the bot on the default
+    (onnx-int8) backend exports the model once, not once per data folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "NPO_EMBEDDING_CACHE" not in os.environ:
+            patch.setenv("NPO_EMBEDDING_CACHE", str(tmp_path_factory.mktemp("onnx-exports")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:
     """The real all-MiniLM-L6-v2, loaded once for the whole run (offline)."""

@@ -72,7 +72,7 @@ def test_int8_export_sits_beside_and_stays_close(
     assert isinstance(int8, OnnxEmbedder) and int8.path.name == "model.int8.onnx"
     assert int8.path.parent == onnx_embedder.path.parent
     cosines = (int8.embed(TEXTS) * onnx_embedder.embed(TEXTS)).sum(axis=1)
-    assert 0.8 < cosines.min() < 0.99999  # quantised: close, but not the same numbers
+    assert 0.97 < cosines.min() < 0.99999  # quantised per channel: close, not the same
 
 
 def test_each_backend_of_one_model_is_its_own_identity(
