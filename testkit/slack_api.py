@@ -32,6 +32,9 @@ class FakeSlackAPI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # as Slack's edge: connections stay open
+            # Headers and body go out as two writes; on a kept-alive connection Nagle's
+            # algorithm holds the body until the client's delayed ACK (40 ms a response).
+            disable_nagle_algorithm = True
 
             def setup(self) -> None:
                 super().setup()
