@@ -149,11 +149,12 @@ def _measure(
         )
         if fits and cheaper:
             adopted = backend
-    # The headline keys are the float32 ONNX export's (the int8 ones carry a suffix).
-    out["embed_query_ratio"] = out["embed_query_ratio_onnx"]
-    out["embed_query_ratio_ci"] = out["embed_query_ratio_onnx_ci"]
-    out["index_ratio"] = out["index_ratio_onnx"]
-    out["index_ratio_ci"] = out["index_ratio_onnx_ci"]
-    out["retrieval_delta_mrr"] = out["retrieval_delta_mrr_onnx"]
+    # The headline keys are the adopted export's (the float32 one's when none is adopted);
+    # every backend's keep their suffix.
+    headline = _SHORT[adopted] or _SHORT[EmbeddingBackend.ONNX]
+    for key in ("embed_query_ratio", "index_ratio"):
+        out[key] = out[f"{key}{headline}"]
+        out[f"{key}_ci"] = out[f"{key}{headline}_ci"]
+    out["retrieval_delta_mrr"] = out[f"retrieval_delta_mrr{headline}"]
     out["embed_adopted"] = str(adopted)
     return out
