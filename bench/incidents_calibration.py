@@ -33,7 +33,11 @@ def read_incidents(path: Path, split: str) -> list[dict[str, Any]]:
 
 
 def run(
-    split: str, incidents_path: Path, playbooks: Path, no_answer_weight: float | None = None
+    split: str,
+    incidents_path: Path,
+    playbooks: Path,
+    backend: str,
+    no_answer_weight: float | None = None,
 ) -> dict[str, Any]:
     load_torch_first()
     from retrieval.calibration import (
@@ -48,7 +52,7 @@ def run(
     from retrieval.store import ChunkStore, chroma_client
 
     incidents = read_incidents(incidents_path, split)
-    embedder = make_embedder(Settings().embedding_backend)  # the deployment's default
+    embedder = make_embedder(backend)
     with tempfile.TemporaryDirectory(prefix="npo-cal-") as tmp:
         folder = Path(tmp) / "playbooks"
         shutil.copytree(playbooks, folder, ignore=shutil.ignore_patterns("policies"))
@@ -108,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", action="store_true", help="print every incident's top hit")
     ap.add_argument("--no-answer-weight", type=float, help="default: the product's")
     args = ap.parse_args(argv)
-    result = run(args.split, args.incidents, args.playbooks, args.no_answer_weight)
+    backend = Settings().embedding_backend  # the deployment's (NPO_EMBEDDING_BACKEND)
+    result = run(args.split, args.incidents, args.playbooks, backend, args.no_answer_weight)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -2,9 +2,10 @@
 policies, decide, and store the decision with its incident, its audit row and (when the
 decision needs one) its approval or deferral job, in one transaction.
 
-What the decision reads (the prior, paused playbooks, this context's evidence, the bandit,
-recent losses) is read in one snapshot outside the write transaction: the SPE and the bandit
-take milliseconds that writers (votes) should not wait for.
+What the decision reads (whether the event was handled already, the prior, paused
+playbooks, this context's evidence, the bandit, recent losses) is read in one snapshot
+outside the write transaction: the SPE and the bandit take milliseconds that writers
+(votes) should not wait for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +52,19 @@ from core.ope import thompson_propensities
 from core.policy import Action, SafetyPolicyEngine
 from core.scenario import Scenario
 from core.scoring import Evidence, posterior
+
+
+@dataclass(frozen=True)
+class _DecisionState:
+    """What a decision reads: whether its event was handled already, the prior, paused
+    playbooks, this context's evidence per playbook, the bandit and recent losses."""
+
+    claimed: bool
+    prior: Prior
+    paused: set[str]
+    evidence: dict[str, Evidence]
+    bandit: ThresholdBandit
+    losses: list[float]
 
 
 class Recommender:
@@ -92,13 +107,15 @@ class Recommender:
         # milliseconds stale is the same decision. A delivery already handled is found
         # in the same snapshot (one read, not two, on every incident; a retried delivery
         # pays for its search), and the write below claims the event in any case.
-        claimed, prior, paused, local, bandit, losses = self._decision_state(
-            scenario.context_key, incident.source_event_id
-        )
-        if claimed and incident.source_event_id:
-            return self._existing(incident.source_event_id)
-        hits = [hit for hit in hits if hit.doc_id not in paused]
-        candidates = [self._candidate(scenario, hit, prior, local.get(hit.doc_id)) for hit in hits]
+        event_id = incident.source_event_id
+        state = self._decision_state(scenario.context_key, event_id)
+        if event_id and state.claimed:
+            return self._existing(event_id)
+        prior, bandit = state.prior, state.bandit
+        hits = [hit for hit in hits if hit.doc_id not in state.paused]
+        candidates = [
+            self._candidate(scenario, hit, prior, state.evidence.get(hit.doc_id)) for hit in hits
+        ]
         mode = self.config.threshold_mode
         if mode is ThresholdMode.FIXED:
             arm = bandit.arm_for(self.config.fixed_threshold)
@@ -112,7 +129,7 @@ class Recommender:
         else:
             arm = bandit.choose(self.rng)
             propensity, policy = max(float(self._propensities(bandit)[arm.index]), 1e-3), "thompson"
-        decision = decide(scenario, candidates, arm, self.spe, losses, notes)
+        decision = decide(scenario, candidates, arm, self.spe, state.losses, notes)
         now = self.uow.clock()
         decision = self.deferral.stamp(decision, now)
         stored = decision_to_dict(decision)
@@ -204,19 +221,16 @@ class Recommender:
         text = text[: self.max_incident_chars]
         return self._scenario(text, hints, now, self.retriever.search(text, self.candidates))
 
-    def _decision_state(
-        self, context_key: str, event_id: str | None
-    ) -> tuple[bool, Prior, set[str], dict[str, Evidence], ThresholdBandit, list[float]]:
-        """Whether the event was claimed already, the prior, paused playbooks, this
-        context's evidence per playbook, bandit, recent losses: read in one snapshot."""
+    def _decision_state(self, context_key: str, event_id: str | None) -> _DecisionState:
+        """What a decision reads, in one snapshot."""
         with self.uow.read() as conn:
-            return (
-                bool(event_id) and is_claimed(conn, event_id or ""),
-                self._prior(conn),
-                set(read_monitor(conn, self.config.monitor).state.paused),
-                context_evidence(conn, context_key, self.config.scoring),
-                read_bandit(conn, self.config.bandit),
-                recent_losses(conn),
+            return _DecisionState(
+                claimed=bool(event_id and is_claimed(conn, event_id)),
+                prior=self._prior(conn),
+                paused=set(read_monitor(conn, self.config.monitor).state.paused),
+                evidence=context_evidence(conn, context_key, self.config.scoring),
+                bandit=read_bandit(conn, self.config.bandit),
+                losses=recent_losses(conn),
             )
 
     def _propensities(self, bandit: ThresholdBandit) -> npt.NDArray[np.float64]:
