@@ -105,7 +105,7 @@ class OnnxEmbedder:
         model_dir: Path,
         cache_dir: Path,
         quantized: bool = False,
-        batch_size: int = 32,
+        batch_size: int = 16,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
