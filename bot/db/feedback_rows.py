@@ -9,7 +9,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
@@ -19,6 +20,14 @@ _EVENTS = table_of(ProcessedEvent)
 _RECS = table_of(Recommendation)
 _VOTES = table_of(Feedback)
 
+# A claim is one statement: the insert that finds the id taken does nothing. On PostgreSQL
+# a concurrent claim of the same id waits for the other transaction and then does nothing.
+_CLAIM = {
+    name: dialect.insert(_EVENTS)
+    .on_conflict_do_nothing(index_elements=["event_id"])
+    .returning(_EVENTS.c.event_id)  # a row back: claimed now (rowcount is -1 on psycopg)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 _IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("id"))
 _CLAIMED = select(_EVENTS.c.event_id).where(
     _EVENTS.c.event_id.in_(bindparam("ids", expanding=True))
@@ -82,12 +91,10 @@ def is_claimed(conn: Connection, event_id: str) -> bool:
 
 
 def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:
-    """Mark a delivery handled; False if it already was. A concurrent claim of the same id
-    fails the transaction with IntegrityError (the caller retries and then sees it)."""
-    if is_claimed(conn, event_id):
-        return False
-    conn.execute(insert(_EVENTS), {"event_id": event_id, "created_at": now})
-    return True
+    """Mark a delivery handled; False if it already was (or a concurrent claim of the same
+    id committed first)."""
+    claim = _CLAIM[conn.dialect.name]
+    return conn.execute(claim, {"event_id": event_id, "created_at": now}).first() is not None
 
 
 def claimed(conn: Connection, event_ids: Collection[str]) -> set[str]:

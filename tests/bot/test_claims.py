@@ -1,0 +1,66 @@
+"""Claiming a delivery: once per id, in one statement, and a concurrent claim of the same id
+neither fails nor claims it twice (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from sqlalchemy import Engine, func, select
+
+from bot.db.engine import table_of
+from bot.db.feedback_rows import claim_event, is_claimed
+from bot.db.models import ProcessedEvent
+
+NOW = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(select(func.count()).select_from(table_of(ProcessedEvent))).scalar()
+        )
+
+
+def test_an_id_is_claimed_once(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert claim_event(conn, "Ev1", NOW)
+    with engine.begin() as conn:
+        assert not claim_event(conn, "Ev1", NOW)
+        assert claim_event(conn, "Ev2", NOW)
+        assert is_claimed(conn, "Ev1") and is_claimed(conn, "Ev2")
+    assert _count(engine) == 2
+
+
+def test_a_claim_rolled_back_leaves_the_id_free(engine: Engine) -> None:
+    try:
+        with engine.begin() as conn:
+            assert claim_event(conn, "Ev1", NOW)
+            raise RuntimeError("the decision failed to store")
+    except RuntimeError:
+        pass
+    with engine.begin() as conn:
+        assert claim_event(conn, "Ev1", NOW)
+
+
+def test_concurrent_claims_of_one_id_give_one_winner(engine: Engine) -> None:
+    claims: list[bool] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def claim() -> None:
+        try:
+            start.wait()
+            with engine.begin() as conn:
+                claims.append(claim_event(conn, "EvSame", NOW))
+        except BaseException as exc:  # reported below: the test must see it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(claims) == [False, False, False, True]
+    assert _count(engine) == 1
