@@ -17,9 +17,8 @@ NOW = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
 
 def _count(engine: Engine) -> int:
     with engine.connect() as conn:
-        return int(
-            conn.execute(select(func.count()).select_from(table_of(ProcessedEvent))).scalar()
-        )
+        counted = select(func.count()).select_from(table_of(ProcessedEvent))
+        return int(conn.execute(counted).scalar_one())
 
 
 def test_an_id_is_claimed_once(engine: Engine) -> None:
