@@ -75,8 +75,9 @@ class Feedback(SQLModel, table=True):
 
     __table_args__ = (
         UniqueConstraint("recommendation_id", "operator_id"),
-        # A scenario's evidence is counted from its live votes at every recommendation.
-        Index("ix_feedback_scenario", "context_key", "playbook_id"),
+        # A scenario's evidence is counted from its live votes at every recommendation and
+        # every vote: index-only with withdrawn and kind in it (revision 0006).
+        Index("ix_feedback_scenario_live", "context_key", "playbook_id", "withdrawn", "kind"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -102,7 +103,7 @@ class Feedback(SQLModel, table=True):
     # What the vote added to the threshold arms (core.bandit.ArmDelta), to take it back.
     bandit_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     created_at: dt.datetime = Field(default_factory=_now, index=True)
-    updated_at: dt.datetime = Field(default_factory=_now)
+    updated_at: dt.datetime = Field(default_factory=_now, index=True)  # the recent losses
     # bot.db.scenario_code.scenario_hash(kind, playbook_id, context_json): the monitor tick
     # groups the log by it without reading the strings (None: stored before revision 0005).
     scenario_hash: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

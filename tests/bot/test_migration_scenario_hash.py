@@ -46,7 +46,7 @@ def test_upgrade_to_0005_codes_every_stored_vote(db_url: str) -> None:
                     "t": t0,
                 },
             )
-    upgrade(db_url)
+    upgrade(db_url, "0005")
     assert current_revision(db_url) == "0005"
     with engine.connect() as conn:
         rows = conn.execute(
@@ -65,5 +65,5 @@ def test_upgrade_to_0005_codes_every_stored_vote(db_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT COUNT(*) FROM feedback")).scalar_one() == 12
     engine.dispose()
-    upgrade(db_url)
+    upgrade(db_url, "0005")
     assert current_revision(db_url) == "0005"
