@@ -1,6 +1,6 @@
 """Rows one batch of votes appends, written with one statement per table at the end.
 
-Per-vote rows (the claimed delivery, the vote, its audit entry, a retrain request) are
+Per-vote rows (the vote, its audit entry, a retrain request) are
 plain dicts inserted in bulk: building and flushing an ORM object per row cost more than
 the whole database round trip. Rows a batch changes many times (scenario scores, bandit
 arms, the monitor document) are written once by their own modules.
@@ -15,12 +15,11 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
-from bot.db.models import AuditEntry, Feedback, ProcessedEvent, Recommendation, RetrainRequest
+from bot.db.models import AuditEntry, Feedback, Recommendation, RetrainRequest
 
 _INSERTS = {
     name: insert(table_of(model))
     for name, model in (
-        ("events", ProcessedEvent),
         ("votes", Feedback),
         ("audits", AuditEntry),
         ("retrains", RetrainRequest),
@@ -34,7 +33,6 @@ _JUDGED = (
 
 @dataclass(slots=True)
 class BatchWrites:
-    events: list[dict[str, Any]] = field(default_factory=list)
     votes: list[dict[str, Any]] = field(default_factory=list)
     audits: list[dict[str, Any]] = field(default_factory=list)
     retrains: list[dict[str, Any]] = field(default_factory=list)
@@ -43,7 +41,6 @@ class BatchWrites:
     def flush(self, conn: Connection) -> None:
         """Write everything pending (also before a query that must see it)."""
         for name, rows in (
-            ("events", self.events),
             ("votes", self.votes),
             ("audits", self.audits),
             ("retrains", self.retrains),

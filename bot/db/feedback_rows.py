@@ -29,9 +29,6 @@ _CLAIM = {
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 _IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("id"))
-_CLAIMED = select(_EVENTS.c.event_id).where(
-    _EVENTS.c.event_id.in_(bindparam("ids", expanding=True))
-)
 _DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
     _RECS.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -97,8 +94,13 @@ def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:
     return conn.execute(claim, {"event_id": event_id, "created_at": now}).first() is not None
 
 
-def claimed(conn: Connection, event_ids: Collection[str]) -> set[str]:
-    return set(conn.execute(_CLAIMED, {"ids": sorted(event_ids)}).scalars())
+def claim_events(conn: Connection, event_ids: Collection[str], now: dt.datetime) -> set[str]:
+    """Claim these deliveries in one statement; returns the ones claimed now (the others
+    were handled already, or a concurrent claim committed first)."""
+    if not event_ids:
+        return set()
+    rows = [{"event_id": e, "created_at": now} for e in sorted(set(event_ids))]
+    return set(conn.execute(_CLAIM[conn.dialect.name], rows).scalars())
 
 
 def decisions(conn: Connection, rec_ids: Collection[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from bot.db.batch_writes import BatchWrites
 from bot.db.feedback_rows import (
     StoredVote,
     claim_event,
-    claimed,
+    claim_events,
     decisions,
     replace_vote,
     stored_vote,
@@ -54,7 +54,7 @@ class _Batch:
 
     step: int  # the learning clock: one step per applied vote
     bandit: ThresholdBandit
-    claimed: set[str] = field(default_factory=set)
+    unclaimed: set[str] = field(default_factory=set)  # claimed by this batch, not yet used
     decisions: dict[str, Decision] = field(default_factory=dict)
     # (recommendation, operator) → the stored vote, or None until a replacement loads it
     votes: dict[tuple[str, str], StoredVote | None] = field(default_factory=dict)
@@ -84,9 +84,9 @@ class FeedbackRecorder:
                 with self.uow.write() as conn:
                     return self._record_all(conn, batch)
             except IntegrityError:
-                # A concurrent writer stored the same event (or the first score of the same
-                # scenario) between our read and our write: the next attempt sees it. A
-                # batch is retried item by item by the group commit instead.
+                # Another replica stored a vote of the same operator on the same
+                # recommendation between our read and our write: the next attempt sees it
+                # and replaces it. A batch is retried item by item by the group commit.
                 if attempt == 4 or len(batch) > 1:
                     raise
         raise AssertionError("unreachable")
@@ -132,7 +132,10 @@ class FeedbackRecorder:
         """Apply a batch of votes in order: a few queries up front, one write per table."""
         step, bandit_steps = load_clock(conn)  # serialises learning updates
         loaded = _Batch(step=step, bandit=load_bandit(conn, self.config.bandit, bandit_steps))
-        loaded.claimed |= claimed(conn, {fb.source_event_id for fb in batch})
+        # Every delivery is claimed up front in one statement; a vote whose id was taken
+        # (earlier, or by an earlier vote of this batch) is a duplicate.
+        events = {fb.source_event_id for fb in batch}
+        loaded.unclaimed = claim_events(conn, events, self.uow.clock())
         rec_ids = {fb.recommendation_id for fb in batch}
         for rec_id, decision_json in decisions(conn, rec_ids).items():
             loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
@@ -154,11 +157,10 @@ class FeedbackRecorder:
         return results
 
     def _record(self, conn: Connection, fb: FeedbackInput, loaded: _Batch) -> FeedbackResult:
-        if fb.source_event_id in loaded.claimed:
+        if fb.source_event_id not in loaded.unclaimed:
             return FeedbackResult(FeedbackStatus.DUPLICATE)
+        loaded.unclaimed.discard(fb.source_event_id)
         now = self.uow.clock()
-        loaded.claimed.add(fb.source_event_id)
-        loaded.writes.events.append({"event_id": fb.source_event_id, "created_at": now})
         decision = loaded.decisions.get(fb.recommendation_id)
         if decision is None:
             return FeedbackResult(FeedbackStatus.UNKNOWN_RECOMMENDATION)

@@ -1,5 +1,5 @@
-"""Claiming a delivery: once per id, in one statement, and a concurrent claim of the same id
-neither fails nor claims it twice (SQLite and PostgreSQL)."""
+"""Claiming a delivery: once per id, in one statement (also a batch of ids), and a concurrent
+claim of the same id neither fails nor claims it twice (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from sqlalchemy import Engine, func, select
 
 from bot.db.engine import table_of
-from bot.db.feedback_rows import claim_event, is_claimed
+from bot.db.feedback_rows import claim_event, claim_events, is_claimed
 from bot.db.models import ProcessedEvent
 
 NOW = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
@@ -63,3 +63,37 @@ def test_concurrent_claims_of_one_id_give_one_winner(engine: Engine) -> None:
     assert errors == []
     assert sorted(claims) == [False, False, False, True]
     assert _count(engine) == 1
+
+
+def test_a_batch_claims_only_the_ids_still_free(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert claim_event(conn, "Ev1", NOW)
+    with engine.begin() as conn:
+        assert claim_events(conn, ["Ev1", "Ev2", "Ev3", "Ev2"], NOW) == {"Ev2", "Ev3"}
+        assert claim_events(conn, ["Ev3"], NOW) == set()  # seen inside the same transaction
+        assert claim_events(conn, [], NOW) == set()
+    assert _count(engine) == 3
+
+
+def test_concurrent_batches_claim_each_id_once(engine: Engine) -> None:
+    won: list[set[str]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+    ids = [f"Ev{i}" for i in range(20)]
+
+    def claim(k: int) -> None:
+        try:
+            start.wait()
+            with engine.begin() as conn:  # overlapping sets, in different orders
+                won.append(claim_events(conn, ids[k * 3 :] + ids[: k * 3], NOW))
+        except BaseException as exc:  # reported below: the test must see it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(i for w in won for i in w) == sorted(ids)
+    assert _count(engine) == len(ids)
