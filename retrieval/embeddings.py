@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -94,6 +94,13 @@ class EmbeddingBackend(StrEnum):
     ONNX_INT8 = "onnx-int8"
 
 
+# Runs of at most this many tokens (rows x width) go to a one-thread session: measured on
+# a 2-core machine, one query of ~55 tokens embeds in 2.1 ms on one thread against 2.9 ms
+# on two, and two threads only win from ~130 tokens (``embed_query_one_thread_ratio`` in
+# bench/embeddings.py keeps measuring the first).
+SMALL_RUN_TOKENS = 96
+
+
 class OnnxEmbedder:
     """The model's transformer exported to ONNX (see ``retrieval.onnx_export``), tokenised
     with its own ``tokenizer.json``, mean-pooled and normalised as sentence-transformers
@@ -108,7 +115,6 @@ class OnnxEmbedder:
         batch_size: int = 16,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         from retrieval.onnx_export import check_model_folder, exported_model
@@ -123,6 +129,14 @@ class OnnxEmbedder:
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_length=int(shape["max_seq_length"]))
         self._tokenizer.enable_padding()
+        self._session = self._open(threads)
+        # A short run (one incident's text) is faster on one thread: waking the pool's
+        # other thread costs more than it saves (bench/embeddings.py measures both).
+        self._small = self._open(1) if threads is None else self._session
+
+    def _open(self, threads: int | None) -> Any:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Wait for work without spinning: the bot shares its cores with Chroma, the database
@@ -130,9 +144,7 @@ class OnnxEmbedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
-        self._session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
+        return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     @property
     def dimension(self) -> int:
@@ -157,7 +169,8 @@ class OnnxEmbedder:
 
     def _embed_batch(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> FloatMatrix:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = np.asarray(self._session.run(["last_hidden_state"], feeds)[0], dtype=np.float32)
+        session = self._small if ids.size <= SMALL_RUN_TOKENS else self._session
+        hidden = np.asarray(session.run(["last_hidden_state"], feeds)[0], dtype=np.float32)
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)

@@ -103,21 +103,36 @@ def test_each_backend_of_one_model_is_its_own_identity(
     assert embedder_identity(int8).endswith(key)
 
 
+def test_a_short_run_gives_what_the_thread_pool_gives(
+    onnx_embedder: OnnxEmbedder, onnx_cache: Path
+) -> None:
+    """One query runs on the one-thread session, a batch on the pool: the same vectors."""
+    pool_only = OnnxEmbedder(bundled_model_path(), onnx_cache, threads=2)
+    for text in TEXTS[:3]:  # each a few dozen tokens at most: the one-thread session
+        assert np.allclose(onnx_embedder.embed([text]), pool_only.embed([text]), atol=1e-5)
+    assert np.allclose(onnx_embedder.embed(TEXTS), pool_only.embed(TEXTS), atol=1e-5)
+
+
 def test_one_session_from_several_threads(onnx_embedder: OnnxEmbedder) -> None:
     expected = onnx_embedder.embed(TEXTS)
+    alone = [onnx_embedder.embed([t])[0] for t in TEXTS[:3]]
     results: dict[int, np.ndarray] = {}
+    short: dict[int, list[np.ndarray]] = {}
 
     def work(i: int) -> None:
         results[i] = onnx_embedder.embed(TEXTS)
+        short[i] = [onnx_embedder.embed([t])[0] for t in TEXTS[:3]]  # the one-thread session
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 4
+    assert len(results) == len(short) == 4
     for vectors in results.values():
         assert np.allclose(vectors, expected, atol=1e-5)
+    for found in short.values():
+        assert np.allclose(found, alone, atol=1e-5)
 
 
 def test_models_the_backend_cannot_run_are_refused(tmp_path: Path) -> None:
