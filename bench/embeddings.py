@@ -76,6 +76,12 @@ def _quick_subset(pairs: list[Pair], root: Path, folder: Path) -> tuple[Path, li
     return folder, [p for p in own if p.relevant <= kept]
 
 
+def _query_ms(embedder: Embedder, text: str) -> float:
+    t = time.perf_counter()
+    embedder.embed([text])
+    return (time.perf_counter() - t) * 1000
+
+
 def run(
     repeats: int, queries: int, chunks: int, quick: bool, cache_dir: Path | None = None
 ) -> dict[str, Any]:
@@ -120,17 +126,11 @@ def _measure(
         per_pool: list[float] = []
         for text in texts:
             if rep % 2:  # the pool's query first on every other repetition
-                t = time.perf_counter()
-                pool.embed([text])
-                per_pool.append((time.perf_counter() - t) * 1000)
+                per_pool.append(_query_ms(pool, text))
             for backend in order:
-                t = time.perf_counter()
-                embedders[backend].embed([text])
-                per_query[backend].append((time.perf_counter() - t) * 1000)
+                per_query[backend].append(_query_ms(embedders[backend], text))
             if not rep % 2:
-                t = time.perf_counter()
-                pool.embed([text])
-                per_pool.append((time.perf_counter() - t) * 1000)
+                per_pool.append(_query_ms(pool, text))
         pool_ms.append(statistics.median(per_pool))
         for backend in order:
             t = time.perf_counter()

@@ -130,9 +130,7 @@ class OnnxEmbedder:
         self._tokenizer.enable_truncation(max_length=int(shape["max_seq_length"]))
         self._tokenizer.enable_padding()
         self._session = self._open(threads)
-        # A short run (one incident's text) is faster on one thread: waking the pool's
-        # other thread costs more than it saves (bench/embeddings.py measures both).
-        self._small = self._open(1) if threads is None else self._session
+        self._small = self._open(1) if threads is None else self._session  # SMALL_RUN_TOKENS
 
     def _open(self, threads: int | None) -> Any:
         import onnxruntime as ort

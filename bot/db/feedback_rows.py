@@ -90,8 +90,7 @@ def is_claimed(conn: Connection, event_id: str) -> bool:
 def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:
     """Mark a delivery handled; False if it already was (or a concurrent claim of the same
     id committed first)."""
-    claim = _CLAIM[conn.dialect.name]
-    return conn.execute(claim, {"event_id": event_id, "created_at": now}).first() is not None
+    return event_id in claim_events(conn, [event_id], now)
 
 
 def claim_events(conn: Connection, event_ids: Collection[str], now: dt.datetime) -> set[str]:

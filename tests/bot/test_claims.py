@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import Engine, func, select
 
@@ -42,25 +43,34 @@ def test_a_claim_rolled_back_leaves_the_id_free(engine: Engine) -> None:
         assert claim_event(conn, "Ev1", NOW)
 
 
-def test_concurrent_claims_of_one_id_give_one_winner(engine: Engine) -> None:
-    claims: list[bool] = []
+def _at_once(work: Callable[[int], None], n: int = 4) -> list[BaseException]:
+    """Run ``work(0..n-1)`` on n threads released together; what any of them raised."""
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
+    start = threading.Barrier(n)
 
-    def claim() -> None:
+    def run(k: int) -> None:
         try:
             start.wait()
-            with engine.begin() as conn:
-                claims.append(claim_event(conn, "EvSame", NOW))
-        except BaseException as exc:  # reported below: the test must see it
+            work(k)
+        except BaseException as exc:  # returned: the test must see it
             errors.append(exc)
 
-    threads = [threading.Thread(target=claim) for _ in range(4)]
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert errors == []
+    return errors
+
+
+def test_concurrent_claims_of_one_id_give_one_winner(engine: Engine) -> None:
+    claims: list[bool] = []
+
+    def claim(_: int) -> None:
+        with engine.begin() as conn:
+            claims.append(claim_event(conn, "EvSame", NOW))
+
+    assert _at_once(claim) == []
     assert sorted(claims) == [False, False, False, True]
     assert _count(engine) == 1
 
@@ -77,23 +87,12 @@ def test_a_batch_claims_only_the_ids_still_free(engine: Engine) -> None:
 
 def test_concurrent_batches_claim_each_id_once(engine: Engine) -> None:
     won: list[set[str]] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(4)
     ids = [f"Ev{i}" for i in range(20)]
 
     def claim(k: int) -> None:
-        try:
-            start.wait()
-            with engine.begin() as conn:  # overlapping sets, in different orders
-                won.append(claim_events(conn, ids[k * 3 :] + ids[: k * 3], NOW))
-        except BaseException as exc:  # reported below: the test must see it
-            errors.append(exc)
+        with engine.begin() as conn:  # overlapping sets, in different orders
+            won.append(claim_events(conn, ids[k * 3 :] + ids[: k * 3], NOW))
 
-    threads = [threading.Thread(target=claim, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
+    assert _at_once(claim) == []
     assert sorted(i for w in won for i in w) == sorted(ids)
     assert _count(engine) == len(ids)
