@@ -32,8 +32,12 @@ _IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("
 _DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
     _RECS.c.id.in_(bindparam("ids", expanding=True))
 )
-_VOTERS = select(_VOTES.c.recommendation_id, _VOTES.c.operator_id).where(
-    _VOTES.c.recommendation_id.in_(bindparam("ids", expanding=True))
+# A batch of votes reads its decisions and who already voted on them in one statement
+# (the decision's text comes once per earlier voter: a handful at most).
+_DECISIONS_AND_VOTERS = (
+    select(_RECS.c.id, _RECS.c.decision_json, _VOTES.c.operator_id)
+    .select_from(_RECS.outerjoin(_VOTES, _VOTES.c.recommendation_id == _RECS.c.id))
+    .where(_RECS.c.id.in_(bindparam("ids", expanding=True)))
 )
 _VOTE = select(
     _VOTES.c.id,
@@ -108,9 +112,20 @@ def decisions(conn: Connection, rec_ids: Collection[str]) -> dict[str, str]:
     return {str(row.id): str(row.decision_json) for row in rows}
 
 
-def voters(conn: Connection, rec_ids: Collection[str]) -> set[tuple[str, str]]:
-    """(recommendation id, operator id) of every stored vote on these recommendations."""
-    return {(rec, op) for rec, op in conn.execute(_VOTERS, {"ids": sorted(rec_ids)})}
+def decisions_and_voters(
+    conn: Connection, rec_ids: Collection[str]
+) -> tuple[dict[str, str], set[tuple[str, str]]]:
+    """``decisions`` of these recommendations, and (recommendation id, operator id) of
+    every vote stored on them, in one query."""
+    found: dict[str, str] = {}
+    voted: set[tuple[str, str]] = set()
+    for rec, decision_json, operator in conn.execute(
+        _DECISIONS_AND_VOTERS, {"ids": sorted(rec_ids)}
+    ):
+        found[str(rec)] = str(decision_json)
+        if operator is not None:
+            voted.add((str(rec), str(operator)))
+    return found, voted
 
 
 def stored_vote(conn: Connection, rec_id: str, operator_id: str) -> StoredVote | None:

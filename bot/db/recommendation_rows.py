@@ -1,16 +1,26 @@
-"""Statements of the recommendation path, built once: storing a decision, attaching the
-posted message, and the reporter's display preference."""
+"""Statements of the recommendation path, built once: the single-valued part of a
+decision's snapshot, storing a decision, attaching the posted message, and the reporter's
+display preference."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
-from bot.db.models import AuditEntry, Incident, OperatorPrefs, Recommendation
+from bot.db.models import (
+    AuditEntry,
+    Incident,
+    ModelVersion,
+    MonitorStateRow,
+    OperatorPrefs,
+    ProcessedEvent,
+    Recommendation,
+)
 
 _RECS = table_of(Recommendation)
 _PREFS = table_of(OperatorPrefs)
@@ -23,6 +33,37 @@ _ATTACH = (
     .values(channel=bindparam("channel"), message_ts=bindparam("ts"), post_state="posted")
 )
 _VERBOSITY = select(_PREFS.c.verbosity).where(_PREFS.c.operator_id == bindparam("op"))
+_EVENTS = table_of(ProcessedEvent)
+_MODELS = table_of(ModelVersion)
+_MONITOR = table_of(MonitorStateRow)
+# Four single values a decision reads, as scalar subqueries of one statement: a round trip
+# through the driver costs more than any of these lookups (they are all by key).
+_SCALARS = select(
+    exists().where(_EVENTS.c.event_id == bindparam("event")).label("claimed"),
+    select(_MODELS.c.id).where(_MODELS.c.live.is_(True)).limit(1).scalar_subquery(),
+    select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1).scalar_subquery(),
+    _VERBOSITY.scalar_subquery(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionScalars:
+    claimed: bool  # the delivery was handled already
+    live_model: int | None  # the model that gives priors, if a retrain was accepted
+    monitor_json: str | None  # the meta-monitor's state document (None: none stored yet)
+    verbosity: str  # the reporter's display preference ("": none)
+
+
+def decision_scalars(conn: Connection, event_id: str | None, reporter: str) -> DecisionScalars:
+    """The single-valued part of a decision's snapshot, in one statement."""
+    row = conn.execute(_SCALARS, {"event": event_id or "", "op": reporter}).one()
+    claimed, live, monitor_json, verbosity = row
+    return DecisionScalars(
+        claimed=bool(event_id) and bool(claimed),
+        live_model=None if live is None else int(live),
+        monitor_json=monitor_json,
+        verbosity=(verbosity or "") if reporter else "",
+    )
 
 
 def store_recommendation(

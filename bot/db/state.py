@@ -91,7 +91,11 @@ def save_clock(conn: Connection, step: int, bandit_steps: int) -> None:
 def read_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
     """The monitor as last committed, for decisions and reports: never writes, so it is
     safe in a read-only transaction (a fresh monitor until a writer has stored one)."""
-    stored = conn.execute(_READ_MONITOR).scalar_one_or_none()
+    return monitor_of(conn.execute(_READ_MONITOR).scalar_one_or_none(), config)
+
+
+def monitor_of(stored: str | None, config: MonitorConfig) -> MetaMonitor:
+    """The monitor of a stored state document (a fresh one when nothing is stored)."""
     state = MonitorState.from_dict(json.loads(stored)) if stored else MonitorState()
     return MetaMonitor(config, state)
 

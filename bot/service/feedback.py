@@ -26,9 +26,9 @@ from bot.db.feedback_rows import (
     claim_event,
     claim_events,
     decisions,
+    decisions_and_voters,
     replace_vote,
     stored_vote,
-    voters,
     withdraw_vote,
 )
 from bot.db.group_commit import GroupCommit
@@ -136,10 +136,10 @@ class FeedbackRecorder:
         # (earlier, or by an earlier vote of this batch) is a duplicate.
         events = {fb.source_event_id for fb in batch}
         loaded.unclaimed = claim_events(conn, events, self.uow.clock())
-        rec_ids = {fb.recommendation_id for fb in batch}
-        for rec_id, decision_json in decisions(conn, rec_ids).items():
+        stored, voted = decisions_and_voters(conn, {fb.recommendation_id for fb in batch})
+        for rec_id, decision_json in stored.items():
             loaded.decisions[rec_id] = decision_from_dict(json.loads(decision_json))
-        loaded.votes.update(dict.fromkeys(voters(conn, rec_ids)))  # loaded if replaced
+        loaded.votes.update(dict.fromkeys(voted))  # loaded if replaced
         loaded.scores = scenario_evidence(
             conn,
             (

@@ -24,13 +24,13 @@ from sqlmodel import select
 
 from bot.context.build import scenario_for
 from bot.context.gather import ContextGatherer
-from bot.db.feedback_rows import claim_event, is_claimed, recent_losses
+from bot.db.feedback_rows import claim_event, recent_losses
 from bot.db.follow_up_rows import open_follow_up
 from bot.db.models import Recommendation
 from bot.db.outbox_rows import mark_decided
-from bot.db.recommendation_rows import store_recommendation
+from bot.db.recommendation_rows import decision_scalars, store_recommendation
 from bot.db.scores import context_evidence
-from bot.db.state import audit_row, live_model, model_weights, read_bandit, read_monitor
+from bot.db.state import audit_row, model_weights, monitor_of, read_bandit
 from bot.extraction.rules import Vocabulary
 from bot.service.deferrals import DeferralPolicy
 from bot.service.deferrals import incident_json as deferral_incident
@@ -65,6 +65,7 @@ class _DecisionState:
     evidence: dict[str, Evidence]
     bandit: ThresholdBandit
     losses: list[float]
+    verbosity: str  # the reporter's preference ("": none), so posting needs no read of its own
 
 
 class Recommender:
@@ -108,7 +109,7 @@ class Recommender:
         # in the same snapshot (one read, not two, on every incident; a retried delivery
         # pays for its search), and the write below claims the event in any case.
         event_id = incident.source_event_id
-        state = self._decision_state(scenario.context_key, event_id)
+        state = self._decision_state(scenario.context_key, event_id, incident.reporter)
         if event_id and state.claimed:
             return self._existing(event_id)
         prior, bandit = state.prior, state.bandit
@@ -197,7 +198,7 @@ class Recommender:
                 thread_ts=incident.thread_ts,
                 now=now,
             )
-        return Recorded(rec_id, decision)
+        return Recorded(rec_id, decision, verbosity=state.verbosity)
 
     def _scenario(
         self,
@@ -221,16 +222,20 @@ class Recommender:
         text = text[: self.max_incident_chars]
         return self._scenario(text, hints, now, self.retriever.search(text, self.candidates))
 
-    def _decision_state(self, context_key: str, event_id: str | None) -> _DecisionState:
+    def _decision_state(
+        self, context_key: str, event_id: str | None, reporter: str
+    ) -> _DecisionState:
         """What a decision reads, in one snapshot."""
         with self.uow.read() as conn:
+            one = decision_scalars(conn, event_id, reporter)
             return _DecisionState(
-                claimed=bool(event_id and is_claimed(conn, event_id)),
-                prior=self._prior(conn),
-                paused=set(read_monitor(conn, self.config.monitor).state.paused),
+                claimed=one.claimed,
+                prior=self._prior(conn, one.live_model),
+                paused=set(monitor_of(one.monitor_json, self.config.monitor).state.paused),
                 evidence=context_evidence(conn, context_key, self.config.scoring),
                 bandit=read_bandit(conn, self.config.bandit),
                 losses=recent_losses(conn),
+                verbosity=one.verbosity,
             )
 
     def _propensities(self, bandit: ThresholdBandit) -> npt.NDArray[np.float64]:
@@ -253,8 +258,7 @@ class Recommender:
             return Recorded(rec.id, decision, duplicate=True)
 
     # -- state ------------------------------------------------------------------------
-    def _prior(self, conn: Connection) -> Prior:
-        live_id = live_model(conn)
+    def _prior(self, conn: Connection, live_id: int | None) -> Prior:
         if live_id is None:
             return SimilarityPrior()
         if self._model_cache is None or self._model_cache[0] != live_id:

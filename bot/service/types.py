@@ -119,6 +119,7 @@ class Recorded:
     recommendation_id: str
     decision: Decision
     duplicate: bool = False  # the same delivery was already handled: do not post again
+    verbosity: str = ""  # the reporter's own preference, read with the decision ("": none)
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ def post_recommendation(ctx: SlackContext, client: WebClient, incident: Incident
         incident.reporter,
         ids,
         started,
+        verbosity=recorded.verbosity or ctx.default_verbosity,
     )
     return True
 
@@ -94,11 +95,14 @@ def post_decision(
     reporter: str,
     ids: dict[str, Any],
     started: float,
+    verbosity: str | None = None,
 ) -> None:
     """Render a stored decision, post it and record the message; the caller holds the
     post (its lease). A failed post gives the lease back, so a retry or the outbox job
-    can post it at once."""
-    verbosity = ctx.service.verbosity(reporter, ctx.default_verbosity)
+    can post it at once. ``verbosity`` is the reporter's when the caller read it already
+    (with the decision); otherwise it is read here."""
+    if verbosity is None:
+        verbosity = ctx.service.verbosity(reporter, ctx.default_verbosity)
     shown = candidate_shown(decision)  # the recommendation, or the one awaiting
     steps = ctx.steps(shown.playbook_id) if shown else ()
     kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}

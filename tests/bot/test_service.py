@@ -333,3 +333,7 @@ def test_operator_preferences(engine: Engine, rego_engine: RegoPolicyEngine) -> 
     assert svc.verbosity("U1", "full") == "brief"
     with pytest.raises(ValueError, match="verbosity"):
         svc.set_verbosity("U1", "loud")
+    # a recommendation carries its reporter's preference, read with the decision
+    assert svc.recommend(IncidentInput(TEXT, "slack", reporter="U1")).verbosity == "brief"
+    assert svc.recommend(IncidentInput(TEXT, "slack", reporter="U2")).verbosity == ""
+    assert svc.recommend(IncidentInput(TEXT, "alertmanager")).verbosity == ""
