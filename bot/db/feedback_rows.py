@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Text, bindparam, cast, null, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -32,12 +32,17 @@ _IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("
 _DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
     _RECS.c.id.in_(bindparam("ids", expanding=True))
 )
-# A batch of votes reads its decisions and who already voted on them in one statement
-# (the decision's text comes once per earlier voter: a handful at most).
-_DECISIONS_AND_VOTERS = (
-    select(_RECS.c.id, _RECS.c.decision_json, _VOTES.c.operator_id)
-    .select_from(_RECS.outerjoin(_VOTES, _VOTES.c.recommendation_id == _RECS.c.id))
-    .where(_RECS.c.id.in_(bindparam("ids", expanding=True)))
+# A batch of votes reads its decisions and who already voted on them in one statement: two
+# key lookups glued by UNION ALL, each answered from its own index whatever the planner
+# thinks of the vote table (a LEFT JOIN became a hash join over the whole table on
+# PostgreSQL when one recommendation held most of a million votes: 210 ms a batch).
+_DECISIONS_AND_VOTERS = union_all(
+    select(_RECS.c.id, _RECS.c.decision_json, null().label("operator_id")).where(
+        _RECS.c.id.in_(bindparam("ids", expanding=True))
+    ),
+    select(
+        _VOTES.c.recommendation_id, cast(null(), Text).label("decision_json"), _VOTES.c.operator_id
+    ).where(_VOTES.c.recommendation_id.in_(bindparam("ids", expanding=True))),
 )
 _VOTE = select(
     _VOTES.c.id,
@@ -122,8 +127,9 @@ def decisions_and_voters(
     for rec, decision_json, operator in conn.execute(
         _DECISIONS_AND_VOTERS, {"ids": sorted(rec_ids)}
     ):
-        found[str(rec)] = str(decision_json)
-        if operator is not None:
+        if operator is None:
+            found[str(rec)] = str(decision_json)
+        else:
             voted.add((str(rec), str(operator)))
     return found, voted
 

@@ -12,15 +12,8 @@ from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
-from bot.db.models import (
-    AuditEntry,
-    Incident,
-    ModelVersion,
-    MonitorStateRow,
-    OperatorPrefs,
-    ProcessedEvent,
-    Recommendation,
-)
+from bot.db.models import AuditEntry, Incident, OperatorPrefs, ProcessedEvent, Recommendation
+from bot.db.state import LIVE_MODEL, READ_MONITOR
 
 _RECS = table_of(Recommendation)
 _PREFS = table_of(OperatorPrefs)
@@ -34,14 +27,12 @@ _ATTACH = (
 )
 _VERBOSITY = select(_PREFS.c.verbosity).where(_PREFS.c.operator_id == bindparam("op"))
 _EVENTS = table_of(ProcessedEvent)
-_MODELS = table_of(ModelVersion)
-_MONITOR = table_of(MonitorStateRow)
 # Four single values a decision reads, as scalar subqueries of one statement: a round trip
 # through the driver costs more than any of these lookups (they are all by key).
 _SCALARS = select(
     exists().where(_EVENTS.c.event_id == bindparam("event")).label("claimed"),
-    select(_MODELS.c.id).where(_MODELS.c.live.is_(True)).limit(1).scalar_subquery(),
-    select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1).scalar_subquery(),
+    LIVE_MODEL.limit(1).scalar_subquery(),
+    READ_MONITOR.scalar_subquery(),
     _VERBOSITY.scalar_subquery(),
 )
 

@@ -35,7 +35,8 @@ _AUDIT = table_of(AuditEntry)
 _MODELS = table_of(ModelVersion)
 _CLOCK = table_of(LearningClock)
 
-_READ_MONITOR = select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1)
+# Public, with LIVE_MODEL: a decision's snapshot reads both inside one statement.
+READ_MONITOR = select(_MONITOR.c.state_json).where(_MONITOR.c.id == 1)
 _WRITE_MONITOR = (
     update(_MONITOR)
     .where(_MONITOR.c.id == 1)
@@ -50,7 +51,7 @@ _WRITE_ARM = (
     .values(alpha=bindparam("a"), beta=bindparam("b"))
 )
 
-_LIVE_MODEL = select(_MODELS.c.id).where(_MODELS.c.live.is_(True))
+LIVE_MODEL = select(_MODELS.c.id).where(_MODELS.c.live.is_(True))  # see READ_MONITOR
 _MODEL_WEIGHTS = select(_MODELS.c.weights_json).where(_MODELS.c.id == bindparam("id"))
 
 
@@ -91,7 +92,7 @@ def save_clock(conn: Connection, step: int, bandit_steps: int) -> None:
 def read_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
     """The monitor as last committed, for decisions and reports: never writes, so it is
     safe in a read-only transaction (a fresh monitor until a writer has stored one)."""
-    return monitor_of(conn.execute(_READ_MONITOR).scalar_one_or_none(), config)
+    return monitor_of(conn.execute(READ_MONITOR).scalar_one_or_none(), config)
 
 
 def monitor_of(stored: str | None, config: MonitorConfig) -> MetaMonitor:
@@ -105,7 +106,7 @@ def load_monitor(conn: Connection, config: MonitorConfig) -> MetaMonitor:
     serialises every learning update behind it, and created on first use."""
     locking = conn.dialect.name == "postgresql"
     stored = conn.execute(
-        _READ_MONITOR.with_for_update() if locking else _READ_MONITOR
+        READ_MONITOR.with_for_update() if locking else READ_MONITOR
     ).scalar_one_or_none()
     if stored is None:
         stored = json.dumps(MonitorState().to_dict())
@@ -220,7 +221,7 @@ def save_bandit(conn: Connection, bandit: ThresholdBandit) -> None:
 
 def live_model(conn: Connection) -> int | None:
     """The id of the model that gives priors now, if a retrain has been accepted."""
-    return conn.execute(_LIVE_MODEL).scalars().first()
+    return conn.execute(LIVE_MODEL).scalars().first()
 
 
 def model_weights(conn: Connection, model_id: int) -> str:

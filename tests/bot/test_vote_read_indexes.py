@@ -1,6 +1,7 @@
 """What every recommendation reads of the votes is answered from indexes (revision 0006):
 the recent losses without scanning or sorting the table, a scenario's counts without
-reading its rows; the revision goes down and up again cleanly."""
+reading its rows; the revision goes down and up again cleanly. A batch of votes reads its
+decisions and earlier voters by key, also beside one recommendation with most votes."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from alembic import command
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection
 
+from bench.tick import fill
 from bot.db.engine import make_engine
-from bot.db.feedback_rows import recent_losses
+from bot.db.feedback_rows import decisions_and_voters, recent_losses
 from bot.db.migrate import alembic_config, current_revision, upgrade
 from bot.db.scores import context_evidence, scenario_evidence
+from bot.service import FeedbackInput, IncidentInput, NPOService
+from core.feedback import FeedbackKind
+from core.npo import NPOConfig
 from core.scoring import ScoringConfig
+from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE
 
 
 def _plan(url: str, read: Callable[[Connection], object]) -> str:
@@ -67,3 +74,61 @@ def test_revision_0006_goes_down_and_up(db_url: str) -> None:
     engine.dispose()
     assert {"ix_feedback_scenario_live", "ix_feedback_updated_at"} <= names
     assert "ix_feedback_scenario" not in names
+
+
+def _pg_plan(conn: Connection, read: Callable[[Connection], object]) -> str:
+    """PostgreSQL's plan of the one statement ``read`` sends."""
+    sent: list[tuple[str, Any]] = []
+
+    def _seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        sent.append((statement, params))
+
+    event.listen(conn, "before_cursor_execute", _seen)
+    try:
+        read(conn)
+    finally:
+        event.remove(conn, "before_cursor_execute", _seen)
+    assert len(sent) == 1, sent
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(f"EXPLAIN {sent[0][0]}", sent[0][1])
+        return " | ".join(str(row[0]) for row in cur.fetchall())
+    finally:
+        cur.close()
+
+
+def test_a_batch_reads_its_decisions_and_voters_by_key_beside_a_skewed_history(
+    db_url: str,
+) -> None:
+    """One recommendation holding most votes (an old, busy incident) must not turn a
+    batch's read into a scan of the vote table: on PostgreSQL a LEFT JOIN did (a hash join
+    over every vote, 210 ms a batch at a million votes)."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    service = NPOService(
+        engine,
+        FakeRetriever([FakeHit("pb-1", 0.8)]),
+        ScriptedSPE(),
+        NPOConfig(),
+        np.random.default_rng(0),
+    )
+    busy = service.recommend(IncidentInput("an old incident", "test")).recommendation_id
+    recs = [
+        service.recommend(IncidentInput(f"incident {i}", "test")).recommendation_id
+        for i in range(8)
+    ]
+    fill(engine, 50_000, busy)  # bulk votes on one recommendation, then ANALYZE
+    service.record_feedback(FeedbackInput(recs[0], "U1", FeedbackKind.LIKE, "ev-1"))
+    service.record_feedback(FeedbackInput(recs[0], "U2", FeedbackKind.LIKE, "ev-2"))
+    with engine.connect() as conn:
+        found, voted = decisions_and_voters(conn, [*recs, "no-such-recommendation"])
+        assert set(found) == set(recs) and voted == {(recs[0], "U1"), (recs[0], "U2")}
+        plan = (
+            _pg_plan(conn, lambda c: decisions_and_voters(c, recs))
+            if engine.dialect.name == "postgresql"
+            else ""
+        )
+    engine.dispose()
+    assert "Seq Scan on feedback" not in plan, plan
