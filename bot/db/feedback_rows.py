@@ -28,7 +28,8 @@ _CLAIM = {
     .returning(_EVENTS.c.event_id)  # a row back: claimed now (rowcount is -1 on psycopg)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
-_IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("id"))
+# Public: a decision's snapshot asks it as a subquery (``recommendation_rows``).
+IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("id"))
 _DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
     _RECS.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -37,9 +38,7 @@ _DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
 # thinks of the vote table (a LEFT JOIN became a hash join over the whole table on
 # PostgreSQL when one recommendation held most of a million votes: 210 ms a batch).
 _DECISIONS_AND_VOTERS = union_all(
-    select(_RECS.c.id, _RECS.c.decision_json, null().label("operator_id")).where(
-        _RECS.c.id.in_(bindparam("ids", expanding=True))
-    ),
+    _DECISIONS.add_columns(null().label("operator_id")),
     select(
         _VOTES.c.recommendation_id, cast(null(), Text).label("decision_json"), _VOTES.c.operator_id
     ).where(_VOTES.c.recommendation_id.in_(bindparam("ids", expanding=True))),
@@ -93,7 +92,7 @@ class StoredVote:
 
 
 def is_claimed(conn: Connection, event_id: str) -> bool:
-    return conn.execute(_IS_CLAIMED, {"id": event_id}).first() is not None
+    return conn.execute(IS_CLAIMED, {"id": event_id}).first() is not None
 
 
 def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
-from bot.db.models import AuditEntry, Incident, OperatorPrefs, ProcessedEvent, Recommendation
+from bot.db.feedback_rows import IS_CLAIMED
+from bot.db.models import AuditEntry, Incident, OperatorPrefs, Recommendation
 from bot.db.state import LIVE_MODEL, READ_MONITOR
 
 _RECS = table_of(Recommendation)
@@ -26,11 +27,10 @@ _ATTACH = (
     .values(channel=bindparam("channel"), message_ts=bindparam("ts"), post_state="posted")
 )
 _VERBOSITY = select(_PREFS.c.verbosity).where(_PREFS.c.operator_id == bindparam("op"))
-_EVENTS = table_of(ProcessedEvent)
 # Four single values a decision reads, as scalar subqueries of one statement: a round trip
 # through the driver costs more than any of these lookups (they are all by key).
 _SCALARS = select(
-    exists().where(_EVENTS.c.event_id == bindparam("event")).label("claimed"),
+    IS_CLAIMED.exists().label("claimed"),
     LIVE_MODEL.limit(1).scalar_subquery(),
     READ_MONITOR.scalar_subquery(),
     _VERBOSITY.scalar_subquery(),
@@ -47,7 +47,7 @@ class DecisionScalars:
 
 def decision_scalars(conn: Connection, event_id: str | None, reporter: str) -> DecisionScalars:
     """The single-valued part of a decision's snapshot, in one statement."""
-    row = conn.execute(_SCALARS, {"event": event_id or "", "op": reporter}).one()
+    row = conn.execute(_SCALARS, {"id": event_id or "", "op": reporter}).one()
     claimed, live, monitor_json, verbosity = row
     return DecisionScalars(
         claimed=bool(event_id) and bool(claimed),

@@ -26,36 +26,44 @@ from core.scoring import ScoringConfig
 from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE
 
 
-def _plan(url: str, read: Callable[[Connection], object]) -> str:
-    """SQLite's plan of the one statement ``read`` sends."""
-    engine = make_engine(url)
+def _plan(conn: Connection, read: Callable[[Connection], object]) -> str:
+    """The database's plan of the one SELECT ``read`` sends (SQLite or PostgreSQL)."""
     sent: list[tuple[str, Any]] = []
 
-    @event.listens_for(engine, "before_cursor_execute")
     def _seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
             sent.append((statement, params))
 
-    with engine.connect() as conn:
+    event.listen(conn, "before_cursor_execute", _seen)
+    try:
         read(conn)
-        assert len(sent) == 1, sent
-        statement, params = sent[0]
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        rows = raw.execute(f"EXPLAIN QUERY PLAN {statement}", params).fetchall()
-    engine.dispose()
-    return " | ".join(str(row[-1]) for row in rows)
+    finally:
+        event.remove(conn, "before_cursor_execute", _seen)
+    assert len(sent) == 1, sent
+    statement, params = sent[0]
+    sqlite = conn.dialect.name == "sqlite"
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(f"{'EXPLAIN QUERY PLAN' if sqlite else 'EXPLAIN'} {statement}", params)
+        return " | ".join(str(row[-1] if sqlite else row[0]) for row in cur.fetchall())
+    finally:
+        cur.close()
 
 
 def test_the_reads_of_a_recommendation_use_the_indexes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/npo.db"
     upgrade(url)
     config = ScoringConfig()
-    recent = _plan(url, recent_losses)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        recent = _plan(conn, recent_losses)
+        context = _plan(conn, lambda c: context_evidence(c, "k", config))
+        keys = _plan(conn, lambda c: scenario_evidence(c, [("pb-1", "k"), ("pb-2", "k")], config))
+    engine.dispose()
     assert "ix_feedback_updated_at" in recent and "TEMP B-TREE" not in recent, recent
-    context = _plan(url, lambda conn: context_evidence(conn, "k", config))
     assert "COVERING INDEX ix_feedback_scenario_live" in context, context
-    keys = _plan(url, lambda conn: scenario_evidence(conn, [("pb-1", "k"), ("pb-2", "k")], config))
     assert "COVERING INDEX ix_feedback_scenario_live" in keys, keys
 
 
@@ -74,29 +82,6 @@ def test_revision_0006_goes_down_and_up(db_url: str) -> None:
     engine.dispose()
     assert {"ix_feedback_scenario_live", "ix_feedback_updated_at"} <= names
     assert "ix_feedback_scenario" not in names
-
-
-def _pg_plan(conn: Connection, read: Callable[[Connection], object]) -> str:
-    """PostgreSQL's plan of the one statement ``read`` sends."""
-    sent: list[tuple[str, Any]] = []
-
-    def _seen(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        sent.append((statement, params))
-
-    event.listen(conn, "before_cursor_execute", _seen)
-    try:
-        read(conn)
-    finally:
-        event.remove(conn, "before_cursor_execute", _seen)
-    assert len(sent) == 1, sent
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
-        cur.execute(f"EXPLAIN {sent[0][0]}", sent[0][1])
-        return " | ".join(str(row[0]) for row in cur.fetchall())
-    finally:
-        cur.close()
 
 
 def test_a_batch_reads_its_decisions_and_voters_by_key_beside_a_skewed_history(
@@ -125,10 +110,7 @@ def test_a_batch_reads_its_decisions_and_voters_by_key_beside_a_skewed_history(
     with engine.connect() as conn:
         found, voted = decisions_and_voters(conn, [*recs, "no-such-recommendation"])
         assert set(found) == set(recs) and voted == {(recs[0], "U1"), (recs[0], "U2")}
-        plan = (
-            _pg_plan(conn, lambda c: decisions_and_voters(c, recs))
-            if engine.dialect.name == "postgresql"
-            else ""
-        )
+        plan = _plan(conn, lambda c: decisions_and_voters(c, recs))
     engine.dispose()
-    assert "Seq Scan on feedback" not in plan, plan
+    # no full scan of the votes: PostgreSQL's "Seq Scan on feedback", SQLite's "SCAN feedback"
+    assert "Seq Scan on feedback" not in plan and "SCAN feedback" not in plan, plan
