@@ -7,6 +7,8 @@ Each figure is compared with its floor or peer in the same run:
              events (median of the bursts' p50/p99, 95 % interval)
   embeddings ONNX (float32, int8) against PyTorch in the same run: query p50, indexing,
              retrieval MRR on the runbook corpus's pairs.jsonl
+  statements the decision's hot select through Connection.execute, prepared, and on the
+             driver alone, hot and after a 32 MB cache sweep (5 interleaved repetitions)
   tick       one monitor tick on 1M stored votes (SQLite, PostgreSQL) while 8 writers vote
   ingest     durable feedback writes through the service: SQLite and PostgreSQL, 1 and 8
              writers, with exact final counts
@@ -31,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import embeddings, ingest, pipeline, retrain, spe_threads, tick
+from bench import embeddings, ingest, pipeline, retrain, spe_threads, statements, tick
 from bench.stats import median_ci
 from bot.governance.policies import read_policy_modules
 from bot.native import load_torch_first, one_blas_thread
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             "embeddings",
             lambda: embeddings.run(5, 8 if quick else 60, 16 if quick else 192, quick, cache),
         ),
+        ("statements", lambda: statements.run(5, 100 if quick else 300)),
         ("tick", lambda: tick.run(tmp, 50_000 if quick else 1_000_000)),
         ("ingest", lambda: ingest.run(tmp, 200 if quick else 2000)),
         ("retrain 100k", lambda: retrain.run(10_000 if quick else 100_000)),

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
 from bot.db.models import Feedback, ProcessedEvent, Recommendation
+from bot.db.prepared import Prepared
 
 _EVENTS = table_of(ProcessedEvent)
 _RECS = table_of(Recommendation)
@@ -28,6 +29,7 @@ _CLAIM = {
     .returning(_EVENTS.c.event_id)  # a row back: claimed now (rowcount is -1 on psycopg)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
+_CLAIM_ONE = {name: Prepared(claim, f"claim ({name})") for name, claim in _CLAIM.items()}
 # Public: a decision's snapshot asks it as a subquery (``recommendation_rows``).
 IS_CLAIMED = select(_EVENTS.c.event_id).where(_EVENTS.c.event_id == bindparam("id"))
 _DECISIONS = select(_RECS.c.id, _RECS.c.decision_json).where(
@@ -68,11 +70,12 @@ _HISTORY = (
     )
     .order_by(_VOTES.c.seq, _VOTES.c.id)
 )
-_RECENT_LOSSES = (
+_RECENT_LOSSES = Prepared(  # every decision reads it
     select(_VOTES.c.loss)
     .where(_VOTES.c.withdrawn.is_(False))
     .order_by(_VOTES.c.updated_at.desc())
-    .limit(bindparam("n"))
+    .limit(bindparam("n")),
+    "recent losses",
 )
 
 
@@ -98,7 +101,8 @@ def is_claimed(conn: Connection, event_id: str) -> bool:
 def claim_event(conn: Connection, event_id: str, now: dt.datetime) -> bool:
     """Mark a delivery handled; False if it already was (or a concurrent claim of the same
     id committed first)."""
-    return event_id in claim_events(conn, [event_id], now)
+    row = _CLAIM_ONE[conn.dialect.name].first(conn, {"event_id": event_id, "created_at": now})
+    return row is not None  # every incident claims one: prepared
 
 
 def claim_events(conn: Connection, event_ids: Collection[str], now: dt.datetime) -> set[str]:
@@ -157,4 +161,4 @@ def scenario_history(
 
 def recent_losses(conn: Connection, n: int = 20) -> list[float]:
     """The alignment losses of the last ``n`` current votes, oldest first."""
-    return [float(x) for x in reversed(conn.execute(_RECENT_LOSSES, {"n": n}).scalars().all())]
+    return [float(x) for x in reversed(_RECENT_LOSSES.scalars(conn, {"n": n}))]

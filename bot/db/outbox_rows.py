@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
 from bot.db.models import IncidentInbox, Recommendation
+from bot.db.prepared import Prepared
 
 _INBOX = table_of(IncidentInbox)
 _RECS = table_of(Recommendation)
@@ -23,10 +24,11 @@ def _unheld(claimed_until: ColumnElement[Any]) -> ColumnElement[bool]:
     return or_(claimed_until.is_(None), claimed_until < bindparam("now"))
 
 
-_DONE = (
+_DONE = Prepared(  # every incident from Slack runs it
     update(_INBOX)
     .where(_INBOX.c.event_id == bindparam("id"), _INBOX.c.done_at.is_(None))
-    .values(done_at=bindparam("now"))
+    .values(done_at=bindparam("now")),
+    "mark decided",
 )
 _WAITING = (
     select(_INBOX.c.event_id, _INBOX.c.incident_json)
@@ -79,7 +81,7 @@ def accept(conn: Connection, event_id: str, incident_json: str, now: dt.datetime
 
 
 def mark_decided(conn: Connection, event_id: str, now: dt.datetime) -> None:
-    conn.execute(_DONE, {"id": event_id, "now": now})
+    _DONE.run(conn, {"id": event_id, "now": now})
 
 
 def claim_waiting(

@@ -14,26 +14,32 @@ from sqlalchemy.engine import Connection
 from bot.db.engine import table_of
 from bot.db.feedback_rows import IS_CLAIMED
 from bot.db.models import AuditEntry, Incident, OperatorPrefs, Recommendation
+from bot.db.prepared import Prepared
 from bot.db.state import LIVE_MODEL, READ_MONITOR
 
 _RECS = table_of(Recommendation)
 _PREFS = table_of(OperatorPrefs)
-_INSERT_INCIDENT = insert(table_of(Incident))
-_INSERT_RECOMMENDATION = insert(_RECS)
-_INSERT_AUDIT = insert(table_of(AuditEntry))
-_ATTACH = (
+# Every recommendation runs these: prepared (``bot.db.prepared``).
+_INSERT_INCIDENT = Prepared(insert(table_of(Incident)), "insert incident")
+_INSERT_RECOMMENDATION = Prepared(insert(_RECS), "insert recommendation")
+_INSERT_AUDIT = Prepared(insert(table_of(AuditEntry)), "insert audit")
+_ATTACH = Prepared(
     update(_RECS)
     .where(_RECS.c.id == bindparam("rec_id"))
-    .values(channel=bindparam("channel"), message_ts=bindparam("ts"), post_state="posted")
+    .values(channel=bindparam("channel"), message_ts=bindparam("ts"), post_state="posted"),
+    "attach message",
 )
 _VERBOSITY = select(_PREFS.c.verbosity).where(_PREFS.c.operator_id == bindparam("op"))
 # Four single values a decision reads, as scalar subqueries of one statement: a round trip
 # through the driver costs more than any of these lookups (they are all by key).
-_SCALARS = select(
-    IS_CLAIMED.exists().label("claimed"),
-    LIVE_MODEL.limit(1).scalar_subquery(),
-    READ_MONITOR.scalar_subquery(),
-    _VERBOSITY.scalar_subquery(),
+DECISION_SCALARS = Prepared(
+    select(
+        IS_CLAIMED.exists().label("claimed"),
+        LIVE_MODEL.limit(1).scalar_subquery(),
+        READ_MONITOR.scalar_subquery(),
+        _VERBOSITY.scalar_subquery(),
+    ),
+    "decision scalars",
 )
 
 
@@ -47,7 +53,8 @@ class DecisionScalars:
 
 def decision_scalars(conn: Connection, event_id: str | None, reporter: str) -> DecisionScalars:
     """The single-valued part of a decision's snapshot, in one statement."""
-    row = conn.execute(_SCALARS, {"id": event_id or "", "op": reporter}).one()
+    row = DECISION_SCALARS.first(conn, {"id": event_id or "", "op": reporter})
+    assert row is not None  # a select of scalar subqueries has one row
     claimed, live, monitor_json, verbosity = row
     return DecisionScalars(
         claimed=bool(event_id) and bool(claimed),
@@ -63,13 +70,13 @@ def store_recommendation(
     recommendation: dict[str, Any],
     audit: dict[str, Any],
 ) -> None:
-    conn.execute(_INSERT_INCIDENT, incident)
-    conn.execute(_INSERT_RECOMMENDATION, recommendation)
-    conn.execute(_INSERT_AUDIT, audit)
+    _INSERT_INCIDENT.run(conn, incident)
+    _INSERT_RECOMMENDATION.run(conn, recommendation)
+    _INSERT_AUDIT.run(conn, audit)
 
 
 def store_message_ts(conn: Connection, rec_id: str, channel: str, message_ts: str) -> None:
-    conn.execute(_ATTACH, {"rec_id": rec_id, "channel": channel, "ts": message_ts})
+    _ATTACH.run(conn, {"rec_id": rec_id, "channel": channel, "ts": message_ts})
 
 
 def operator_verbosity(conn: Connection, operator_id: str) -> str | None:

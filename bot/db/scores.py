@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from bot.db.engine import table_of
 from bot.db.models import Feedback
+from bot.db.prepared import Prepared
 from core.feedback import FeedbackKind
 from core.scoring import Evidence, ScoringConfig, evidence_of_counts
 
@@ -23,8 +24,11 @@ Key = tuple[str, str]  # (playbook id, context key)
 _VOTES = table_of(Feedback)
 _LIVE = _VOTES.c.withdrawn.is_(False)
 _COUNTS = select(_VOTES.c.playbook_id, _VOTES.c.context_key, _VOTES.c.kind, func.count())
-_OF_CONTEXT = _COUNTS.where(_VOTES.c.context_key == bindparam("ctx"), _LIVE).group_by(
-    _VOTES.c.playbook_id, _VOTES.c.context_key, _VOTES.c.kind
+_OF_CONTEXT = Prepared(  # every decision reads it
+    _COUNTS.where(_VOTES.c.context_key == bindparam("ctx"), _LIVE).group_by(
+        _VOTES.c.playbook_id, _VOTES.c.context_key, _VOTES.c.kind
+    ),
+    "context evidence",
 )
 _OF_KEYS = _COUNTS.where(
     _VOTES.c.context_key.in_(bindparam("contexts", expanding=True)),
@@ -46,7 +50,7 @@ def context_evidence(
     conn: Connection, context_key: str, config: ScoringConfig
 ) -> dict[str, Evidence]:
     """The evidence of every playbook judged in this context (a handful), by playbook."""
-    rows = conn.execute(_OF_CONTEXT, {"ctx": context_key})
+    rows = _OF_CONTEXT.all(conn, {"ctx": context_key})
     return {pb: ev for (pb, _), ev in _fold(rows, config).items()}
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Row
 
 from bot.db.engine import table_of
 from bot.db.models import AuditEntry, BanditArm, LearningClock, ModelVersion, MonitorStateRow
+from bot.db.prepared import Prepared
 from core.bandit import BanditConfig, ThresholdBandit
 from core.monitor import (
     JudgedTick,
@@ -45,6 +46,7 @@ _WRITE_MONITOR = (
 _HISTORY_ROW = 2  # the learned monitor's tick history: read by the tick only
 _READ_HISTORY = select(_MONITOR.c.state_json).where(_MONITOR.c.id == _HISTORY_ROW)
 _READ_ARMS = select(_ARMS.c.threshold, _ARMS.c.alpha, _ARMS.c.beta).order_by(_ARMS.c.arm_index)
+_ARMS_SNAPSHOT = Prepared(_READ_ARMS, "read arms")  # every decision reads them
 _WRITE_ARM = (
     update(_ARMS)
     .where(_ARMS.c.arm_index == bindparam("i"))
@@ -122,10 +124,10 @@ def save_monitor(conn: Connection, monitor: MetaMonitor, now: dt.datetime) -> No
 def read_bandit(conn: Connection, config: BanditConfig) -> ThresholdBandit:
     """The arms' posteriors as last committed; never writes (fresh arms from (1, 1) until a
     writer has stored the configured ones)."""
-    rows = conn.execute(_READ_ARMS).all()
-    if [r.threshold for r in rows] != list(config.arms):
+    rows = _ARMS_SNAPSHOT.all(conn)
+    if [threshold for threshold, _, _ in rows] != list(config.arms):
         return ThresholdBandit(config)
-    return ThresholdBandit(config, [r.alpha for r in rows], [r.beta for r in rows])
+    return ThresholdBandit(config, [a for _, a, _ in rows], [b for _, _, b in rows])
 
 
 def load_bandit(conn: Connection, config: BanditConfig, steps: int = 0) -> ThresholdBandit:
