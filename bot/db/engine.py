@@ -7,13 +7,12 @@ PostgreSQL uses row locks (``SELECT … FOR UPDATE``) in the repository."""
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, event, exc, inspect
+from sqlalchemy import Table, event, inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -63,8 +62,8 @@ def make_engine(url: str) -> Engine:
         statement = "BEGIN" if reading else "BEGIN IMMEDIATE"
         try:
             conn.connection.dbapi_connection.execute(statement)
-        except sqlite3.Error as error:  # raised as SQLAlchemy raises it ("database is locked")
-            raise exc.DBAPIError.instance(statement, (), error, sqlite3.Error) from error
+        except BaseException as error:  # as SQLAlchemy raises it ("database is locked")
+            conn._handle_dbapi_exception(error, statement, (), None, None)
 
     return engine
 

@@ -3,14 +3,16 @@ the driver's cursor.
 
 Through ``Connection.execute`` a Core statement pays, on every execution, for its cache
 key (a walk of the whole statement tree), an execution context and a result object. On a
-cache just swept (as after an embedding), the decision's four-subquery select took 157 µs
-that way, 61 µs prepared, and 22 µs for the driver alone (``python -m bench.statements``);
+cache just swept (as after an embedding), the decision's four-subquery select took 136 µs
+that way, 50 µs prepared, and 18 µs for the driver alone (``python -m bench.statements``);
 a recommendation runs nine such statements. A ``Prepared`` statement is compiled by
 SQLAlchemy's own compiler for the connection's dialect, binds its values through its
 columns' own type processors (a datetime is stored exactly as the ORM stores it) and
 converts results the same way; it runs inside the transaction the ``Connection`` holds,
-beginning it as ``Connection.execute`` would. Everything off the hot paths stays plain
-SQLAlchemy.
+beginning it as ``Connection.execute`` would; cursor events fire and errors go through
+SQLAlchemy's own handling (its exception classes, invalidation of a lost connection).
+What it does not do: echo logging, expanding ``IN`` lists, Python-side column defaults
+(compiling refuses the last two). Everything off the hot paths stays plain SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -57,7 +58,8 @@ class Prepared:
         self._compiled: dict[tuple[str, frozenset[str] | None], _Compiled] = {}
 
     def compiled(self, dialect: Dialect, keys: frozenset[str] | None = None) -> _Compiled:
-        key = (dialect.name, keys if isinstance(self.statement, Insert) else None)
+        driver = f"{dialect.name}+{dialect.driver}:{dialect.paramstyle}"
+        key = (driver, keys if isinstance(self.statement, Insert) else None)
         found = self._compiled.get(key)
         if found is None:  # a race compiles twice and keeps one: the same result
             found = self._compiled[key] = _compile(self.statement, dialect, key[1], self.name)
@@ -105,50 +107,34 @@ class Prepared:
         compiled = self.compiled(conn.dialect, frozenset(params))
         values = dict(compiled.fixed)
         values.update(params)
-        for name, convert in compiled.binds:
-            if name in values:
-                values[name] = convert(values[name])
-        try:
-            if compiled.positional:
-                args: Any = tuple(values[n] for n in compiled.names)
-            else:
-                args = {n: values[n] for n in compiled.names}
-        except KeyError as missing:
-            raise TypeError(f"{self.name}: no value for parameter {missing}") from None
+        missing = [n for n in compiled.names if n not in values]
+        if missing:
+            raise TypeError(f"{self.name}: no value for parameter {missing[0]!r}")
         if not conn.in_transaction():
             conn.begin()  # what Connection.execute does first: one snapshot for the block
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        # Cursor events still fire (statement logging, tracing, tests that read the SQL),
-        # with no execution context: there is none.
-        events = conn.dispatch
+        sql: str = compiled.sql
+        args: Any = None
+        cursor: Any = None
         try:
-            if events.before_cursor_execute:
-                events.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-            cursor.execute(compiled.sql, args)
-            if events.after_cursor_execute:
-                events.after_cursor_execute(conn, cursor, compiled.sql, args, None, False)
-        except conn.dialect.loaded_dbapi.Error as error:
-            cursor.close()
-            raise _wrapped(conn, error, compiled.sql, args) from error
-        except BaseException:
-            cursor.close()
-            raise
+            for name, convert in compiled.binds:
+                values[name] = convert(values[name])
+            if compiled.positional:
+                args = tuple(values[n] for n in compiled.names)
+            else:
+                args = {n: values[n] for n in compiled.names}
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            # Cursor events still fire, with no execution context (there is none); a
+            # listener registered with retval=True may rewrite the statement, as usual.
+            for listener in conn.dispatch.before_cursor_execute:
+                sql, args = listener(conn, cursor, sql, args, None, False)
+            cursor.execute(sql, args)
+            for after in conn.dispatch.after_cursor_execute:
+                after(conn, cursor, sql, args, None, False)
+        except BaseException as error:
+            # SQLAlchemy's own handling: its exception classes, handle_error listeners, a
+            # lost or interrupted connection invalidated (and the pool on a disconnect).
+            conn._handle_dbapi_exception(error, sql, args, cursor, None)
         return compiled, cursor
-
-
-def _wrapped(conn: Connection, error: Exception, sql: str, args: Any) -> exc.StatementError:
-    """A driver error as SQLAlchemy raises it from ``Connection.execute`` (an
-    ``IntegrityError`` stays one that callers catch), and a lost connection invalidated
-    so that the pool does not hand it out again."""
-    dialect = conn.dialect
-    base = dialect.loaded_dbapi.Error
-    raw = conn.connection.dbapi_connection
-    lost = dialect.is_disconnect(error, raw, None)  # type: ignore[arg-type]  # a DBAPI Error
-    if lost:
-        conn.invalidate(error)
-    return exc.DBAPIError.instance(
-        sql, args, error, base, connection_invalidated=lost, dialect=dialect
-    )
 
 
 def _compile(
@@ -164,6 +150,14 @@ def _compile(
             f"{name}: columns {sorted(defaults)} have Python-side defaults that a prepared "
             "statement does not apply; give them a value"
         )
+    unsupported = {
+        "escaped bind names": compiled.escaped_bind_names,
+        "expanding or post-compile parameters": compiled.post_compile_params,
+        "literal-execute parameters": compiled.literal_execute_params,
+    }
+    for what, found in unsupported.items():
+        if found:
+            raise ValueError(f"{name}: {what} are not supported in a prepared statement")
     positional = bool(compiled.positional)
     if positional:
         names = tuple(compiled.positiontup or ())

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
@@ -47,7 +47,8 @@ def test_rows_and_types_are_those_of_connection_execute(engine: Engine) -> None:
         assert [r[0] for r in expected] == ["ev-0", "ev-1"]  # the statement's own LIMIT 2
         assert expected[0][1] == NOW and expected[0][1].tzinfo is not None
         assert Prepared(arms).all(conn) == [(0.5, 2.5, 1.0)]
-        assert Prepared(select(select(_EVENTS.c.event_id).exists())).scalars(conn) == [True]
+        (exists,) = Prepared(select(select(_EVENTS.c.event_id).exists())).scalars(conn)
+        assert exists is True  # a bool, not SQLite's 1
         assert _EVENTS_SINCE.first(conn, {"since": NOW + dt.timedelta(days=1)}) is None
 
 
@@ -97,37 +98,60 @@ def test_bad_parameters_say_which_statement_and_which_value(engine: Engine) -> N
             _EVENTS_SINCE.all(conn, {})
         with pytest.raises(ValueError, match=r"insert event: columns \['created_at'\]"):
             _INSERT_EVENT.run(conn, {"event_id": "ev"})  # its default would not run
+        expanding = _EVENTS.c.event_id.in_(bindparam("ids", expanding=True))
+        with pytest.raises(ValueError, match="in list: expanding or post-compile parameters"):
+            Prepared(select(_EVENTS).where(expanding), "in list").all(conn, {"ids": ["a"]})
 
 
 def test_a_read_block_is_one_snapshot(engine: Engine) -> None:
     reader = read_only(engine)
+    since = Prepared(_EVENTS_SINCE.statement)  # its first result has no rows
     with reader.connect() as conn:
-        assert _EVENTS_SINCE.all(conn, {"since": NOW}) == []
+        assert since.all(conn, {"since": NOW}) == []
         assert conn.in_transaction()  # begun as Connection.execute begins it
         with engine.begin() as writer:  # commits while the read block is open
             _INSERT_EVENT.run(writer, {"event_id": "late", "created_at": NOW})
-        after = _EVENTS_SINCE.scalars(conn, {"since": NOW})
-        assert after == conn.execute(_EVENTS_SINCE.statement, {"since": NOW}).scalars().all()
+        after = since.all(conn, {"since": NOW})
+        assert after == [tuple(r) for r in conn.execute(since.statement, {"since": NOW})]
         # SQLite's snapshot holds for the block; PostgreSQL reads committed rows.
-        assert after == ([] if conn.dialect.name == "sqlite" else ["late"])
+        assert after == ([] if conn.dialect.name == "sqlite" else [("late", NOW)])
     with reader.connect() as conn:
-        assert _EVENTS_SINCE.scalars(conn, {"since": NOW}) == ["late"]
+        assert since.all(conn, {"since": NOW}) == [("late", NOW)]
 
 
-def test_cursor_events_see_the_statement(engine: Engine) -> None:
+def test_run_returns_the_drivers_row_count(engine: Engine) -> None:
+    forget = Prepared(
+        update(_EVENTS).where(_EVENTS.c.event_id == bindparam("id")).values(created_at=NOW)
+    )
+    with engine.begin() as conn:
+        _INSERT_EVENT.run(conn, {"event_id": "ev", "created_at": NOW - dt.timedelta(days=1)})
+        assert forget.run(conn, {"id": "ev"}) == 1
+        assert forget.run(conn, {"id": "other"}) == 0
+        assert _EVENTS_SINCE.all(conn, {"since": NOW}) == [("ev", NOW)]
+
+
+def test_cursor_events_see_what_connection_execute_would_send(engine: Engine) -> None:
     seen: list[tuple[str, Any]] = []
 
     def before(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
         seen.append((statement, params))
 
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        with engine.connect() as conn:
-            _EVENTS_SINCE.all(conn, {"since": NOW})
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
-    statements = [s for s, _ in seen if "processedevent" in s]
-    assert statements == [_EVENTS_SINCE.compiled(engine.dialect).sql]
+    def traced(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> tuple[str, Any]:
+        return statement + " /* traced */", params  # a retval=True listener rewrites it
+
+    def after(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
+        seen.append((statement, params))
+
+    with engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", before)
+        conn.execute(_EVENTS_SINCE.statement, {"since": NOW}).all()
+        _EVENTS_SINCE.all(conn, {"since": NOW})
+        event.listen(conn, "before_cursor_execute", traced, retval=True)
+        event.listen(conn, "after_cursor_execute", after)
+        _EVENTS_SINCE.all(conn, {"since": NOW})
+    core, prepared, rewritten, ran = seen
+    assert prepared == core  # the same SQL and the same bound values
+    assert rewritten == core and ran == (core[0] + " /* traced */", core[1])
 
 
 def test_threads_that_first_use_a_statement_together_all_get_their_rows(engine: Engine) -> None:
@@ -161,14 +185,18 @@ def test_a_writer_that_waits_too_long_gets_sqlalchemys_operational_error(tmp_pat
     """SQLite's BEGIN IMMEDIATE runs on the driver's connection (``bot.db.engine``); a
     writer that cannot get the lock in time still sees the error SQLAlchemy raises."""
     engine = make_engine(f"sqlite:///{tmp_path}/npo.db")
+    with engine.begin() as setup:
+        ProcessedEvent.metadata.create_all(setup)
     with engine.begin() as holder:
-        ProcessedEvent.metadata.create_all(holder)
+        holder.execute(insert(_EVENTS), {"event_id": "held", "created_at": NOW})
         with (
             pytest.raises(OperationalError, match="database is locked"),
             bounded_wait(engine, dt.timedelta(milliseconds=20)) as waiting,
             waiting.begin(),
         ):
             pass
-    with read_only(engine).connect() as conn:  # readers never waited: BEGIN, not IMMEDIATE
-        assert conn.execute(select(_EVENTS.c.event_id)).all() == []
+        # Readers do not wait for the writer (BEGIN, not BEGIN IMMEDIATE): a reader that
+        # waited would fail here after 20 ms instead of reading the last commit.
+        with bounded_wait(read_only(engine), dt.timedelta(milliseconds=20)) as reader:
+            assert reader.execute(select(_EVENTS.c.event_id)).all() == []
     engine.dispose()
