@@ -7,17 +7,15 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, func, select
 
 from bot.db.engine import make_engine
 from bot.db.migrate import upgrade
 from bot.db.models import Feedback
-from bot.service import FeedbackInput, IncidentInput, NPOService
+from bot.service import FeedbackInput, IncidentInput
 from core.feedback import FeedbackKind
-from core.npo import NPOConfig
-from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE
+from testkit.fakes import FakeHit, scripted_service
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -25,13 +23,7 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 def _throughput(url: str, writers: int, events: int) -> dict[str, Any]:
     upgrade(url)
     engine = make_engine(url)
-    service = NPOService(
-        engine,
-        FakeRetriever([FakeHit("pb", 0.8)]),
-        ScriptedSPE(),
-        NPOConfig(),
-        np.random.default_rng(0),
-    )
+    service = scripted_service(engine, FakeHit("pb", 0.8))
     recs = [
         service.recommend(IncidentInput(f"link errors {i}", "bench")).recommendation_id
         for i in range(events)

@@ -34,10 +34,10 @@ from bot.db.migrate import upgrade
 from bot.db.models import LearningClock
 from bot.db.scenario_code import scenario_hash
 from bot.monitoring.ticker import MonitorTicker
-from bot.service import FeedbackInput, FeedbackStatus, IncidentInput, NPOService
+from bot.service import FeedbackInput, FeedbackStatus, IncidentInput
 from core.feedback import FeedbackKind, alignment_loss, signal
 from core.npo import NPOConfig
-from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE
+from testkit.fakes import FakeHit, scripted_service
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WRITERS = 8
@@ -179,13 +179,7 @@ def _run_tick(url: str, rows: int) -> dict[str, Any]:
     with engine.begin() as conn:  # the clock row exists before the fill moves it
         if conn.execute(text("SELECT count(*) FROM learning_clock")).scalar_one() == 0:
             conn.execute(insert(table_of(LearningClock)), {"id": 1, "step": 0, "bandit_steps": 0})
-    service = NPOService(
-        engine,
-        FakeRetriever([FakeHit("pb-1", 0.8)]),
-        ScriptedSPE(),
-        NPOConfig(),
-        np.random.default_rng(0),
-    )
+    service = scripted_service(engine, FakeHit("pb-1", 0.8))
     history = service.recommend(IncidentInput("historical votes", "bench")).recommendation_id
     recs = [
         service.recommend(IncidentInput(f"link errors {i}", "bench")).recommendation_id

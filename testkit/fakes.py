@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from bot.service import NPOService
+from bot.service.unit_of_work import utcnow
+from core.npo import NPOConfig
 from core.policy import Action, PolicyVerdict, RuleHit, Verdict
 from core.scenario import Scenario
 
@@ -60,3 +67,14 @@ def row_counts(engine: Engine) -> dict[str, int]:
             t.name: int(conn.execute(select(func.count()).select_from(t)).scalar_one())
             for t in SQLModel.metadata.sorted_tables
         }
+
+
+def scripted_service(
+    engine: Engine,
+    hit: FakeHit,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> NPOService:
+    """The real service over ``engine`` with one scripted hit and an SPE that allows it:
+    for benchmarks and tests of storage, where retrieval and policy are not the subject."""
+    rng = np.random.default_rng(0)
+    return NPOService(engine, FakeRetriever([hit]), ScriptedSPE(), NPOConfig(), rng, clock=clock)

@@ -55,11 +55,12 @@ class Prepared:
     def __init__(self, statement: Executable, name: str = "") -> None:
         self.statement = statement
         self.name = name or type(statement).__name__
+        self._by_columns = isinstance(statement, Insert)  # compiled per set of columns
         self._compiled: dict[tuple[str, frozenset[str] | None], _Compiled] = {}
 
     def compiled(self, dialect: Dialect, keys: frozenset[str] | None = None) -> _Compiled:
         driver = f"{dialect.name}+{dialect.driver}:{dialect.paramstyle}"
-        key = (driver, keys if isinstance(self.statement, Insert) else None)
+        key = (driver, keys if self._by_columns else None)
         found = self._compiled.get(key)
         if found is None:  # a race compiles twice and keeps one: the same result
             found = self._compiled[key] = _compile(self.statement, dialect, key[1], self.name)
@@ -104,7 +105,7 @@ class Prepared:
             cursor.close()
 
     def _run(self, conn: Connection, params: Mapping[str, Any]) -> tuple[_Compiled, Any]:
-        compiled = self.compiled(conn.dialect, frozenset(params))
+        compiled = self.compiled(conn.dialect, frozenset(params) if self._by_columns else None)
         values = dict(compiled.fixed)
         values.update(params)
         missing = [n for n in compiled.names if n not in values]
@@ -143,8 +144,7 @@ def _compile(
     columns = sorted(keys) if keys is not None else None
     element = cast(ClauseElement, statement)
     compiled = cast(SQLCompiler, element.compile(dialect=dialect, column_keys=columns))
-    defaults = [c.key for c in getattr(compiled, "insert_prefetch", ())]
-    defaults += [c.key for c in getattr(compiled, "update_prefetch", ())]
+    defaults = [c.key for c in [*compiled.insert_prefetch, *compiled.update_prefetch]]
     if defaults:
         raise ValueError(
             f"{name}: columns {sorted(defaults)} have Python-side defaults that a prepared "

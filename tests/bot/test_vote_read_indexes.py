@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from alembic import command
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection
@@ -19,11 +18,10 @@ from bot.db.engine import make_engine
 from bot.db.feedback_rows import decisions_and_voters, recent_losses
 from bot.db.migrate import alembic_config, current_revision, upgrade
 from bot.db.scores import context_evidence, scenario_evidence
-from bot.service import FeedbackInput, IncidentInput, NPOService
+from bot.service import FeedbackInput, IncidentInput
 from core.feedback import FeedbackKind
-from core.npo import NPOConfig
 from core.scoring import ScoringConfig
-from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE
+from testkit.fakes import FakeHit, scripted_service
 
 
 def _plan(conn: Connection, read: Callable[[Connection], object]) -> str:
@@ -92,13 +90,7 @@ def test_a_batch_reads_its_decisions_and_voters_by_key_beside_a_skewed_history(
     over every vote, 210 ms a batch at a million votes)."""
     upgrade(db_url)
     engine = make_engine(db_url)
-    service = NPOService(
-        engine,
-        FakeRetriever([FakeHit("pb-1", 0.8)]),
-        ScriptedSPE(),
-        NPOConfig(),
-        np.random.default_rng(0),
-    )
+    service = scripted_service(engine, FakeHit("pb-1", 0.8))
     busy = service.recommend(IncidentInput("an old incident", "test")).recommendation_id
     recs = [
         service.recommend(IncidentInput(f"incident {i}", "test")).recommendation_id

@@ -28,7 +28,7 @@ from bot.settings import Settings
 from bot.slack.app import slack_context, web_client
 from bot.slack.outbox import deliver_pending
 from core.npo import NPOConfig
-from tests.fakes import FakeHit, FakeRetriever, ScriptedSPE
+from testkit.fakes import FakeHit, FakeRetriever, ScriptedSPE, scripted_service
 from tests.slack_fake import FakeSlackAPI, fake_slack
 
 WORKER = textwrap.dedent(
@@ -123,14 +123,7 @@ def test_a_killed_process_loses_no_acknowledged_incident_and_posts_once(
         assert waiting == ["event:Evbefore-decision"]
 
     later = dt.datetime.now(dt.UTC) + POST_LEASE + dt.timedelta(minutes=1)  # past every lease
-    service = NPOService(
-        engine,
-        FakeRetriever([FakeHit("pb", 0.9)]),
-        ScriptedSPE(),
-        NPOConfig(),
-        np.random.default_rng(0),
-        clock=lambda: later,
-    )
+    service = scripted_service(engine, FakeHit("pb", 0.9), clock=lambda: later)
     with fake_slack() as api:
         settings = Settings.model_validate(
             {"slack_bot_token": "xoxb", "slack_signing_secret": "s", "slack_api_url": api.url}
