@@ -349,8 +349,14 @@ class HttpServer:
                 finally:
                     done.set()
 
-            self._server.trigger.pull_trigger(run)
-            done.wait(5)
+            try:
+                self._server.trigger.pull_trigger(run)
+            except OSError as exc:  # its wake-up pipe is closed: nothing will run it there
+                log.warning("HTTP event loop cannot be woken (%s): closing from this thread", exc)
+                thunk()
+                return
+            if not done.wait(5):
+                log.warning("HTTP event loop did not run a shutdown step within 5 s")
         else:
             thunk()
 

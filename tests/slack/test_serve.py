@@ -7,6 +7,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from slack_bolt import App
@@ -66,6 +67,27 @@ def test_after_stop_accepting_new_connections_are_refused() -> None:
         assert server.drain(1) == []  # nothing was in flight
     finally:
         server.shutdown()
+
+
+def test_shutdown_completes_when_the_loop_can_no_longer_be_woken() -> None:
+    """The event loop's wake-up pipe closed under it (it closes with the loop's map):
+    shutting down still closes the listener and every connection, from the caller."""
+    app = App(signing_secret=SECRET, token="xoxb-t", token_verification_enabled=False)
+    server = http_server(app, "127.0.0.1", 0)
+    loop = threading.Thread(target=server.serve_forever, daemon=True)
+    loop.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    urllib.request.urlopen(f"{url}/healthz", timeout=5).close()
+    waitress: Any = server._server  # the pipe is waitress's: no public way to close it
+    closed = threading.Event()
+    waitress.trigger.pull_trigger(lambda: (waitress.trigger.close(), closed.set()))
+    assert closed.wait(5)
+    assert server.shutdown(grace=1) == []
+    with pytest.raises(urllib.error.URLError) as info:
+        urllib.request.urlopen(f"{url}/healthz", timeout=5)
+    assert isinstance(info.value.reason, ConnectionRefusedError)
+    loop.join(5)
+    assert not loop.is_alive()  # its map is empty: the loop has ended
 
 
 def test_unknown_paths_are_404(base_url: str) -> None:
