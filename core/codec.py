@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Hashable
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
@@ -25,12 +27,22 @@ def _nan_to_none(value: float) -> float | None:
     return None if value != value else value
 
 
+@functools.cache
+def _field_names(cls: Hashable) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, None for any other type: looked up once per
+    type, not on every value (``fields`` rebuilds its tuple on each call)."""
+    if isinstance(cls, type) and is_dataclass(cls):
+        return tuple(f.name for f in fields(cls))
+    return None
+
+
 def _plain(value: Any) -> Any:
     """``dataclasses.asdict`` without its deep copy of every leaf (a third of a stored
     recommendation's encoding): containers are rebuilt, leaves (numbers, strings, enums,
     datetimes) are shared, which is safe because the result is only serialised."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    names = _field_names(value.__class__)
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, tuple):

@@ -88,6 +88,12 @@ def tokenize(text: str, lexicon: Lexicon | None = None) -> list[str]:
     return terms + lexicon.concepts(found) if lexicon is not None else terms
 
 
+def query_terms(text: str, lexicon: Lexicon | None = None) -> list[str]:
+    """A query's distinct terms in a fixed order, so its scores add up the same way in
+    every process (a set's order changes with the hash seed)."""
+    return sorted(set(tokenize(text, lexicon)))
+
+
 class BM25Index:
     def __init__(
         self,
@@ -106,20 +112,26 @@ class BM25Index:
             for term, tf in counts.items():
                 postings[term].append((i, tf))
         avg = float(lengths.mean()) if self.size else 1.0
-        self._norm = k1 * (1 - b + b * lengths / max(avg, 1e-9))
-        self._postings: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], float]] = {}
+        norm = k1 * (1 - b + b * lengths / max(avg, 1e-9))
+        # Each posting's contribution depends on the document and the term only, never on
+        # the query: it is computed here once, and a query adds up the postings of its terms.
+        self._postings: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
         for term, plist in postings.items():
             docs = np.fromiter((d for d, _ in plist), dtype=np.int64, count=len(plist))
             tfs = np.fromiter((t for _, t in plist), dtype=np.float64, count=len(plist))
             idf = math.log(1 + (self.size - len(plist) + 0.5) / (len(plist) + 0.5))
-            self._postings[term] = (docs, tfs, idf)
+            self._postings[term] = (docs, idf * tfs * (k1 + 1) / (tfs + norm[docs]))
 
     def scores(self, query: str) -> npt.NDArray[np.float64]:
+        return self.scores_of(query_terms(query, self.lexicon))
+
+    def scores_of(self, terms: Sequence[str]) -> npt.NDArray[np.float64]:
+        """Scores of ``terms`` as ``query_terms`` gives them: tokenize a query once for
+        several indexes built with the same lexicon."""
         out = np.zeros(self.size)
-        for term in set(tokenize(query, self.lexicon)):
+        for term in terms:
             posting = self._postings.get(term)
-            if posting is None:
-                continue
-            docs, tfs, idf = posting
-            out[docs] += idf * tfs * (self.k1 + 1) / (tfs + self._norm[docs])
+            if posting is not None:
+                docs, weights = posting
+                out[docs] += weights
         return out

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from retrieval.bm25 import BM25Index
+from retrieval.bm25 import BM25Index, query_terms
 from retrieval.chunking import EXPANSION
 from retrieval.embeddings import Embedder
 from retrieval.lexicon import Lexicon
@@ -131,6 +131,11 @@ class Hit:
     evidence: Evidence | None = None
 
 
+# A chunk near the query: its document, its cosine, and itself when it may be shown as
+# the hit's text (None for a document's expansion chunk).
+_Near = tuple[str, float, StoredChunk | None]
+
+
 @dataclass(slots=True)
 class _Doc:
     best_cosine: float = -1.0
@@ -178,6 +183,9 @@ class HybridSearcher:
             self._vectors = self._vectors / np.maximum(norms, 1e-12)
         self._allowed: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._by_id = {c.chunk_id: c for c in self._chunks}
+        # Per chunk, what the hot loops ask of its metadata, read once here.
+        self._doc_of = [str(c.metadata.get("doc_id")) for c in self._chunks]
+        self._shown = [c.metadata.get("kind") != EXPANSION for c in self._chunks]
         self._rows_of: dict[str, list[int]] = {}
         for i, c in enumerate(self._chunks):
             self._rows_of.setdefault(str(c.metadata.get("doc_id")), []).append(i)
@@ -237,25 +245,29 @@ class HybridSearcher:
             if vector is None:  # embedded once: the lexical-only hits below reuse it
                 vector = self.embedder.embed([dense_query(query)])[0]
             rank = 0
-            for dh in self._dense(vector, statuses):
-                doc_id = str(dh.metadata["doc_id"])
+            for doc_id, cosine, shown in self._dense(vector, statuses):
                 if doc_id in excluded:
                     continue
-                doc = docs.setdefault(doc_id, _Doc())
+                doc = docs.get(doc_id)
+                if doc is None:
+                    doc = docs[doc_id] = _Doc()
                 if doc.dense_rank is None:
                     rank += 1
                     doc.dense_rank = rank
-                if doc.chunk is None and dh.metadata.get("kind") != EXPANSION:
-                    doc.chunk = self._by_id.get(dh.chunk_id)
-                doc.best_cosine = max(doc.best_cosine, dh.similarity)
+                if doc.chunk is None:
+                    doc.chunk = shown
+                if cosine > doc.best_cosine:
+                    doc.best_cosine = cosine
+        terms = query_terms(query, self.lexicon)  # the three lexical indexes share them
         if method is not Method.DENSE:
-            self._lexical(query, statuses, excluded, docs)
+            self._lexical(terms, statuses, excluded, docs)
         if method is Method.HYBRID and self.fusion is Fusion.LEARNED:
-            self._fields(query, statuses, excluded, docs)
+            self._fields(terms, statuses, excluded, docs)
         self._normalise(docs)
-        ranked = sorted(docs.items(), key=lambda kv: (-self._score(kv[1], method), kv[0]))
-        ranked = ranked[: k + 1]  # one more: the margin of the last one
-        scores = [self._score(d, method) for _, d in ranked]
+        scored = sorted(((-self._score(d, method), doc_id, d) for doc_id, d in docs.items()))
+        scored = scored[: k + 1]  # one more: the margin of the last one
+        ranked = [(doc_id, d) for _, doc_id, d in scored]
+        scores = [-negated for negated, _, _ in scored]
         for doc_id, doc in ranked[:k]:
             if doc.best_cosine <= -1.0:  # found lexically only: measure it directly
                 if vector is None:  # BM25 alone: the query is embedded once, if a hit needs it
@@ -298,36 +310,44 @@ class HybridSearcher:
         return hits
 
     def _lexical(
-        self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
+        self,
+        terms: Sequence[str],
+        statuses: Sequence[str],
+        excluded: set[str],
+        docs: dict[str, _Doc],
     ) -> None:
-        scores = self._bm25.scores(query)
+        scores = self._bm25.scores_of(terms)
         scores[~self._masks(statuses)[0]] = -1.0
-        order = np.argsort(-scores, kind="stable")[: self.depth * 2]
         rank = 0
-        for i in order:
-            if scores[i] <= 0:
-                break
-            chunk = self._chunks[int(i)]
-            doc_id = str(chunk.metadata["doc_id"])
+        top = _top_positive(scores, self.depth * 2)
+        for i, score in zip(top.tolist(), scores[top].tolist(), strict=True):
+            doc_id = self._doc_of[i]
             if doc_id in excluded:
                 continue
-            doc = docs.setdefault(doc_id, _Doc())
-            doc.best_lexical = max(doc.best_lexical, float(scores[i]))
+            doc = docs.get(doc_id)
+            if doc is None:
+                doc = docs[doc_id] = _Doc()
+            if score > doc.best_lexical:
+                doc.best_lexical = score
             if doc.lexical_rank is None:
                 rank += 1
                 doc.lexical_rank = rank
-            if doc.chunk is None and chunk.metadata.get("kind") != EXPANSION:
-                doc.chunk = chunk
+            if doc.chunk is None and self._shown[i]:
+                doc.chunk = self._chunks[i]
 
     def _fields(
-        self, query: str, statuses: Sequence[str], excluded: set[str], docs: dict[str, _Doc]
+        self,
+        terms: Sequence[str],
+        statuses: Sequence[str],
+        excluded: set[str],
+        docs: dict[str, _Doc],
     ) -> None:
         """Title and heading matches: every candidate gets both, and the best titles join."""
         allowed = self._masks(statuses)[1]
-        titles = np.where(allowed, self._titles.scores(query), 0.0)
-        headings = np.where(allowed, self._headings.scores(query), 0.0)
-        for i in np.argsort(-titles, kind="stable")[: self.title_depth]:
-            if titles[i] > 0 and self._doc_ids[int(i)] not in excluded:
+        titles = np.where(allowed, self._titles.scores_of(terms), 0.0)
+        headings = np.where(allowed, self._headings.scores_of(terms), 0.0)
+        for i in _top_positive(titles, self.title_depth):
+            if self._doc_ids[int(i)] not in excluded:
                 docs.setdefault(self._doc_ids[int(i)], _Doc())
         top_t, top_h = float(titles.max(initial=0.0)), float(headings.max(initial=0.0))
         for doc_id, doc in docs.items():
@@ -346,8 +366,8 @@ class HybridSearcher:
             self._allowed[key] = masks
         return masks
 
-    def _dense(self, vec: np.ndarray, statuses: Sequence[str]) -> list[DenseHit]:
-        """The nearest chunks whose status is allowed.
+    def _dense(self, vec: np.ndarray, statuses: Sequence[str]) -> list[_Near]:
+        """The nearest chunks whose status is allowed, nearest first.
 
         Up to ``exact_limit`` chunks, the vectors held in memory are scored exactly (one
         matrix-vector product, cheaper than Chroma's query at that size and never
@@ -365,11 +385,18 @@ class HybridSearcher:
         for hit in hits:
             chunk = self._by_id.get(hit.chunk_id)
             if chunk is None or str(chunk.metadata.get("status", "")) not in allowed:
-                return self.store.query(vec, self.depth, {"status": {"$in": list(statuses)}})
-            kept.append(DenseHit(hit.chunk_id, hit.similarity, chunk.metadata))
+                return [
+                    self._near(h)
+                    for h in self.store.query(vec, self.depth, {"status": {"$in": list(statuses)}})
+                ]
+            kept.append(self._near(DenseHit(hit.chunk_id, hit.similarity, chunk.metadata)))
         return kept
 
-    def _dense_exact(self, vec: np.ndarray, statuses: Sequence[str]) -> list[DenseHit]:
+    def _near(self, hit: DenseHit) -> _Near:
+        shown = None if hit.metadata.get("kind") == EXPANSION else self._by_id.get(hit.chunk_id)
+        return str(hit.metadata["doc_id"]), hit.similarity, shown
+
+    def _dense_exact(self, vec: np.ndarray, statuses: Sequence[str]) -> list[_Near]:
         assert self._vectors is not None
         allowed = self._masks(statuses)[0]
         n = min(self.depth, int(allowed.sum()))
@@ -382,8 +409,8 @@ class HybridSearcher:
         top = np.argpartition(-sims, n - 1)[:n]
         top = top[np.argsort(-sims[top], kind="stable")]
         return [
-            DenseHit(self._chunks[i].chunk_id, float(sims[i]), self._chunks[i].metadata)
-            for i in top.tolist()
+            (self._doc_of[i], cosine, self._chunks[i] if self._shown[i] else None)
+            for i, cosine in zip(top.tolist(), sims[top].tolist(), strict=True)
         ]
 
     def _normalise(self, docs: dict[str, _Doc]) -> None:
@@ -424,3 +451,11 @@ class HybridSearcher:
         if not rows or self._vectors is None:
             return 0.0
         return float(np.max(self._vectors[rows] @ vector))
+
+
+def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:
+    """The indexes of the ``n`` highest positive scores, highest first, ties in index
+    order: what a stable sort of all the scores gives, sorting only the few that matched
+    a query term (most score 0)."""
+    matched = np.flatnonzero(scores > 0)
+    return matched[np.argsort(-scores[matched], kind="stable")[:n]]
