@@ -264,7 +264,7 @@ class HybridSearcher:
         if method is Method.HYBRID and self.fusion is Fusion.LEARNED:
             self._fields(terms, statuses, excluded, docs)
         self._normalise(docs)
-        scored = sorted(((-self._score(d, method), doc_id, d) for doc_id, d in docs.items()))
+        scored = sorted((-self._score(d, method), doc_id, d) for doc_id, d in docs.items())
         scored = scored[: k + 1]  # one more: the margin of the last one
         ranked = [(doc_id, d) for _, doc_id, d in scored]
         scores = [-negated for negated, _, _ in scored]
