@@ -80,7 +80,12 @@ def test_shutdown_completes_when_the_loop_can_no_longer_be_woken() -> None:
     urllib.request.urlopen(f"{url}/healthz", timeout=5).close()
     waitress: Any = server._server  # the pipe is waitress's: no public way to close it
     closed = threading.Event()
-    waitress.trigger.pull_trigger(lambda: (waitress.trigger.close(), closed.set()))
+
+    def close_the_pipe() -> None:  # on the loop's thread, as waitress closes it
+        waitress.trigger.close()
+        closed.set()
+
+    waitress.trigger.pull_trigger(close_the_pipe)
     assert closed.wait(5)
     assert server.shutdown(grace=1) == []
     with pytest.raises(urllib.error.URLError) as info:
