@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 from collections.abc import Hashable
 from dataclasses import asdict, fields, is_dataclass
-from typing import Any
+from typing import Any, cast
 
 from core.bandit import ArmChoice
 from core.decision import (
@@ -40,7 +40,7 @@ def _plain(value: Any) -> Any:
     """``dataclasses.asdict`` without its deep copy of every leaf (a third of a stored
     recommendation's encoding): containers are rebuilt, leaves (numbers, strings, enums,
     datetimes) are shared, which is safe because the result is only serialised."""
-    names = _field_names(value.__class__)
+    names = _field_names(cast(Hashable, type(value)))
     if names is not None:
         return {name: _plain(getattr(value, name)) for name in names}
     if isinstance(value, list):

@@ -102,7 +102,7 @@ class BM25Index:
         b: float = 0.75,
         lexicon: Lexicon | None = None,
     ) -> None:
-        self.k1, self.b, self.lexicon = k1, b, lexicon
+        self.lexicon = lexicon  # k1 and b are baked into the postings' weights
         self.size = len(texts)
         lengths = np.zeros(self.size)
         postings: dict[str, list[tuple[int, int]]] = defaultdict(list)

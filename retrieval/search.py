@@ -149,6 +149,65 @@ class _Doc:
     chunk: StoredChunk | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What a search reads besides the store, built by ``refresh`` from the stored chunks.
+
+    Row ``i`` of every per-chunk field is chunk ``i``; ``allowed`` caches the status masks
+    per set of statuses (filled as searches ask for them).
+    """
+
+    chunks: list[StoredChunk]
+    vectors: np.ndarray | None  # unit rows: a dot product is the cosine Chroma gives
+    by_id: dict[str, StoredChunk]
+    doc_of: list[str]  # per chunk: its document
+    shown: list[bool]  # per chunk: may be shown as a hit's text (not an expansion chunk)
+    status: np.ndarray
+    bm25: BM25Index
+    rows_of: dict[str, list[int]]  # per document: its chunks' rows in chunk order
+    doc_ids: list[str]  # one row per document for the field indexes
+    doc_index: dict[str, int]
+    doc_first: list[StoredChunk]
+    doc_status: np.ndarray
+    titles: BM25Index
+    headings: BM25Index
+    allowed: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]]
+
+
+def _build_index(chunks: list[StoredChunk], vectors: np.ndarray | None, lexicon: Lexicon) -> _Index:
+    if vectors is not None:
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    doc_of = [str(c.metadata.get("doc_id")) for c in chunks]
+    rows_of: dict[str, list[int]] = {}
+    for i, doc_id in enumerate(doc_of):
+        rows_of.setdefault(doc_id, []).append(i)
+    for rows in rows_of.values():  # chunk order, the expansion chunk last
+        rows.sort(key=lambda i: int(chunks[i].metadata.get("chunk", 0)))
+    doc_ids = sorted(rows_of)
+    first = [chunks[rows_of[d][0]] for d in doc_ids]
+    headings = [
+        " \n".join(dict.fromkeys(str(chunks[i].metadata.get("section", "")) for i in rows_of[d]))
+        for d in doc_ids
+    ]
+    return _Index(
+        chunks=chunks,
+        vectors=vectors,
+        by_id={c.chunk_id: c for c in chunks},
+        doc_of=doc_of,
+        shown=[c.metadata.get("kind") != EXPANSION for c in chunks],
+        status=np.array([str(c.metadata.get("status", "")) for c in chunks]),
+        bm25=BM25Index([c.text for c in chunks], lexicon=lexicon),
+        rows_of=rows_of,
+        doc_ids=doc_ids,
+        doc_index={d: i for i, d in enumerate(doc_ids)},
+        doc_first=first,
+        doc_status=np.array([str(c.metadata.get("status", "")) for c in first]),
+        titles=BM25Index([str(c.metadata.get("title", "")) for c in first], lexicon=lexicon),
+        headings=BM25Index(headings, lexicon=lexicon),
+        allowed={},
+    )
+
+
 class HybridSearcher:
     """Holds the lexical indexes of the store's chunks; ``refresh`` after every ingest."""
 
@@ -177,52 +236,20 @@ class HybridSearcher:
         self.refresh()
 
     def refresh(self) -> None:
-        self._chunks, self._vectors = self.store.all_with_vectors()
-        if self._vectors is not None:  # unit rows: a dot product is the cosine Chroma gives
-            norms = np.linalg.norm(self._vectors, axis=1, keepdims=True)
-            self._vectors = self._vectors / np.maximum(norms, 1e-12)
-        self._allowed: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self._by_id = {c.chunk_id: c for c in self._chunks}
-        # Per chunk, what the hot loops ask of its metadata, read once here.
-        self._doc_of = [str(c.metadata.get("doc_id")) for c in self._chunks]
-        self._shown = [c.metadata.get("kind") != EXPANSION for c in self._chunks]
-        self._rows_of: dict[str, list[int]] = {}
-        for i, c in enumerate(self._chunks):
-            self._rows_of.setdefault(str(c.metadata.get("doc_id")), []).append(i)
-        for rows in self._rows_of.values():  # chunk order, the expansion chunk last
-            rows.sort(key=lambda i: int(self._chunks[i].metadata.get("chunk", 0)))
-        self._bm25 = BM25Index([c.text for c in self._chunks], lexicon=self.lexicon)
-        self._status = np.array([str(c.metadata.get("status", "")) for c in self._chunks])
-        # One row per document for the field indexes: its title and its headings.
-        self._doc_ids = sorted(self._rows_of)
-        self._doc_index = {d: i for i, d in enumerate(self._doc_ids)}
-        first = [self._chunks[self._rows_of[d][0]] for d in self._doc_ids]
-        self._doc_first = first
-        self._doc_status = np.array([str(c.metadata.get("status", "")) for c in first])
-        self._titles = BM25Index(
-            [str(c.metadata.get("title", "")) for c in first], lexicon=self.lexicon
-        )
-        self._headings = BM25Index(
-            [
-                " \n".join(
-                    dict.fromkeys(
-                        str(self._chunks[i].metadata.get("section", "")) for i in self._rows_of[d]
-                    )
-                )
-                for d in self._doc_ids
-            ],
-            lexicon=self.lexicon,
-        )
+        """Rebuild the in-memory indexes from the store. Searches running meanwhile keep
+        the index they started with: the new one is published in one assignment."""
+        self._index = _build_index(*self.store.all_with_vectors(), self.lexicon)
 
     @property
     def documents(self) -> dict[str, list[StoredChunk]]:
         """The indexed chunks of each document, in chunk order."""
+        ix = self._index
         return {
             d: sorted(
-                (self._chunks[i] for i in self._rows_of[d]),
+                (ix.chunks[i] for i in ix.rows_of[d]),
                 key=lambda c: int(c.metadata.get("chunk", 0)),
             )
-            for d in self._doc_ids
+            for d in ix.doc_ids
         }
 
     def search(
@@ -236,8 +263,9 @@ class HybridSearcher:
     ) -> list[Hit]:
         """Top ``k`` documents whose status is in ``statuses`` (only vetted by default);
         ``exclude`` removes documents from the candidates (leave-one-out calibration)."""
+        ix = self._index  # one snapshot for the whole search, whatever refresh does
         query = normalise_query(query)
-        if not query or not self._chunks:
+        if not query or not ix.chunks:
             return []
         excluded = set(exclude)
         docs: dict[str, _Doc] = {}
@@ -245,7 +273,7 @@ class HybridSearcher:
             if vector is None:  # embedded once: the lexical-only hits below reuse it
                 vector = self.embedder.embed([dense_query(query)])[0]
             rank = 0
-            for doc_id, cosine, shown in self._dense(vector, statuses):
+            for doc_id, cosine, shown in self._dense(ix, vector, statuses):
                 if doc_id in excluded:
                     continue
                 doc = docs.get(doc_id)
@@ -258,11 +286,12 @@ class HybridSearcher:
                     doc.chunk = shown
                 if cosine > doc.best_cosine:
                     doc.best_cosine = cosine
-        terms = query_terms(query, self.lexicon)  # the three lexical indexes share them
+        # One tokenization for the three lexical indexes (body, titles, headings).
+        terms = query_terms(query, self.lexicon) if method is not Method.DENSE else []
         if method is not Method.DENSE:
-            self._lexical(terms, statuses, excluded, docs)
+            self._lexical(ix, terms, statuses, excluded, docs)
         if method is Method.HYBRID and self.fusion is Fusion.LEARNED:
-            self._fields(terms, statuses, excluded, docs)
+            self._fields(ix, terms, statuses, excluded, docs)
         self._normalise(docs)
         scored = sorted((-self._score(d, method), doc_id, d) for doc_id, d in docs.items())
         scored = scored[: k + 1]  # one more: the margin of the last one
@@ -272,7 +301,7 @@ class HybridSearcher:
             if doc.best_cosine <= -1.0:  # found lexically only: measure it directly
                 if vector is None:  # BM25 alone: the query is embedded once, if a hit needs it
                     vector = self.embedder.embed([dense_query(query)])[0]
-                doc.best_cosine = self._cosine(doc_id, vector)
+                doc.best_cosine = self._cosine(ix, doc_id, vector)
         evidence = [
             Evidence(
                 rank=position,
@@ -291,7 +320,7 @@ class HybridSearcher:
         probabilities = self.calibration.probabilities(evidence) if evidence else []
         hits = []
         for (doc_id, doc), ev, p in zip(ranked[:k], evidence, probabilities, strict=True):
-            best = doc.chunk or self._doc_first[self._doc_index[doc_id]]
+            best = doc.chunk or ix.doc_first[ix.doc_index[doc_id]]
             meta = best.metadata
             hits.append(
                 Hit(
@@ -311,17 +340,18 @@ class HybridSearcher:
 
     def _lexical(
         self,
+        ix: _Index,
         terms: Sequence[str],
         statuses: Sequence[str],
         excluded: set[str],
         docs: dict[str, _Doc],
     ) -> None:
-        scores = self._bm25.scores_of(terms)
-        scores[~self._masks(statuses)[0]] = -1.0
+        scores = ix.bm25.scores_of(terms)
+        scores[~self._masks(ix, statuses)[0]] = -1.0
         rank = 0
         top = _top_positive(scores, self.depth * 2)
         for i, score in zip(top.tolist(), scores[top].tolist(), strict=True):
-            doc_id = self._doc_of[i]
+            doc_id = ix.doc_of[i]
             if doc_id in excluded:
                 continue
             doc = docs.get(doc_id)
@@ -332,41 +362,42 @@ class HybridSearcher:
             if doc.lexical_rank is None:
                 rank += 1
                 doc.lexical_rank = rank
-            if doc.chunk is None and self._shown[i]:
-                doc.chunk = self._chunks[i]
+            if doc.chunk is None and ix.shown[i]:
+                doc.chunk = ix.chunks[i]
 
     def _fields(
         self,
+        ix: _Index,
         terms: Sequence[str],
         statuses: Sequence[str],
         excluded: set[str],
         docs: dict[str, _Doc],
     ) -> None:
         """Title and heading matches: every candidate gets both, and the best titles join."""
-        allowed = self._masks(statuses)[1]
-        titles = np.where(allowed, self._titles.scores_of(terms), 0.0)
-        headings = np.where(allowed, self._headings.scores_of(terms), 0.0)
+        allowed = self._masks(ix, statuses)[1]
+        titles = np.where(allowed, ix.titles.scores_of(terms), 0.0)
+        headings = np.where(allowed, ix.headings.scores_of(terms), 0.0)
         for i in _top_positive(titles, self.title_depth):
-            if self._doc_ids[int(i)] not in excluded:
-                docs.setdefault(self._doc_ids[int(i)], _Doc())
+            if ix.doc_ids[int(i)] not in excluded:
+                docs.setdefault(ix.doc_ids[int(i)], _Doc())
         top_t, top_h = float(titles.max(initial=0.0)), float(headings.max(initial=0.0))
         for doc_id, doc in docs.items():
-            i = self._doc_index.get(doc_id)
+            i = ix.doc_index.get(doc_id)
             if i is None:
                 continue
             doc.title_norm = float(titles[i]) / top_t if top_t > 0 else 0.0
             doc.headings_norm = float(headings[i]) / top_h if top_h > 0 else 0.0
 
-    def _masks(self, statuses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _masks(self, ix: _Index, statuses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Which chunks and which documents have an allowed status (kept per status set)."""
         key = tuple(sorted(set(statuses)))
-        masks = self._allowed.get(key)
+        masks = ix.allowed.get(key)
         if masks is None:
-            masks = (np.isin(self._status, key), np.isin(self._doc_status, key))
-            self._allowed[key] = masks
+            masks = (np.isin(ix.status, key), np.isin(ix.doc_status, key))
+            ix.allowed[key] = masks
         return masks
 
-    def _dense(self, vec: np.ndarray, statuses: Sequence[str]) -> list[_Near]:
+    def _dense(self, ix: _Index, vec: np.ndarray, statuses: Sequence[str]) -> list[_Near]:
         """The nearest chunks whose status is allowed, nearest first.
 
         Up to ``exact_limit`` chunks, the vectors held in memory are scored exactly (one
@@ -377,39 +408,39 @@ class HybridSearcher:
         (or unknown here) does the filtered query run, which keeps the answer exactly
         that of the filtered query.
         """
-        if self._vectors is not None and len(self._chunks) <= self.exact_limit:
-            return self._dense_exact(vec, statuses)
+        if ix.vectors is not None and len(ix.chunks) <= self.exact_limit:
+            return self._dense_exact(ix, vec, statuses)
         allowed = set(statuses)
         hits = self.store.query(vec, self.depth, metadata=False)
         kept = []
         for hit in hits:
-            chunk = self._by_id.get(hit.chunk_id)
+            chunk = ix.by_id.get(hit.chunk_id)
             if chunk is None or str(chunk.metadata.get("status", "")) not in allowed:
                 return [
-                    self._near(h)
+                    self._near(ix, h)
                     for h in self.store.query(vec, self.depth, {"status": {"$in": list(statuses)}})
                 ]
-            kept.append(self._near(DenseHit(hit.chunk_id, hit.similarity, chunk.metadata)))
+            kept.append(self._near(ix, DenseHit(hit.chunk_id, hit.similarity, chunk.metadata)))
         return kept
 
-    def _near(self, hit: DenseHit) -> _Near:
-        shown = None if hit.metadata.get("kind") == EXPANSION else self._by_id.get(hit.chunk_id)
+    def _near(self, ix: _Index, hit: DenseHit) -> _Near:
+        shown = None if hit.metadata.get("kind") == EXPANSION else ix.by_id.get(hit.chunk_id)
         return str(hit.metadata["doc_id"]), hit.similarity, shown
 
-    def _dense_exact(self, vec: np.ndarray, statuses: Sequence[str]) -> list[_Near]:
-        assert self._vectors is not None
-        allowed = self._masks(statuses)[0]
+    def _dense_exact(self, ix: _Index, vec: np.ndarray, statuses: Sequence[str]) -> list[_Near]:
+        assert ix.vectors is not None
+        allowed = self._masks(ix, statuses)[0]
         n = min(self.depth, int(allowed.sum()))
         if n < 1:
             return []
         unit = np.asarray(vec, dtype=np.float32)
         unit = unit / max(float(np.linalg.norm(unit)), 1e-12)
-        sims = self._vectors @ unit
+        sims = ix.vectors @ unit
         sims[~allowed] = -np.inf
         top = np.argpartition(-sims, n - 1)[:n]
         top = top[np.argsort(-sims[top], kind="stable")]
         return [
-            (self._doc_of[i], cosine, self._chunks[i] if self._shown[i] else None)
+            (ix.doc_of[i], cosine, ix.chunks[i] if ix.shown[i] else None)
             for i, cosine in zip(top.tolist(), sims[top].tolist(), strict=True)
         ]
 
@@ -445,12 +476,12 @@ class HybridSearcher:
             )
         return self.dense_weight * dense + lexical
 
-    def _cosine(self, doc_id: str, vector: np.ndarray) -> float:
+    def _cosine(self, ix: _Index, doc_id: str, vector: np.ndarray) -> float:
         """Best cosine of the query vector with the document's stored chunk vectors."""
-        rows = self._rows_of.get(doc_id, [])
-        if not rows or self._vectors is None:
+        rows = ix.rows_of.get(doc_id, [])
+        if not rows or ix.vectors is None:
             return 0.0
-        return float(np.max(self._vectors[rows] @ vector))
+        return float(np.max(ix.vectors[rows] @ vector))
 
 
 def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:

@@ -339,8 +339,14 @@ class HttpServer:
 
     def _in_loop(self, thunk: Callable[[], None]) -> None:
         """Run ``thunk`` on the event loop's thread (waitress's channels are not
-        thread-safe), or here when the loop is not running."""
-        if self._running.is_set() and not self._stopped.is_set():
+        thread-safe), or here when the loop is not running or can no longer be woken
+        (its wake-up pipe is closed: a write to its old descriptor number could land in
+        whatever file reused it, so it is not attempted)."""
+        trigger = self._server.trigger
+        if not self._running.is_set() or self._stopped.is_set():
+            thunk()
+            return
+        if not getattr(trigger, "_closed", False):
             done = threading.Event()
 
             def run() -> None:
@@ -350,15 +356,15 @@ class HttpServer:
                     done.set()
 
             try:
-                self._server.trigger.pull_trigger(run)
-            except OSError as exc:  # its wake-up pipe is closed: nothing will run it there
-                log.warning("HTTP event loop cannot be woken (%s): closing from this thread", exc)
-                thunk()
+                trigger.pull_trigger(run)
+            except OSError:  # closed in between
+                pass
+            else:
+                if not done.wait(5):
+                    log.warning("HTTP event loop did not run a shutdown step within 5 s")
                 return
-            if not done.wait(5):
-                log.warning("HTTP event loop did not run a shutdown step within 5 s")
-        else:
-            thunk()
+        log.warning("HTTP event loop cannot be woken (its pipe is closed): closing from here")
+        thunk()
 
     def _busy(self) -> bool:
         """A request queued, running, or its response not yet flushed to the client."""
