@@ -242,15 +242,9 @@ class HybridSearcher:
 
     @property
     def documents(self) -> dict[str, list[StoredChunk]]:
-        """The indexed chunks of each document, in chunk order."""
+        """The indexed chunks of each document, in chunk order (``rows_of`` keeps it)."""
         ix = self._index
-        return {
-            d: sorted(
-                (ix.chunks[i] for i in ix.rows_of[d]),
-                key=lambda c: int(c.metadata.get("chunk", 0)),
-            )
-            for d in ix.doc_ids
-        }
+        return {d: [ix.chunks[i] for i in ix.rows_of[d]] for d in ix.doc_ids}
 
     def search(
         self,
